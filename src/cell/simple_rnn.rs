@@ -1,0 +1,25 @@
+//! SimpleRNN: `h = a(x W + h U + b)` (Keras `SimpleRNNCell`, Elman 1990).
+
+use super::DirectionViews;
+use crate::format::Activation;
+use crate::kernels::{init_bias, matvec_acc_f32};
+use crate::math;
+
+pub(crate) fn step(
+    activation: Activation,
+    w: &DirectionViews<'_>,
+    x: &[f32],
+    h: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let units = h.len();
+    let Some(pre) = scratch.get_mut(..units) else {
+        return;
+    };
+    init_bias(w.bias, pre);
+    matvec_acc_f32(w.kernel, x, pre);
+    matvec_acc_f32(w.recurrent_kernel, h, pre);
+    for (hv, &p) in h.iter_mut().zip(pre.iter()) {
+        *hv = math::apply(activation, p);
+    }
+}

@@ -1,0 +1,289 @@
+//! The model blob (`.ern`): its written specification and the one checked view over its bytes.
+//!
+//! # Layout (format version 1)
+//!
+//! All integers are little-endian. A blob is a fixed 32-byte preamble, the postcard-encoded
+//! [`Header`], zero padding, and the weight section:
+//!
+//! | offset | size | field | rule |
+//! |---:|---:|---|---|
+//! | 0 | 4 | magic | `b"ERNN"` |
+//! | 4 | 2 | format version | [`FORMAT_VERSION`] (= 1) |
+//! | 6 | 2 | flags | 0 (reserved) |
+//! | 8 | 4 | total length | bytes in the blob, preamble included |
+//! | 12 | 4 | header length | postcard bytes starting at offset 32 |
+//! | 16 | 4 | weight offset | multiple of [`WEIGHT_ALIGN`], `>= 32 + header length` |
+//! | 20 | 4 | weight length | bytes, multiple of 4; `weight offset + weight length = total length` |
+//! | 24 | 4 | CRC-32 | IEEE CRC-32 of all `total length` bytes with this field read as zero |
+//! | 28 | 4 | reserved | 0 |
+//! | 32 | h | header | postcard encoding of [`Header`] (the schema is in [`header`]) |
+//! | 32 + h | .. | padding | zeros up to the weight offset |
+//! | weight offset | w | weights | f32 little-endian tensors, each at a 4-byte aligned offset |
+//!
+//! Weight matrices are row-major with one row per output unit (the transpose of Keras'
+//! `kernel`), gates stacked in Keras order: LSTM i, f, c, o; GRU z, r, h. Importers from ONNX and
+//! PyTorch reorder gates to this order.
+//!
+//! # Worked example
+//!
+//! The Keras "textbook" model `SimpleRNN(1, activation="relu")` on 2 features, kernel
+//! `[[1], [2]]`... (any model) serialises as:
+//!
+//! ```text
+//! 45 52 4e 4e  01 00  00 00  <total u32> <header_len u32> <weight_off u32> <weight_len u32>
+//! <crc u32> 00 00 00 00
+//! <header: 00 (F32) 02 (input_features) 01 (one layer) 00 (Recurrent) 00 (SimpleRnn) 01 (units)
+//!  01 (Relu) 03 (Sigmoid) 01 (return_sequences) 00 (go_backwards) 00 (no Bidirectional)
+//!  00 02 (kernel: offset 0, len 2) 08 01 (recurrent: offset 8, len 1) 01 0c 01 (bias) 00 (no
+//!  recurrent bias) 00 (no backward)>
+//! <zeros to a 16-byte boundary> <kernel 2 x f32> <recurrent 1 x f32> <bias 1 x f32>
+//! ```
+//!
+//! The byte-exact version of this example is checked by `tests/format.rs`.
+//!
+//! # Versioning
+//!
+//! Readers accept exactly the versions they know ([`FORMAT_VERSION`]) and refuse any other with
+//! [`LoadError::UnsupportedVersion`]: a blob never runs with a meaning its writer did not intend.
+//! Any change to the preamble, the header schema or the weight layout bumps the version; a
+//! writer emits the oldest version that can express the model, so old firmware keeps loading
+//! new blobs of old models.
+//!
+//! # What the format does not promise
+//!
+//! It is not a container for training state, not self-describing beyond what inference needs
+//! (no layer names), and not stable across major versions. The checksum detects corruption, not
+//! tampering: sign blobs outside the format if they come over the air from untrusted places.
+
+pub mod crc32;
+pub mod header;
+
+pub use header::{
+    Activation, Cell, DType, DenseLayer, DirectionWeights, Header, Layer, Merge, RecurrentLayer,
+    TensorRef,
+};
+
+use crate::error::{sat_u32, LoadError};
+
+/// The first four bytes of every blob.
+pub const MAGIC: [u8; 4] = *b"ERNN";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the fixed preamble.
+pub const PREAMBLE_LEN: usize = 32;
+/// Alignment of the weight section's offset within the blob, so SIMD kernels can use aligned
+/// loads when the blob itself is aligned (see [`Aligned`]).
+pub const WEIGHT_ALIGN: usize = 16;
+/// Byte offset of the CRC field in the preamble.
+pub const CRC_OFFSET: usize = 24;
+
+/// A byte array aligned to 16 bytes, for blobs in flash or RAM.
+///
+/// `&Aligned<[u8; N]>` coerces to `&Aligned<[u8]>`; [`crate::include_blob!`] builds one from a
+/// file at compile time.
+#[repr(C, align(16))]
+pub struct Aligned<B: ?Sized>(pub B);
+
+/// Embeds a blob file in the binary at a 16-byte aligned address, as a `&'static [u8]`.
+///
+/// ```ignore
+/// static MODEL: &[u8] = edgernn::include_blob!("model.ern");
+/// ```
+#[macro_export]
+macro_rules! include_blob {
+    ($path:expr) => {{
+        static ALIGNED: &$crate::format::Aligned<[u8]> =
+            &$crate::format::Aligned(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}
+
+/// The preamble fields, read without any checks beyond length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preamble {
+    pub version: u16,
+    pub flags: u16,
+    pub total_len: u32,
+    pub header_len: u32,
+    pub weight_offset: u32,
+    pub weight_len: u32,
+    pub crc: u32,
+    pub reserved: u32,
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    match bytes.get(at..at + 2) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    match bytes.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+impl Preamble {
+    /// Parses the fixed preamble.
+    ///
+    /// # Errors
+    /// [`LoadError::Truncated`] when `bytes` is shorter than [`PREAMBLE_LEN`],
+    /// [`LoadError::BadMagic`] when the magic is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<Self, LoadError> {
+        if bytes.len() < PREAMBLE_LEN {
+            return Err(LoadError::Truncated {
+                needed: PREAMBLE_LEN as u32,
+                found: sat_u32(bytes.len()),
+            });
+        }
+        if bytes.get(..4) != Some(&MAGIC[..]) {
+            return Err(LoadError::BadMagic);
+        }
+        Ok(Self {
+            version: read_u16(bytes, 4),
+            flags: read_u16(bytes, 6),
+            total_len: read_u32(bytes, 8),
+            header_len: read_u32(bytes, 12),
+            weight_offset: read_u32(bytes, 16),
+            weight_len: read_u32(bytes, 20),
+            crc: read_u32(bytes, CRC_OFFSET),
+            reserved: read_u32(bytes, 28),
+        })
+    }
+
+    /// Writes the preamble's 32 bytes (with the CRC field as given).
+    pub fn to_bytes(&self) -> [u8; PREAMBLE_LEN] {
+        let mut out = [0u8; PREAMBLE_LEN];
+        let fields: [(usize, &[u8]); 8] = [
+            (4, &self.version.to_le_bytes()),
+            (6, &self.flags.to_le_bytes()),
+            (8, &self.total_len.to_le_bytes()),
+            (12, &self.header_len.to_le_bytes()),
+            (16, &self.weight_offset.to_le_bytes()),
+            (20, &self.weight_len.to_le_bytes()),
+            (CRC_OFFSET, &self.crc.to_le_bytes()),
+            (28, &self.reserved.to_le_bytes()),
+        ];
+        out[..4].copy_from_slice(&MAGIC);
+        for (at, value) in fields {
+            out[at..at + value.len()].copy_from_slice(value);
+        }
+        out
+    }
+}
+
+/// The CRC-32 of a blob, computed with the CRC field read as zero.
+///
+/// Returns 0 for slices shorter than the preamble (they are refused before this matters).
+pub fn blob_crc(blob: &[u8]) -> u32 {
+    let (Some(before), Some(after)) = (blob.get(..CRC_OFFSET), blob.get(CRC_OFFSET + 4..)) else {
+        return 0;
+    };
+    let mut crc = crc32::Crc32::new();
+    crc.update(before);
+    crc.update(&[0; 4]);
+    crc.update(after);
+    crc.finish()
+}
+
+/// A blob whose preamble, checksum and header have been checked: the single entry point for
+/// untrusted bytes. Layer shapes and weight bounds are checked by [`crate::Model::from_bytes`],
+/// which builds on this view.
+#[derive(Debug, Clone)]
+pub struct Blob<'a> {
+    header: Header,
+    weights: &'a [u8],
+    total_len: usize,
+}
+
+impl<'a> Blob<'a> {
+    /// Checks magic, version, reserved fields, section layout, alignment and CRC, and decodes the
+    /// header. Bytes after the declared total length are ignored (flash pages are often padded).
+    ///
+    /// # Errors
+    /// The first failed check, as a [`LoadError`].
+    ///
+    /// # Panics
+    /// Never.
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        let pre = Preamble::parse(bytes)?;
+        if pre.version != FORMAT_VERSION {
+            return Err(LoadError::UnsupportedVersion { found: pre.version });
+        }
+        if pre.flags != 0 || pre.reserved != 0 {
+            return Err(LoadError::ReservedNotZero);
+        }
+        let total = pre.total_len as usize;
+        if bytes.len() < total {
+            return Err(LoadError::Truncated {
+                needed: pre.total_len,
+                found: sat_u32(bytes.len()),
+            });
+        }
+        let blob = bytes.get(..total).ok_or(LoadError::BadLayout)?;
+        let header_end = PREAMBLE_LEN
+            .checked_add(pre.header_len as usize)
+            .ok_or(LoadError::BadLayout)?;
+        let weight_offset = pre.weight_offset as usize;
+        let weight_end = weight_offset
+            .checked_add(pre.weight_len as usize)
+            .ok_or(LoadError::BadLayout)?;
+        if weight_offset < header_end
+            || weight_offset % WEIGHT_ALIGN != 0
+            || pre.weight_len % 4 != 0
+            || weight_end != total
+        {
+            return Err(LoadError::BadLayout);
+        }
+        let stored = pre.crc;
+        let computed = blob_crc(blob);
+        if stored != computed && !cfg!(fuzzing) {
+            return Err(LoadError::ChecksumMismatch { stored, computed });
+        }
+        let padding = blob
+            .get(header_end..weight_offset)
+            .ok_or(LoadError::BadLayout)?;
+        if padding.iter().any(|&b| b != 0) {
+            return Err(LoadError::BadLayout);
+        }
+        let weights = blob.get(weight_offset..).ok_or(LoadError::BadLayout)?;
+        if (weights.as_ptr() as usize) % 4 != 0 {
+            return Err(LoadError::MisalignedWeights);
+        }
+        let header_bytes = blob
+            .get(PREAMBLE_LEN..header_end)
+            .ok_or(LoadError::BadLayout)?;
+        let (header, rest) = postcard::take_from_bytes::<Header>(header_bytes)
+            .map_err(|_| LoadError::HeaderDecode)?;
+        if !rest.is_empty() {
+            return Err(LoadError::HeaderDecode);
+        }
+        Ok(Self {
+            header,
+            weights,
+            total_len: total,
+        })
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The weight section.
+    pub fn weights(&self) -> &'a [u8] {
+        self.weights
+    }
+
+    /// Bytes of the blob (its declared total length).
+    pub fn len(&self) -> usize {
+        self.total_len
+    }
+
+    /// Always false: a checked blob has at least a preamble.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}

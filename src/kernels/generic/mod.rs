@@ -1,0 +1,56 @@
+//! Portable scalar reference kernels. Every other kernel is tested against these.
+
+use super::F32View;
+
+/// `y[r] += sum_c W[r, c] * x[c]`, summing each row left to right in one f32 accumulator and
+/// adding it to `y[r]` last. That fixed order is what makes results reproducible: streaming and
+/// sequence calls run this same code, so they agree bit for bit.
+pub fn matvec_acc_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
+    let cols = x.len();
+    if cols == 0 {
+        return;
+    }
+    let Some(row_bytes) = cols.checked_mul(4) else {
+        return;
+    };
+    for (out, row) in y.iter_mut().zip(w.as_bytes().chunks_exact(row_bytes)) {
+        let mut acc = 0.0f32;
+        for (wb, &xv) in row.chunks_exact(4).zip(x) {
+            acc += f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]) * xv;
+        }
+        *out += acc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le_bytes(values: &[f32]) -> std::vec::Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn matches_nalgebra_over_shapes() {
+        for rows in 0..9usize {
+            for cols in 0..13usize {
+                let w: std::vec::Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+                    .collect();
+                let x: std::vec::Vec<f32> = (0..cols).map(|i| (i as f32 - 3.0) / 4.0).collect();
+                let bytes = le_bytes(&w);
+                let mut y = std::vec![0.25f32; rows];
+                matvec_acc_f32(F32View::new(&bytes), &x, &mut y);
+                let m = nalgebra::DMatrix::from_row_slice(rows, cols, &w);
+                let v = nalgebra::DVector::from_column_slice(&x);
+                let expected = m * v;
+                for r in 0..rows {
+                    assert!(
+                        (y[r] - 0.25 - expected[r]).abs() < 1e-5,
+                        "{rows}x{cols} row {r}"
+                    );
+                }
+            }
+        }
+    }
+}

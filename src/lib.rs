@@ -1,0 +1,103 @@
+//! # edgernn: recurrent neural networks on microcontrollers, exactly
+//!
+//! edgernn runs fixed-size SimpleRNN, LSTM and GRU models (stacked, bidirectional, with Dense
+//! heads) from a checked model blob, one sensor sample at a time or a whole window at once.
+//!
+//! ## Promises
+//!
+//! * **No heap.** The crate is `#![no_std]` without `alloc`. Weights are read in place from the
+//!   blob (in flash on an MCU); state and scratch are slices the caller owns, with sizes the
+//!   model reports ([`Model::state_len`], [`Model::step_scratch_len`],
+//!   [`Model::sequence_scratch_len`]).
+//! * **No panics on untrusted bytes or numbers.** A blob goes through one checked view
+//!   ([`format::Blob::new_checked`], used by [`Model::from_bytes`]) that validates magic,
+//!   version, checksum, every shape, offset and size; afterwards no call panics. Bad slices
+//!   passed to a run call return a [`RunError`] and leave the state untouched. Non-finite inputs
+//!   propagate (NaN in gives NaN out) rather than being clamped.
+//! * **Exact state streaming.** [`Model::step`] advances caller-owned state by one time step;
+//!   stepping a window gives bit-identical results to [`Model::run_sequence`] on it. The state
+//!   is plain `f32` data that can be saved and restored (across a deep sleep, say).
+//! * **Keras semantics.** Results match Keras 3 within `|got - expected| / max(1, |expected|)
+//!   < 1e-5` on the golden vectors in `tests/golden`.
+//!
+//! ## Supported
+//!
+//! | layer | options |
+//! |---|---|
+//! | SimpleRNN | activation tanh, relu, sigmoid, hard_sigmoid, linear; `use_bias`; `return_sequences`; `go_backwards` |
+//! | LSTM | `activation` and `recurrent_activation` each tanh, sigmoid, hard_sigmoid, relu, linear; as above |
+//! | GRU | `reset_after` true (Keras 3, PyTorch, ONNX `linear_before_reset=1`) and false; as above |
+//! | Bidirectional | around any of the above; merge concat, sum, mul, ave (needs the whole window) |
+//! | Dense | linear, relu, tanh, sigmoid, hard_sigmoid, softmax; applied per step on sequences |
+//!
+//! | element type | status |
+//! |---|---|
+//! | f32 | supported |
+//! | int8 weights, full int8 / int16 | not yet (planned) |
+//!
+//! ## Not supported
+//!
+//! Masking, variable-length batches (each call runs one sequence; loop for batches), attention,
+//! peephole LSTMs, `unroll` (irrelevant at inference), stateful training, and a Bidirectional
+//! wrapper around a `go_backwards` layer. Stepping a model with a Bidirectional or
+//! `go_backwards` layer is an error ([`RunError::NotStreamable`]), never a wrong answer.
+//!
+//! ## Layers of the crate
+//!
+//! ### [`format`]: the blob and its checked view
+//! The byte layout, version rule and CRC, written as a spec in the module docs.
+//!
+//! ### [`model`]: layer plans, state, the step and sequence calls
+//! [`Model`] validates a [`format::Header`] against the weight section once and then runs.
+//!
+//! ### [`cell`]: the math of one step
+//! SimpleRNN, LSTM, GRU (both reset variants) and Dense, with equations cited from Keras.
+//!
+//! ### [`kernels`]: matrix-vector products
+//! A generic scalar reference, always compiled; per-architecture kernels override it.
+//!
+//! ### [`math`]: activations
+//! Keras 3 definitions on `f32`, via `libm`.
+//!
+//! ## Example
+//!
+//! ```
+//! # fn demo(blob: &[u8]) -> Result<(), Box<dyn core::error::Error>> {
+//! use edgernn::Model;
+//!
+//! let model = Model::from_bytes(blob)?;
+//! let mut state = [0f32; 64];
+//! let mut scratch = [0f32; 256];
+//! let mut out = [0f32; 8];
+//! let state = &mut state[..model.state_len()];
+//! for sample in [[0.1f32, 0.2, 0.3], [0.4, 0.5, 0.6]] {
+//!     model.step(&sample, state, &mut scratch, &mut out)?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Crate features
+//!
+//! * `defmt`: `defmt::Format` for errors and public enums, for logging on MCUs. Adds the `defmt`
+//!   crate; costs nothing unless something is logged.
+
+#![no_std]
+#![deny(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod cell;
+mod error;
+pub mod format;
+pub mod kernels;
+pub mod math;
+pub mod model;
+
+pub use error::{LoadError, RunError};
+pub use model::{LayerKind, LayerSummary, Model};
+
+/// Most layers a model may have.
+pub const MAX_LAYERS: usize = 16;
+/// Largest width (input features, units, or a concatenated Bidirectional output) of any layer.
+pub const MAX_WIDTH: usize = 4096;

@@ -1,0 +1,7 @@
+//! Host-side tools for edgernn: build blobs, read and write arrays, run and inspect models.
+
+#![forbid(unsafe_code)]
+
+pub mod blob_file;
+pub mod builder;
+// pub mod io;
