@@ -26,20 +26,27 @@
 //!
 //! # Worked example
 //!
-//! The Keras "textbook" model `SimpleRNN(1, activation="relu")` on 2 features, kernel
-//! `[[1], [2]]`... (any model) serialises as:
+//! The textbook model `SimpleRNN(1, activation="relu", return_sequences=True)` on 2 features,
+//! kernel `[[2], [3]]`, recurrent kernel `[[-0.1]]`, bias `[0]`, is these 100 bytes (checked
+//! byte for byte by `tests/format.rs`):
 //!
 //! ```text
-//! 45 52 4e 4e  01 00  00 00  <total u32> <header_len u32> <weight_off u32> <weight_len u32>
-//! <crc u32> 00 00 00 00
-//! <header: 00 (F32) 02 (input_features) 01 (one layer) 00 (Recurrent) 00 (SimpleRnn) 01 (units)
-//!  01 (Relu) 03 (Sigmoid) 01 (return_sequences) 00 (go_backwards) 00 (no Bidirectional)
-//!  00 02 (kernel: offset 0, len 2) 08 01 (recurrent: offset 8, len 1) 01 0c 01 (bias) 00 (no
-//!  recurrent bias) 00 (no backward)>
-//! <zeros to a 16-byte boundary> <kernel 2 x f32> <recurrent 1 x f32> <bias 1 x f32>
+//! 0x00  45 52 4e 4e | 01 00 | 00 00 | 64 00 00 00 | 14 00 00 00    "ERNN", v1, flags, total 100, header 20
+//! 0x10  40 00 00 00 | 24 00 00 00 | 06 bb 64 e8 | 00 00 00 00      weights at 64, 36 bytes, CRC, reserved
+//! 0x20  00 02 01 00 00 01 01 03 01 00 00 00 02 10 01 01            header (postcard)
+//! 0x30  20 01 00 00 | 00 .. 00                                     header end, zero padding
+//! 0x40  00 00 00 40  00 00 40 40 | 00 x 8                          kernel row [2.0, 3.0], pad
+//! 0x50  cd cc cc bd | 00 x 12                                      recurrent kernel [-0.1], pad
+//! 0x60  00 00 00 00                                                bias [0.0]
 //! ```
 //!
-//! The byte-exact version of this example is checked by `tests/format.rs`.
+//! The header bytes read: dtype `F32` (0), `input_features` 2, one layer, `Layer::Recurrent`
+//! (0), `Cell::SimpleRnn` (0), `units` 1, activation `Relu` (1), recurrent activation
+//! `Sigmoid` (3, unused by SimpleRNN), `return_sequences` 1, `go_backwards` 0, no
+//! Bidirectional (0), kernel `{offset 0, len 2}`, recurrent kernel `{offset 16, len 1}`, bias
+//! `Some({offset 32, len 1})`, no recurrent bias (0), no backward weights (0). Postcard writes
+//! integers as LEB128 varints, enums as their variant index and `Option` as 0 / 1 + value.
+//! Each tensor starts at a 16-byte offset in the weight section.
 //!
 //! # Versioning
 //!
