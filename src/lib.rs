@@ -101,3 +101,8 @@ pub use model::{LayerKind, LayerSummary, Model};
 pub const MAX_LAYERS: usize = 16;
 /// Largest width (input features, units, or a concatenated Bidirectional output) of any layer.
 pub const MAX_WIDTH: usize = 4096;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

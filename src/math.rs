@@ -14,14 +14,8 @@ pub fn sigmoid(x: f32) -> f32 {
 /// Keras 3 `hard_sigmoid`: `clip(x / 6 + 0.5, 0, 1)` (= `relu6(x + 3) / 6`).
 #[inline]
 pub fn hard_sigmoid(x: f32) -> f32 {
-    let y = x / 6.0 + 0.5;
-    if y < 0.0 {
-        0.0
-    } else if y > 1.0 {
-        1.0
-    } else {
-        y
-    }
+    // `clamp` keeps NaN as NaN.
+    (x / 6.0 + 0.5).clamp(0.0, 1.0)
 }
 
 /// `max(x, 0)`, written so that NaN propagates.

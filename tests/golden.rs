@@ -160,3 +160,19 @@ fn layerwise_path_equals_streaming_path() {
         assert_eq!(run(true), run(false), "{}", case.name);
     }
 }
+
+/// The demo model in `tools/demo` is the golden `lstm_dense_softmax3_u16_f3` case; the
+/// committed blob must be what the builder writes today. `EDGERNN_BLESS=1` rewrites it.
+#[test]
+fn committed_demo_blob_is_current() {
+    let case = common::keras_case(&common::golden_dir().join("lstm_dense_softmax3_u16_f3.json"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/lstm_classifier.ern");
+    if std::env::var_os("EDGERNN_BLESS").is_some() {
+        std::fs::write(&path, &case.blob).unwrap();
+    }
+    let committed = std::fs::read(&path).expect("tools/demo/lstm_classifier.ern");
+    assert!(
+        committed == case.blob,
+        "stale demo blob: rerun with EDGERNN_BLESS=1"
+    );
+}

@@ -238,8 +238,8 @@ impl<'a> Blob<'a> {
             .checked_add(pre.weight_len as usize)
             .ok_or(LoadError::BadLayout)?;
         if weight_offset < header_end
-            || weight_offset % WEIGHT_ALIGN != 0
-            || pre.weight_len % 4 != 0
+            || !weight_offset.is_multiple_of(WEIGHT_ALIGN)
+            || !pre.weight_len.is_multiple_of(4)
             || weight_end != total
         {
             return Err(LoadError::BadLayout);
@@ -256,7 +256,7 @@ impl<'a> Blob<'a> {
             return Err(LoadError::BadLayout);
         }
         let weights = blob.get(weight_offset..).ok_or(LoadError::BadLayout)?;
-        if (weights.as_ptr() as usize) % 4 != 0 {
+        if !(weights.as_ptr() as usize).is_multiple_of(4) {
             return Err(LoadError::MisalignedWeights);
         }
         let header_bytes = blob

@@ -21,7 +21,7 @@ impl<'a> Ctx<'a> {
             return Err(LoadError::WeightShape { layer: self.layer });
         }
         let bounds = LoadError::WeightBounds { layer: self.layer };
-        if t.offset % 4 != 0 {
+        if !t.offset.is_multiple_of(4) {
             return Err(bounds);
         }
         let start = t.offset as usize;

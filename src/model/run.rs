@@ -16,7 +16,7 @@ fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
     }
 }
 
-fn need<'s>(buf: &'s mut [f32], needed: usize) -> Result<&'s mut [f32], RunError> {
+fn need(buf: &mut [f32], needed: usize) -> Result<&mut [f32], RunError> {
     let found = buf.len();
     buf.get_mut(..needed).ok_or(RunError::ScratchTooSmall {
         needed: sat_u32(needed),

@@ -300,7 +300,7 @@ pub fn torch_case(path: &Path) -> GoldenCase {
             units: hidden,
             activation: act,
             recurrent_activation: Activation::Sigmoid,
-            return_sequences: !(last && !head.is_null()),
+            return_sequences: !last || head.is_null(),
             go_backwards: false,
             bidirectional: None,
         };

@@ -69,7 +69,7 @@ impl ModelBuilder {
 
     /// Appends a tensor to the weight section at a 16-byte aligned offset.
     fn push_tensor(&mut self, values: &[f32]) -> Result<TensorRef> {
-        while self.weights.len() % WEIGHT_ALIGN != 0 {
+        while !self.weights.len().is_multiple_of(WEIGHT_ALIGN) {
             self.weights.push(0);
         }
         let offset = u32::try_from(self.weights.len()).context("weight section above 4 GiB")?;

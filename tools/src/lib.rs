@@ -4,4 +4,5 @@
 
 pub mod blob_file;
 pub mod builder;
-// pub mod io;
+pub mod cli;
+pub mod io;

@@ -1,1 +1,101 @@
-fn main() {}
+//! `edgernn`: inspect and run edgernn model blobs.
+//!
+//! Every failure prints `error: <file>: <what went wrong>` and exits 2 for bad input, 1 for an
+//! internal failure; outputs are written atomically.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use edgernn_tools::cli::{self, Failure};
+
+#[derive(Parser)]
+#[command(
+    name = "edgernn",
+    version,
+    about = "Run recurrent neural networks from edgernn model blobs"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's layers, shapes, parameters and memory needs.
+    Inspect {
+        /// The model blob (.ern).
+        model: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a model on an input file and print or save its output.
+    Run {
+        /// The model blob (.ern).
+        model: PathBuf,
+        /// Input: .npy float32 [batch, time, features] or [time, features], or a CSV with one
+        /// sequence (rows = time steps, columns = features, header optional).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output file (.npy or .csv); printed as CSV on stdout when absent.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Feed the input one time step at a time through the streaming API (same numbers as
+        /// the sequence call, bit for bit).
+        #[arg(long)]
+        stream: bool,
+        /// Stream and output the model's output after every time step, [batch, time, width].
+        #[arg(long)]
+        per_step: bool,
+        /// Compare the output with this .npy (e.g. what Keras computed) and fail unless every
+        /// value is within the tolerance.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Tolerance for --expect: |got - expected| / max(1, |expected|) must stay below it.
+        #[arg(long, default_value_t = 1e-5)]
+        tolerance: f32,
+    },
+}
+
+fn main() -> ExitCode {
+    cli::install_panic_hook();
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Inspect { model, json } => cli::inspect::run(&model, json),
+        Command::Run {
+            model,
+            input,
+            output,
+            stream,
+            per_step,
+            expect,
+            tolerance,
+        } => cli::run::run(&cli::run::RunOptions {
+            model,
+            input,
+            output,
+            stream,
+            per_step,
+            expect,
+            tolerance,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Mismatch(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(message)) => {
+            eprintln!("error: internal: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
