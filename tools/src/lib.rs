@@ -5,4 +5,5 @@
 pub mod blob_file;
 pub mod builder;
 pub mod cli;
+pub mod import;
 pub mod io;
