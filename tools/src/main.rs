@@ -32,6 +32,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a Keras (.keras, .h5) or ONNX (.onnx) model to an edgernn blob.
+    Import {
+        /// The model file.
+        model: PathBuf,
+        /// The blob to write (.ern).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run a model and compare with the expected output (e.g. the framework's own); exits 1
+    /// when any value is outside the tolerance.
+    Verify {
+        /// The model blob (.ern).
+        model: PathBuf,
+        /// Input .npy (or .csv), [batch, time, features].
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected output .npy, in the model's output shape.
+        #[arg(long)]
+        expected: PathBuf,
+        /// |got - expected| / max(1, |expected|) must stay below this.
+        #[arg(long, default_value_t = 1e-5)]
+        tol: f32,
+        /// Input and expected output are [time, batch, ...] (PyTorch batch_first=False).
+        #[arg(long)]
+        time_major: bool,
+    },
     /// Run a model on an input file and print or save its output.
     Run {
         /// The model blob (.ern).
@@ -65,6 +91,20 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Inspect { model, json } => cli::inspect::run(&model, json),
+        Command::Import { model, output } => cli::import::run(&model, &output),
+        Command::Verify {
+            model,
+            input,
+            expected,
+            tol,
+            time_major,
+        } => cli::verify::run(&cli::verify::VerifyOptions {
+            model,
+            input,
+            expected,
+            tolerance: tol,
+            time_major,
+        }),
         Command::Run {
             model,
             input,

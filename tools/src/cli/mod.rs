@@ -1,7 +1,9 @@
 //! The command implementations behind the `edgernn` binary.
 
+pub mod import;
 pub mod inspect;
 pub mod run;
+pub mod verify;
 
 use std::fmt::Display;
 use std::path::Path;

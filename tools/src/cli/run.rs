@@ -27,7 +27,7 @@ fn extension(path: &Path) -> String {
 }
 
 /// The input as `[batch, time, features]`, and whether the file had a batch axis.
-fn read_input(path: &Path) -> Result<(Array, bool), Failure> {
+pub(crate) fn read_input(path: &Path) -> Result<(Array, bool), Failure> {
     let array = match extension(path).as_str() {
         "npy" => io::npy::read_npy(path)?,
         "csv" => io::csv_table::read_csv_matrix(path)?.1,
@@ -50,11 +50,34 @@ fn read_input(path: &Path) -> Result<(Array, bool), Failure> {
     }
 }
 
-/// Runs one sequence and returns the output rows (`[rows, width]` flattened).
-fn run_one(model: &Model<'_>, xs: &[f32], opts: &RunOptions) -> Result<Vec<f32>, String> {
+/// How to feed a window to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// One sequence call.
+    Sequence,
+    /// One `step()` per time step; output as the sequence call shapes it.
+    Stream,
+    /// One `step()` per time step; the output after every step.
+    PerStep,
+}
+
+impl Feed {
+    fn of(opts: &RunOptions) -> Self {
+        if opts.per_step {
+            Self::PerStep
+        } else if opts.stream {
+            Self::Stream
+        } else {
+            Self::Sequence
+        }
+    }
+}
+
+/// Runs one sequence from a zero state and returns the output rows (`[rows, width]` flattened).
+pub(crate) fn run_one(model: &Model<'_>, xs: &[f32], feed: Feed) -> Result<Vec<f32>, String> {
     let steps = xs.len() / model.input_features();
     let mut state = vec![0.0; model.state_len()];
-    if !(opts.stream || opts.per_step) {
+    if feed == Feed::Sequence {
         let scratch_len = model.sequence_scratch_len(steps).ok_or("window too long")?;
         let out_len = model.output_len(steps).ok_or("window too long")?;
         let mut scratch = vec![0.0; scratch_len];
@@ -72,7 +95,7 @@ fn run_one(model: &Model<'_>, xs: &[f32], opts: &RunOptions) -> Result<Vec<f32>,
         model
             .step(x, &mut state, &mut scratch, &mut y)
             .map_err(|e| e.to_string())?;
-        if opts.per_step || model.output_is_sequence() || t + 1 == steps {
+        if feed == Feed::PerStep || model.output_is_sequence() || t + 1 == steps {
             out.extend_from_slice(&y);
         }
     }
@@ -118,7 +141,7 @@ pub fn run(opts: &RunOptions) -> Result<(), Failure> {
     let width = model.output_width();
     let mut data = Vec::new();
     for (b, xs) in input.data.chunks_exact(steps * features).enumerate() {
-        let out = run_one(&model, xs, opts)
+        let out = run_one(&model, xs, Feed::of(opts))
             .map_err(|e| Failure::input(&opts.input, format!("batch item {b}: {e}")))?;
         data.extend_from_slice(&out);
     }
@@ -134,53 +157,13 @@ pub fn run(opts: &RunOptions) -> Result<(), Failure> {
     let result = Array::new(shape, data)?;
     write_output(opts.output.as_deref(), &result)?;
     match &opts.expect {
-        Some(path) => compare(path, &result, opts.tolerance),
+        Some(path) => {
+            let expected = io::npy::read_npy(path)?;
+            let report = super::verify::compare(path, &expected, &result)?;
+            report.print(path, "output", opts.tolerance);
+            report.verdict(path, opts.tolerance)
+        }
         None => Ok(()),
-    }
-}
-
-/// Checks the output against a reference array with the golden files' rule
-/// `|got - expected| / max(1, |expected|) < tolerance`.
-fn compare(path: &Path, result: &Array, tolerance: f32) -> Result<(), Failure> {
-    let expected = io::npy::read_npy(path)?;
-    if expected.data.len() != result.data.len() {
-        return Err(Failure::input(
-            path,
-            format!(
-                "shape {:?} does not match the output shape {:?}",
-                expected.shape, result.shape
-            ),
-        ));
-    }
-    let mut max_abs = 0.0f32;
-    let mut max_scaled = 0.0f32;
-    for (&g, &e) in result.data.iter().zip(&expected.data) {
-        let abs = (g - e).abs();
-        // NaN on either side counts as a mismatch.
-        let scaled = if abs.is_nan() {
-            f32::INFINITY
-        } else {
-            abs / e.abs().max(1.0)
-        };
-        max_abs = max_abs.max(abs);
-        max_scaled = max_scaled.max(scaled);
-    }
-    let verdict = if max_scaled < tolerance {
-        "ok"
-    } else {
-        "MISMATCH"
-    };
-    eprintln!(
-        "compared with {}: max abs error {max_abs:.3e}, max scaled error {max_scaled:.3e} (tolerance {tolerance:e}): {verdict}",
-        path.display()
-    );
-    if max_scaled < tolerance {
-        Ok(())
-    } else {
-        Err(Failure::Mismatch(format!(
-            "{}: output differs from the expected values beyond the tolerance",
-            path.display()
-        )))
     }
 }
 
