@@ -30,8 +30,8 @@ pub enum LoadError {
     MisalignedWeights,
     /// The postcard header could not be decoded, or has bytes left over.
     HeaderDecode,
-    /// The header's element type is not one this build runs.
-    UnsupportedDType,
+    /// Quantization parameters are missing, out of range, or present in the wrong mode.
+    BadQuantization { layer: u8 },
     /// No layers, or more than [`crate::MAX_LAYERS`].
     LayerCount { found: u32 },
     /// A width (features or units) is zero or above [`crate::MAX_WIDTH`].
@@ -68,7 +68,12 @@ impl fmt::Display for LoadError {
                 f.write_str("weight section is not 4-byte aligned in memory")
             }
             Self::HeaderDecode => f.write_str("model header could not be decoded"),
-            Self::UnsupportedDType => f.write_str("unsupported weight type"),
+            Self::BadQuantization { layer } => {
+                write!(
+                    f,
+                    "layer {layer}: invalid or missing quantization parameters"
+                )
+            }
             Self::LayerCount { found } => write!(
                 f,
                 "model has {found} layers; 1 to {} are supported",
@@ -123,6 +128,9 @@ pub enum RunError {
     EmptySequence,
     /// A size computation overflowed `usize` (absurd step count).
     TooLarge,
+    /// The state/scratch element type does not fit the model: `i32` buffers for the integer
+    /// modes, `f32` otherwise.
+    BufferType,
 }
 
 impl fmt::Display for RunError {
@@ -145,6 +153,9 @@ impl fmt::Display for RunError {
             ),
             Self::EmptySequence => f.write_str("sequence has zero time steps"),
             Self::TooLarge => f.write_str("sequence too long for this platform's address space"),
+            Self::BufferType => f.write_str(
+                "state and scratch must be i32 for integer-mode models and f32 otherwise",
+            ),
         }
     }
 }

@@ -93,6 +93,7 @@ pub mod format;
 pub mod kernels;
 pub mod math;
 pub mod model;
+pub mod quant;
 
 pub use error::{LoadError, RunError};
 pub use model::{LayerKind, LayerSummary, Model};

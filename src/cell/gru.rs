@@ -12,7 +12,7 @@
 //! ```
 
 use super::{CellSpec, DirectionViews};
-use crate::kernels::{init_bias, matvec_acc_f32};
+use crate::kernels::{init_bias, matvec_acc};
 use crate::math;
 
 pub(crate) fn step(
@@ -33,14 +33,14 @@ pub(crate) fn step(
     let (zx, rest) = scratch.split_at_mut(3 * units);
     let (zh, _) = rest.split_at_mut(3 * units);
     init_bias(w.bias, zx);
-    matvec_acc_f32(w.kernel, x, zx);
+    matvec_acc(&w.kernel, x, zx);
     let (a, ra) = (spec.activation, spec.recurrent_activation);
 
     let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
     let (zx_z, zx_r) = zx_zr.split_at_mut(units);
     if reset_after {
         init_bias(w.recurrent_bias, zh);
-        matvec_acc_f32(w.recurrent_kernel, h, zh);
+        matvec_acc(&w.recurrent_kernel, h, zh);
         let (zh_zr, zh_h) = zh.split_at(2 * units);
         let (zh_z, zh_r) = zh_zr.split_at(units);
         let lanes = h
@@ -62,14 +62,14 @@ pub(crate) fn step(
         let (reset_h, _) = rest.split_at_mut(units);
         let recurrent_zr = w
             .recurrent_kernel
-            .slice(0, 2 * units * units)
+            .rows(0, 2 * units, units)
             .unwrap_or_default();
         let recurrent_h = w
             .recurrent_kernel
-            .slice(2 * units * units, units * units)
+            .rows(2 * units, units, units)
             .unwrap_or_default();
         zh_zr.fill(0.0);
-        matvec_acc_f32(recurrent_zr, h, zh_zr);
+        matvec_acc(&recurrent_zr, h, zh_zr);
         let (zh_z, zh_r) = zh_zr.split_at(units);
         for ((((xz, xr), &hz), &hr), (rh, &hv)) in zx_z
             .iter_mut()
@@ -82,7 +82,7 @@ pub(crate) fn step(
             *xr = math::apply(ra, *xr + hr);
             *rh = *xr * hv;
         }
-        matvec_acc_f32(recurrent_h, reset_h, zx_h);
+        matvec_acc(&recurrent_h, reset_h, zx_h);
         for ((hv, &z), &xh) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
             let cand = math::apply(a, xh);
             *hv = z * *hv + (1.0 - z) * cand;

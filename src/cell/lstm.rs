@@ -8,7 +8,7 @@
 //! ```
 
 use super::{CellSpec, DirectionViews};
-use crate::kernels::{init_bias, matvec_acc_f32};
+use crate::kernels::{init_bias, matvec_acc};
 use crate::math;
 
 pub(crate) fn step(
@@ -27,8 +27,8 @@ pub(crate) fn step(
         return;
     };
     init_bias(w.bias, z);
-    matvec_acc_f32(w.kernel, x, z);
-    matvec_acc_f32(w.recurrent_kernel, h, z);
+    matvec_acc(&w.kernel, x, z);
+    matvec_acc(&w.recurrent_kernel, h, z);
     let mut gates = z.chunks_exact(units);
     let (Some(zi), Some(zf), Some(zc), Some(zo)) =
         (gates.next(), gates.next(), gates.next(), gates.next())

@@ -7,18 +7,19 @@
 pub mod dense;
 pub mod gru;
 pub mod lstm;
+pub mod quantized;
 pub mod simple_rnn;
 
 use crate::format::{Activation, Cell};
-use crate::kernels::F32View;
+use crate::kernels::{F32View, Matrix};
 
 /// The weights of one direction, as views into the blob.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DirectionViews<'a> {
     /// `[gates * units, input_width]`.
-    pub kernel: F32View<'a>,
+    pub kernel: Matrix<'a>,
     /// `[gates * units, units]`.
-    pub recurrent_kernel: F32View<'a>,
+    pub recurrent_kernel: Matrix<'a>,
     /// `[gates * units]`.
     pub bias: Option<F32View<'a>>,
     /// `[gates * units]`, GRU `reset_after` only.

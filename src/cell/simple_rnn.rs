@@ -2,7 +2,7 @@
 
 use super::DirectionViews;
 use crate::format::Activation;
-use crate::kernels::{init_bias, matvec_acc_f32};
+use crate::kernels::{init_bias, matvec_acc};
 use crate::math;
 
 pub(crate) fn step(
@@ -17,8 +17,8 @@ pub(crate) fn step(
         return;
     };
     init_bias(w.bias, pre);
-    matvec_acc_f32(w.kernel, x, pre);
-    matvec_acc_f32(w.recurrent_kernel, h, pre);
+    matvec_acc(&w.kernel, x, pre);
+    matvec_acc(&w.recurrent_kernel, h, pre);
     for (hv, &p) in h.iter_mut().zip(pre.iter()) {
         *hv = math::apply(activation, p);
     }

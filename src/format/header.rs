@@ -7,15 +7,47 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::quant::fixed::Requant;
 use crate::MAX_LAYERS;
 
-/// Element type of the weights and of the arithmetic.
+/// How weights are stored and how the arithmetic runs (see [`crate::quant`]).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum DType {
-    /// IEEE-754 binary32, little-endian in the blob.
+pub enum QuantMode {
+    /// f32 weights and arithmetic.
     F32,
+    /// int8 weights with one f32 scale per output row; f32 activations, state and arithmetic.
+    Int8Weights,
+    /// Integer only: int8 activations, int8 weights, wide accumulators, Q0.15 gates, int16 cell
+    /// state.
+    Int8,
+    /// Integer only with int16 activations and state and int8 weights.
+    Int16,
+}
+
+impl QuantMode {
+    /// Whether the arithmetic is integer-only.
+    pub const fn is_integer(self) -> bool {
+        matches!(self, Self::Int8 | Self::Int16)
+    }
+
+    /// Range of activation codes in the integer modes.
+    pub const fn activation_range(self) -> (i32, i32) {
+        match self {
+            Self::Int16 => (i16::MIN as i32, i16::MAX as i32),
+            _ => (i8::MIN as i32, i8::MAX as i32),
+        }
+    }
+}
+
+/// Affine quantization of an activation tensor: `real = (code - zero_point) * scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QParams {
+    /// Positive and finite.
+    pub scale: f32,
+    /// Within the mode's code range.
+    pub zero_point: i32,
 }
 
 /// Element-wise activation functions, with Keras 3 definitions.
@@ -92,7 +124,15 @@ pub struct TensorRef {
 ///
 /// Matrices are stored row-major with one row per output (gate unit), i.e. the transpose of
 /// Keras' `kernel` and the same as ONNX `W`/`R` with Keras' gate order, so a matrix-vector
-/// product reads each row contiguously.
+/// product reads each row contiguously. Element types depend on the [`QuantMode`]:
+///
+/// | field | `F32` | `Int8Weights` | `Int8`, `Int16` |
+/// |---|---|---|---|
+/// | `kernel`, `recurrent_kernel` | f32 | i8 | i8 |
+/// | `bias` | f32, optional | f32, optional | i32, required: input-side bias incl. zero-point correction |
+/// | `recurrent_bias` | f32, GRU `reset_after` only | same | i32, required: recurrent-side bias incl. zero-point correction |
+/// | `kernel_scale`, `recurrent_scale` | absent | f32 per row | [`Requant`] per row as (i32 multiplier, i32 shift) pairs |
+/// | `reset_scale` | absent | absent | integer GRU `reset_after = false`: [`Requant`] pairs for `U_h (r * h)` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectionWeights {
     /// `[gates * units, input_width]`.
@@ -103,10 +143,43 @@ pub struct DirectionWeights {
     pub bias: Option<TensorRef>,
     /// `[gates * units]`, added to the recurrent projection; only GRU with `reset_after`.
     pub recurrent_bias: Option<TensorRef>,
+    /// Per-row scales or requantizers of `kernel` (quantized modes).
+    pub kernel_scale: Option<TensorRef>,
+    /// Per-row scales or requantizers of `recurrent_kernel` (quantized modes).
+    pub recurrent_scale: Option<TensorRef>,
+    /// Requantizers of the candidate rows' `(r * h)` product (integer GRU, `reset_after = false`).
+    pub reset_scale: Option<TensorRef>,
+}
+
+/// Integer-mode parameters of a recurrent layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecurrentQuant {
+    /// Codes of `h` (the state and each direction's output).
+    pub output: QParams,
+    /// From the Q0.15 cell output to `output` codes (`h = o * act(c)`, GRU blend, bounded
+    /// SimpleRNN activations).
+    pub output_requant: Requant,
+    /// From `h` codes minus zero point to Q0.15 (GRU's `z * h` blend and `r * h`).
+    pub h_to_q15: Requant,
+    /// LSTM cell state fractional bits: `c` is stored as `i16` in Q(15-F).F, `F` in `0..=15`.
+    pub cell_frac_bits: u8,
+    /// Bidirectional `sum`/`ave`/`mul`: the merged output's codes and the requantizer from
+    /// the merge's exact integer result to them.
+    pub merged: Option<(QParams, Requant)>,
+}
+
+/// Integer-mode parameters of a Dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DenseQuant {
+    /// Codes of the output.
+    pub output: QParams,
+    /// From the Q0.15 activation output to `output` codes (sigmoid, tanh, hard_sigmoid,
+    /// softmax); unused for linear and relu, whose per-row requantizers target `output`.
+    pub output_requant: Requant,
 }
 
 /// A recurrent layer (SimpleRNN, LSTM, GRU), possibly wrapped in Bidirectional.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RecurrentLayer {
     pub cell: Cell,
     pub units: u32,
@@ -121,32 +194,40 @@ pub struct RecurrentLayer {
     pub bidirectional: Option<Merge>,
     pub forward: DirectionWeights,
     pub backward: Option<DirectionWeights>,
+    /// Integer modes only.
+    pub quant: Option<RecurrentQuant>,
 }
 
 /// A fully connected layer, applied to the last axis (per time step on a sequence).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DenseLayer {
     pub units: u32,
     pub activation: Activation,
     /// `[units, input_width]`, row-major (the transpose of Keras' kernel).
     pub kernel: TensorRef,
-    /// `[units]`, or `None` when `use_bias = false`.
+    /// `[units]`, or `None` when `use_bias = false` (required i32 in integer modes).
     pub bias: Option<TensorRef>,
+    /// Per-row scales (int8-weights) or requantizers (integer modes).
+    pub kernel_scale: Option<TensorRef>,
+    /// Integer modes only.
+    pub quant: Option<DenseQuant>,
 }
 
 /// One layer of the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
     Recurrent(RecurrentLayer),
     Dense(DenseLayer),
 }
 
 /// The whole header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
-    pub dtype: DType,
+    pub mode: QuantMode,
     /// Features per time step of the model input.
     pub input_features: u32,
+    /// Integer modes: how raw f32 inputs are quantized on entry.
+    pub input_quant: Option<QParams>,
     /// Layers in execution order.
     pub layers: heapless::Vec<Layer, MAX_LAYERS>,
 }

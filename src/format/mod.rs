@@ -31,22 +31,25 @@
 //! byte for byte by `tests/format.rs`):
 //!
 //! ```text
-//! 0x00  45 52 4e 4e | 01 00 | 00 00 | 64 00 00 00 | 14 00 00 00    "ERNN", v1, flags, total 100, header 20
-//! 0x10  40 00 00 00 | 24 00 00 00 | 06 bb 64 e8 | 00 00 00 00      weights at 64, 36 bytes, CRC, reserved
-//! 0x20  00 02 01 00 00 01 01 03 01 00 00 00 02 10 01 01            header (postcard)
-//! 0x30  20 01 00 00 | 00 .. 00                                     header end, zero padding
+//! 0x00  45 52 4e 4e | 01 00 | 00 00 | 64 00 00 00 | 19 00 00 00    "ERNN", v1, flags, total 100, header 25
+//! 0x10  40 00 00 00 | 24 00 00 00 | ec 6c 68 dc | 00 00 00 00      weights at 64, 36 bytes, CRC, reserved
+//! 0x20  00 02 00 01 00 00 01 01 03 01 00 00 00 02 10 01            header (postcard)
+//! 0x30  01 20 01 00 00 00 00 00 00 | 00 .. 00                      header end, zero padding
 //! 0x40  00 00 00 40  00 00 40 40 | 00 x 8                          kernel row [2.0, 3.0], pad
 //! 0x50  cd cc cc bd | 00 x 12                                      recurrent kernel [-0.1], pad
 //! 0x60  00 00 00 00                                                bias [0.0]
 //! ```
 //!
-//! The header bytes read: dtype `F32` (0), `input_features` 2, one layer, `Layer::Recurrent`
-//! (0), `Cell::SimpleRnn` (0), `units` 1, activation `Relu` (1), recurrent activation
-//! `Sigmoid` (3, unused by SimpleRNN), `return_sequences` 1, `go_backwards` 0, no
-//! Bidirectional (0), kernel `{offset 0, len 2}`, recurrent kernel `{offset 16, len 1}`, bias
-//! `Some({offset 32, len 1})`, no recurrent bias (0), no backward weights (0). Postcard writes
-//! integers as LEB128 varints, enums as their variant index and `Option` as 0 / 1 + value.
-//! Each tensor starts at a 16-byte offset in the weight section.
+//! The header bytes read: mode `F32` (0), `input_features` 2, no input quantization (0), one
+//! layer, `Layer::Recurrent` (0), `Cell::SimpleRnn` (0), `units` 1, activation `Relu` (1),
+//! recurrent activation `Sigmoid` (3, unused by SimpleRNN), `return_sequences` 1,
+//! `go_backwards` 0, no Bidirectional (0), kernel `{offset 0, len 2}`, recurrent kernel
+//! `{offset 16, len 1}`, bias `Some({offset 32, len 1})`, no recurrent bias, kernel scale,
+//! recurrent scale or reset scale (0 0 0 0), no backward weights (0), no integer parameters
+//! (0). Postcard writes integers as LEB128 varints (`i32` zig-zag encoded), `f32` as 4
+//! little-endian bytes, enums as their variant index and `Option` as 0, or 1 and the value.
+//! Each tensor starts at a 16-byte offset in the weight section; its element type follows
+//! from the mode and its role (see [`DirectionWeights`] and [`crate::quant`]).
 //!
 //! # Versioning
 //!
@@ -66,8 +69,8 @@ pub mod crc32;
 pub mod header;
 
 pub use header::{
-    Activation, Cell, DType, DenseLayer, DirectionWeights, Header, Layer, Merge, RecurrentLayer,
-    TensorRef,
+    Activation, Cell, DenseLayer, DenseQuant, DirectionWeights, Header, Layer, Merge, QParams,
+    QuantMode, RecurrentLayer, RecurrentQuant, Requant, TensorRef,
 };
 
 use crate::error::{sat_u32, LoadError};

@@ -60,6 +60,136 @@ impl<'a> F32View<'a> {
     }
 }
 
+/// A read-only view of little-endian i32 values inside a blob.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct I32View<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> I32View<'a> {
+    /// A view over `bytes`; a trailing partial value is ignored.
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// Number of values.
+    pub const fn len(&self) -> usize {
+        self.bytes.len() / 4
+    }
+
+    /// True when the view holds no values.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
+        self.bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
+    /// The value at `index`, or 0 past the end (the loader checks every length).
+    pub fn get_or_zero(&self, index: usize) -> i32 {
+        let at = index.saturating_mul(4);
+        match self.bytes.get(at..at.saturating_add(4)) {
+            Some(&[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
+    }
+}
+
+/// Per-row requantizers stored as (i32 multiplier, i32 shift) pairs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequantView<'a> {
+    values: I32View<'a>,
+}
+
+impl<'a> RequantView<'a> {
+    /// A view over `2 * rows` i32 values.
+    pub const fn new(values: I32View<'a>) -> Self {
+        Self { values }
+    }
+
+    /// Number of rows.
+    pub const fn len(&self) -> usize {
+        self.values.len() / 2
+    }
+
+    /// True when the view holds no rows.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The requantizer of `row` (zero factor past the end).
+    pub fn get(&self, row: usize) -> crate::quant::Requant {
+        let m = self.values.get_or_zero(row.saturating_mul(2));
+        let s = self
+            .values
+            .get_or_zero(row.saturating_mul(2).saturating_add(1));
+        crate::quant::Requant {
+            multiplier: m,
+            shift: s.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8,
+        }
+    }
+
+    /// The requantizers in row order.
+    pub fn iter(&self) -> impl Iterator<Item = crate::quant::Requant> + 'a {
+        let values = self.values;
+        (0..self.len()).map(move |r| Self { values }.get(r))
+    }
+}
+
+/// A weight matrix of the float paths: f32, or int8 with one f32 scale per row.
+#[derive(Debug, Clone, Copy)]
+pub enum Matrix<'a> {
+    /// Row-major f32.
+    F32(F32View<'a>),
+    /// Row-major int8 (`weights` bytes are `i8`) with `scales[row]`.
+    I8 {
+        weights: &'a [u8],
+        scales: F32View<'a>,
+    },
+}
+
+impl Default for Matrix<'_> {
+    fn default() -> Self {
+        Self::F32(F32View::default())
+    }
+}
+
+impl<'a> Matrix<'a> {
+    /// Rows `start..start + rows` of a matrix with `cols` columns, or `None` out of range.
+    pub fn rows(&self, start: usize, rows: usize, cols: usize) -> Option<Self> {
+        match *self {
+            Self::F32(w) => w
+                .slice(start.checked_mul(cols)?, rows.checked_mul(cols)?)
+                .map(Self::F32),
+            Self::I8 { weights, scales } => {
+                let from = start.checked_mul(cols)?;
+                let to = from.checked_add(rows.checked_mul(cols)?)?;
+                Some(Self::I8 {
+                    weights: weights.get(from..to)?,
+                    scales: scales.slice(start, rows)?,
+                })
+            }
+        }
+    }
+
+    /// Number of weight values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(w) => w.len(),
+            Self::I8 { weights, .. } => weights.len(),
+        }
+    }
+
+    /// True when the matrix holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// `y += W x` for `W` with `y.len()` rows and `x.len()` columns, row-major.
 ///
 /// Rows beyond the view are left untouched; the loader guarantees the view holds exactly
@@ -67,6 +197,21 @@ impl<'a> F32View<'a> {
 #[inline]
 pub fn matvec_acc_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
     generic::matvec_acc_f32(w, x, y);
+}
+
+/// `y += W x` for either float-path matrix.
+#[inline]
+pub fn matvec_acc(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+    match *w {
+        Matrix::F32(w) => generic::matvec_acc_f32(w, x, y),
+        Matrix::I8 { weights, scales } => generic::matvec_acc_i8w(weights, scales, x, y),
+    }
+}
+
+/// `sum_c w[c] * x[c]` of an int8 weight row and integer codes, exact in 64 bits.
+#[inline]
+pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
+    generic::dot_i8(row, x)
 }
 
 /// `y = b` (or zeros without a bias), the start of every affine map.

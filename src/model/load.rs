@@ -1,35 +1,60 @@
-//! Building the layer plan: every shape, width, activation and weight bound is checked here,
-//! once, so that running never has to.
+//! Building the layer plan: every shape, width, activation, quantization parameter and
+//! weight bound is checked here, once, so that running never has to.
 
-use super::{DensePlan, LayerPlan, Model, RecurrentPlan};
+use super::{DensePlan, DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan};
+use crate::cell::quantized::{is_bounded, IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
 use crate::error::{sat_u32, LoadError};
 use crate::format::{
-    Activation, Blob, Cell, DType, DenseLayer, DirectionWeights, Layer, RecurrentLayer, TensorRef,
+    Activation, Blob, Cell, DenseLayer, DirectionWeights, Layer, Merge, QParams, QuantMode,
+    RecurrentLayer, TensorRef,
 };
-use crate::kernels::F32View;
+use crate::kernels::{F32View, I32View, Matrix, RequantView};
 use crate::{MAX_LAYERS, MAX_WIDTH};
 
 struct Ctx<'a> {
     weights: &'a [u8],
     layer: u8,
+    mode: QuantMode,
 }
 
 impl<'a> Ctx<'a> {
-    fn tensor(&self, t: TensorRef, expected_len: usize) -> Result<F32View<'a>, LoadError> {
+    fn shape(&self) -> LoadError {
+        LoadError::WeightShape { layer: self.layer }
+    }
+
+    fn bytes(&self, t: TensorRef, expected_len: usize, elem: usize) -> Result<&'a [u8], LoadError> {
         if t.len as usize != expected_len {
-            return Err(LoadError::WeightShape { layer: self.layer });
+            return Err(self.shape());
         }
         let bounds = LoadError::WeightBounds { layer: self.layer };
-        if !t.offset.is_multiple_of(4) {
+        if !t.offset.is_multiple_of(elem.min(4) as u32) {
             return Err(bounds);
         }
         let start = t.offset as usize;
         let end = expected_len
-            .checked_mul(4)
+            .checked_mul(elem)
             .and_then(|n| n.checked_add(start))
             .ok_or(bounds)?;
-        self.weights.get(start..end).map(F32View::new).ok_or(bounds)
+        self.weights.get(start..end).ok_or(bounds)
+    }
+
+    fn f32s(&self, t: TensorRef, len: usize) -> Result<F32View<'a>, LoadError> {
+        self.bytes(t, len, 4).map(F32View::new)
+    }
+
+    fn i32s(&self, t: TensorRef, len: usize) -> Result<I32View<'a>, LoadError> {
+        self.bytes(t, len, 4).map(I32View::new)
+    }
+
+    fn requants(&self, t: Option<TensorRef>, rows: usize) -> Result<RequantView<'a>, LoadError> {
+        let t = t.ok_or(self.shape())?;
+        let view = RequantView::new(self.i32s(t, 2 * rows)?);
+        if view.iter().all(|r| r.is_valid()) {
+            Ok(view)
+        } else {
+            Err(LoadError::BadQuantization { layer: self.layer })
+        }
     }
 
     fn width(&self, w: u32) -> Result<usize, LoadError> {
@@ -40,30 +65,99 @@ impl<'a> Ctx<'a> {
         Ok(w)
     }
 
+    /// A float-path matrix: f32, or int8 with per-row f32 scales.
+    fn matrix(
+        &self,
+        t: TensorRef,
+        scales: Option<TensorRef>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix<'a>, LoadError> {
+        let len = rows.checked_mul(cols).ok_or(self.shape())?;
+        match (self.mode, scales) {
+            (QuantMode::F32, None) => Ok(Matrix::F32(self.f32s(t, len)?)),
+            (QuantMode::Int8Weights, Some(s)) => {
+                let scales = self.f32s(s, rows)?;
+                if scales.iter().any(|v| !v.is_finite()) {
+                    return Err(LoadError::BadQuantization { layer: self.layer });
+                }
+                Ok(Matrix::I8 {
+                    weights: self.bytes(t, len, 1)?,
+                    scales,
+                })
+            }
+            _ => Err(self.shape()),
+        }
+    }
+
     fn direction(
         &self,
         d: &DirectionWeights,
         cell: Cell,
         units: usize,
         input_width: usize,
-    ) -> Result<DirectionViews<'a>, LoadError> {
-        let shape = LoadError::WeightShape { layer: self.layer };
+    ) -> Result<DirWeights<'a>, LoadError> {
         let rows = cell.gates() * units;
-        let kernel_len = rows.checked_mul(input_width).ok_or(shape)?;
-        let recurrent_len = rows.checked_mul(units).ok_or(shape)?;
+        if self.mode.is_integer() {
+            return self
+                .int_direction(d, cell, units, input_width)
+                .map(DirWeights::Int);
+        }
         let recurrent_bias = match (cell, d.recurrent_bias) {
             (_, None) => None,
-            (Cell::Gru { reset_after: true }, Some(t)) => Some(self.tensor(t, rows)?),
+            (Cell::Gru { reset_after: true }, Some(t)) => Some(self.f32s(t, rows)?),
             // A recurrent bias only exists in reset-after GRUs; elsewhere importers fold it
             // into `bias`, so a blob carrying one was written wrong.
-            (_, Some(_)) => return Err(shape),
+            (_, Some(_)) => return Err(self.shape()),
         };
-        Ok(DirectionViews {
-            kernel: self.tensor(d.kernel, kernel_len)?,
-            recurrent_kernel: self.tensor(d.recurrent_kernel, recurrent_len)?,
-            bias: d.bias.map(|t| self.tensor(t, rows)).transpose()?,
+        if d.reset_scale.is_some() {
+            return Err(self.shape());
+        }
+        Ok(DirWeights::Float(DirectionViews {
+            kernel: self.matrix(d.kernel, d.kernel_scale, rows, input_width)?,
+            recurrent_kernel: self.matrix(d.recurrent_kernel, d.recurrent_scale, rows, units)?,
+            bias: d.bias.map(|t| self.f32s(t, rows)).transpose()?,
             recurrent_bias,
+        }))
+    }
+
+    fn int_direction(
+        &self,
+        d: &DirectionWeights,
+        cell: Cell,
+        units: usize,
+        input_width: usize,
+    ) -> Result<IntDirectionViews<'a>, LoadError> {
+        let rows = cell.gates() * units;
+        let shape = self.shape();
+        let kernel_len = rows.checked_mul(input_width).ok_or(shape)?;
+        let recurrent_len = rows.checked_mul(units).ok_or(shape)?;
+        let reset_before = matches!(cell, Cell::Gru { reset_after: false });
+        let requant_reset = if reset_before {
+            self.requants(d.reset_scale, units)?
+        } else if d.reset_scale.is_some() {
+            return Err(shape);
+        } else {
+            RequantView::default()
+        };
+        Ok(IntDirectionViews {
+            kernel: self.bytes(d.kernel, kernel_len, 1)?,
+            recurrent_kernel: self.bytes(d.recurrent_kernel, recurrent_len, 1)?,
+            bias_x: self.i32s(d.bias.ok_or(shape)?, rows)?,
+            bias_h: self.i32s(d.recurrent_bias.ok_or(shape)?, rows)?,
+            requant_x: self.requants(d.kernel_scale, rows)?,
+            requant_h: self.requants(d.recurrent_scale, rows)?,
+            requant_reset,
         })
+    }
+
+    fn qparams(&self, p: QParams) -> Result<QParams, LoadError> {
+        let (lo, hi) = self.mode.activation_range();
+        if p.scale.is_finite() && p.scale > 0.0 && (lo..=hi).contains(&p.zero_point) {
+            Ok(p)
+        } else {
+            Err(LoadError::BadQuantization { layer: self.layer })
+        }
     }
 }
 
@@ -76,7 +170,8 @@ impl<'a> Model<'a> {
     ///
     /// # Errors
     /// A [`LoadError`] naming the first failed check: preamble, checksum, header decoding, then
-    /// per layer (0-based index) widths, activations, stacking rules and weight bounds.
+    /// per layer (0-based index) widths, activations, stacking rules, quantization parameters
+    /// and weight bounds.
     ///
     /// # Panics
     /// Never, whatever the bytes.
@@ -91,20 +186,24 @@ impl<'a> Model<'a> {
     /// As [`Model::from_bytes`], for the per-layer checks.
     pub fn from_blob(blob: &Blob<'a>) -> Result<Self, LoadError> {
         let header = blob.header().clone();
-        if header.dtype != DType::F32 {
-            return Err(LoadError::UnsupportedDType);
-        }
+        let mode = header.mode;
         let count = header.layers.len();
         if count == 0 || count > MAX_LAYERS {
             return Err(LoadError::LayerCount {
                 found: sat_u32(count),
             });
         }
-        let input_features = Ctx {
+        let first = Ctx {
             weights: &[],
             layer: 0,
-        }
-        .width(header.input_features)?;
+            mode,
+        };
+        let input_features = first.width(header.input_features)?;
+        let input_quant = match (mode.is_integer(), header.input_quant) {
+            (true, Some(p)) => Some(first.qparams(p)?),
+            (false, None) => None,
+            _ => return Err(LoadError::BadQuantization { layer: 0 }),
+        };
 
         let mut layers = heapless::Vec::new();
         let mut width = input_features;
@@ -115,11 +214,13 @@ impl<'a> Model<'a> {
         let mut is_sequence = true;
         let mut streamable = true;
         let mut head_start = count;
+        let mut output_quant = input_quant;
 
         for (index, layer) in header.layers.iter().enumerate() {
             let ctx = Ctx {
                 weights: blob.weights(),
                 layer: index as u8,
+                mode,
             };
             let plan = match layer {
                 Layer::Recurrent(r) => {
@@ -136,9 +237,21 @@ impl<'a> Model<'a> {
                         is_sequence = false;
                         head_start = head_start.min(index + 1);
                     }
+                    if let Some(int) = &plan.int {
+                        output_quant = Some(match int.quant.merged {
+                            Some((p, _)) => p,
+                            None => int.quant.output,
+                        });
+                    }
                     LayerPlan::Recurrent(plan)
                 }
-                Layer::Dense(d) => LayerPlan::Dense(dense_plan(&ctx, d, width)?),
+                Layer::Dense(d) => {
+                    let plan = dense_plan(&ctx, d, width)?;
+                    if let DenseWeights::Int(i) = &plan.weights {
+                        output_quant = Some(i.quant.output);
+                    }
+                    LayerPlan::Dense(plan)
+                }
             };
             width = plan.output_width();
             if width > MAX_WIDTH {
@@ -153,6 +266,13 @@ impl<'a> Model<'a> {
 
         Ok(Self {
             header,
+            mode,
+            input_quant,
+            output_quant: if mode.is_integer() {
+                output_quant
+            } else {
+                None
+            },
             layers,
             blob_len: blob.len(),
             input_features,
@@ -180,24 +300,64 @@ fn recurrent_plan<'a>(
     }
     let unsupported = LoadError::Unsupported { layer: ctx.layer };
     let backward = match (r.bidirectional, &r.backward) {
-        (None, None) => DirectionViews::default(),
+        (None, None) => DirWeights::default(),
         // Keras allows a Bidirectional around a go_backwards layer (it then flips the backward
         // copy); no exporter we know writes one, so refuse rather than guess.
         (Some(_), Some(_)) if r.go_backwards => return Err(unsupported),
         (Some(_), Some(b)) => ctx.direction(b, r.cell, units, input_width)?,
-        _ => return Err(LoadError::WeightShape { layer: ctx.layer }),
+        _ => return Err(ctx.shape()),
     };
     let forward = ctx.direction(&r.forward, r.cell, units, input_width)?;
-    if r.bidirectional.is_some() && forward.bias.is_some() != backward.bias.is_some() {
-        return Err(LoadError::WeightShape { layer: ctx.layer });
+    if let (Some(_), DirWeights::Float(f), DirWeights::Float(b)) =
+        (r.bidirectional, &forward, &backward)
+    {
+        if f.bias.is_some() != b.bias.is_some() {
+            return Err(ctx.shape());
+        }
     }
+    let spec = CellSpec {
+        cell: r.cell,
+        units,
+        activation: r.activation,
+        recurrent_activation: r.recurrent_activation,
+    };
+    let int = match (ctx.mode.is_integer(), r.quant) {
+        (false, None) => None,
+        (true, Some(q)) => {
+            let bad = LoadError::BadQuantization { layer: ctx.layer };
+            ctx.qparams(q.output)?;
+            let gated = !matches!(r.cell, Cell::SimpleRnn);
+            // LSTM and GRU cells compute in Q0.15, so their activations must be bounded.
+            if gated && !(is_bounded(r.activation) && is_bounded(r.recurrent_activation)) {
+                return Err(LoadError::BadActivation { layer: ctx.layer });
+            }
+            let merged_ok = match (r.bidirectional, q.merged) {
+                (Some(Merge::Concat) | None, None) => true,
+                (Some(Merge::Sum | Merge::Ave | Merge::Mul), Some((p, m))) => {
+                    ctx.qparams(p)?;
+                    m.is_valid()
+                }
+                _ => false,
+            };
+            if !merged_ok
+                || !q.output_requant.is_valid()
+                || !q.h_to_q15.is_valid()
+                || q.cell_frac_bits > 15
+            {
+                return Err(bad);
+            }
+            let (lo, hi) = ctx.mode.activation_range();
+            Some(IntCell {
+                spec,
+                quant: q,
+                lo,
+                hi,
+            })
+        }
+        _ => return Err(LoadError::BadQuantization { layer: ctx.layer }),
+    };
     Ok(RecurrentPlan {
-        spec: CellSpec {
-            cell: r.cell,
-            units,
-            activation: r.activation,
-            recurrent_activation: r.recurrent_activation,
-        },
+        spec,
         input_width,
         return_sequences: r.return_sequences,
         go_backwards: r.go_backwards,
@@ -205,6 +365,7 @@ fn recurrent_plan<'a>(
         forward,
         backward,
         state_offset,
+        int,
     })
 }
 
@@ -214,14 +375,38 @@ fn dense_plan<'a>(
     input_width: usize,
 ) -> Result<DensePlan<'a>, LoadError> {
     let units = ctx.width(d.units)?;
-    let kernel_len = units
-        .checked_mul(input_width)
-        .ok_or(LoadError::WeightShape { layer: ctx.layer })?;
+    let kernel_len = units.checked_mul(input_width).ok_or(ctx.shape())?;
+    let weights = if ctx.mode.is_integer() {
+        let q = d
+            .quant
+            .ok_or(LoadError::BadQuantization { layer: ctx.layer })?;
+        ctx.qparams(q.output)?;
+        if !q.output_requant.is_valid() {
+            return Err(LoadError::BadQuantization { layer: ctx.layer });
+        }
+        let (lo, hi) = ctx.mode.activation_range();
+        DenseWeights::Int(IntDense {
+            kernel: ctx.bytes(d.kernel, kernel_len, 1)?,
+            bias: ctx.i32s(d.bias.ok_or(ctx.shape())?, units)?,
+            requant: ctx.requants(d.kernel_scale, units)?,
+            quant: q,
+            activation: d.activation,
+            lo,
+            hi,
+        })
+    } else {
+        if d.quant.is_some() {
+            return Err(LoadError::BadQuantization { layer: ctx.layer });
+        }
+        DenseWeights::Float {
+            kernel: ctx.matrix(d.kernel, d.kernel_scale, units, input_width)?,
+            bias: d.bias.map(|t| ctx.f32s(t, units)).transpose()?,
+        }
+    };
     Ok(DensePlan {
         units,
         input_width,
         activation: d.activation,
-        kernel: ctx.tensor(d.kernel, kernel_len)?,
-        bias: d.bias.map(|t| ctx.tensor(t, units)).transpose()?,
+        weights,
     })
 }

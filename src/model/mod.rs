@@ -8,18 +8,93 @@
 //!
 //! # State layout
 //!
-//! The state is a flat `[f32]` of [`Model::state_len`] values: for each recurrent layer in
-//! order, for each direction (forward, then backward), `h` (`units` values) then, for LSTM, `c`.
-//! It is plain data: copy it out to survive a deep sleep and copy it back to continue exactly
-//! where the stream stopped. Zeros are the initial state ([`Model::reset_state`]), as in Keras.
+//! The state is a flat slice of [`Model::state_len`] words ([`Word`]: `f32`, or `i32` codes in
+//! the integer modes): for each recurrent layer in order, for each direction (forward, then
+//! backward), `h` (`units` values) then, for LSTM, `c`. It is plain data: copy it out to
+//! survive a deep sleep and copy it back to continue exactly where the stream stopped.
+//! [`Model::reset_state`] writes the initial state (real zeros, as in Keras).
 
 mod load;
 mod run;
 
+use crate::cell::quantized::{IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
-use crate::format::{Activation, Header, Merge};
-use crate::kernels::F32View;
+use crate::format::{Activation, Header, Merge, QParams, QuantMode};
+use crate::kernels::{F32View, Matrix};
 use crate::MAX_LAYERS;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for i32 {}
+}
+
+/// The element type of state and scratch buffers: `f32` for `F32` and `Int8Weights` models,
+/// `i32` for the integer modes ([`Model::uses_integer_buffers`]). Inputs and outputs are
+/// always `f32`.
+pub trait Word: Copy + Default + sealed::Sealed + 'static {
+    #[doc(hidden)]
+    fn as_f32(buffer: &mut [Self]) -> Option<&mut [f32]>;
+    #[doc(hidden)]
+    fn as_i32(buffer: &mut [Self]) -> Option<&mut [i32]>;
+}
+
+impl Word for f32 {
+    fn as_f32(buffer: &mut [Self]) -> Option<&mut [f32]> {
+        Some(buffer)
+    }
+    fn as_i32(_: &mut [Self]) -> Option<&mut [i32]> {
+        None
+    }
+}
+
+impl Word for i32 {
+    fn as_f32(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+    fn as_i32(buffer: &mut [Self]) -> Option<&mut [i32]> {
+        Some(buffer)
+    }
+}
+
+/// One direction's weights: float paths or integer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DirWeights<'a> {
+    Float(DirectionViews<'a>),
+    Int(IntDirectionViews<'a>),
+}
+
+impl Default for DirWeights<'_> {
+    fn default() -> Self {
+        Self::Float(DirectionViews::default())
+    }
+}
+
+impl DirWeights<'_> {
+    fn parameters(&self) -> usize {
+        match self {
+            Self::Float(d) => {
+                d.kernel.len()
+                    + d.recurrent_kernel.len()
+                    + d.bias.map_or(0, |b| b.len())
+                    + d.recurrent_bias.map_or(0, |b| b.len())
+            }
+            Self::Int(d) => {
+                d.kernel.len() + d.recurrent_kernel.len() + d.bias_x.len() + d.bias_h.len()
+            }
+        }
+    }
+}
+
+/// A Dense layer's weights: float paths or integer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DenseWeights<'a> {
+    Float {
+        kernel: Matrix<'a>,
+        bias: Option<F32View<'a>>,
+    },
+    Int(IntDense<'a>),
+}
 
 /// A recurrent layer ready to run.
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +104,11 @@ pub(crate) struct RecurrentPlan<'a> {
     pub return_sequences: bool,
     pub go_backwards: bool,
     pub merge: Option<Merge>,
-    pub forward: DirectionViews<'a>,
-    pub backward: DirectionViews<'a>,
+    pub forward: DirWeights<'a>,
+    pub backward: DirWeights<'a>,
     pub state_offset: usize,
+    /// Integer modes.
+    pub int: Option<IntCell>,
 }
 
 impl RecurrentPlan<'_> {
@@ -57,8 +134,7 @@ pub(crate) struct DensePlan<'a> {
     pub units: usize,
     pub input_width: usize,
     pub activation: Activation,
-    pub kernel: F32View<'a>,
-    pub bias: Option<F32View<'a>>,
+    pub weights: DenseWeights<'a>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +191,10 @@ pub struct LayerSummary {
 #[derive(Debug, Clone)]
 pub struct Model<'a> {
     header: Header,
+    mode: QuantMode,
+    /// Integer modes: the input's and the final output's quantization.
+    input_quant: Option<QParams>,
+    output_quant: Option<QParams>,
     layers: heapless::Vec<LayerPlan<'a>, MAX_LAYERS>,
     blob_len: usize,
     input_features: usize,
@@ -167,7 +247,7 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// f32 values of state (see the module docs for the layout).
+    /// Words of state (see the module docs for the layout).
     pub fn state_len(&self) -> usize {
         self.state_len
     }
@@ -183,12 +263,21 @@ impl<'a> Model<'a> {
         self.streamable
     }
 
-    /// f32 values of scratch [`Model::step`] needs.
+    /// Scratch words ([`Word`]) [`Model::step`] needs.
     pub fn step_scratch_len(&self) -> usize {
-        2 * self.max_width + self.max_cell_scratch
+        self.input_slot() + 2 * self.max_width + self.max_cell_scratch
     }
 
-    /// f32 values of scratch [`Model::run_sequence`] needs for `steps` time steps, or `None`
+    /// Scratch words holding the quantized input of one step (integer modes only).
+    fn input_slot(&self) -> usize {
+        if self.mode.is_integer() {
+            self.input_features
+        } else {
+            0
+        }
+    }
+
+    /// Scratch words [`Model::run_sequence`] needs for `steps` time steps, or `None`
     /// on overflow. Streamable models run the window step by step and need only
     /// [`Model::step_scratch_len`]; others keep whole intermediate sequences.
     pub fn sequence_scratch_len(&self, steps: usize) -> Option<usize> {
@@ -221,10 +310,7 @@ impl<'a> Model<'a> {
         Some(match layer {
             LayerPlan::Recurrent(r) => {
                 let dirs = r.directions();
-                let per_dir = r.forward.kernel.len()
-                    + r.forward.recurrent_kernel.len()
-                    + r.forward.bias.map_or(0, |b| b.len())
-                    + r.forward.recurrent_bias.map_or(0, |b| b.len());
+                let per_dir = r.forward.parameters();
                 LayerSummary {
                     kind: LayerKind::Recurrent {
                         cell: r.spec.cell,
@@ -250,7 +336,12 @@ impl<'a> Model<'a> {
                 input_width: d.input_width,
                 output_width: d.units,
                 returns_sequence,
-                parameters: d.kernel.len() + d.bias.map_or(0, |b| b.len()),
+                parameters: match &d.weights {
+                    DenseWeights::Float { kernel, bias } => {
+                        kernel.len() + bias.map_or(0, |b| b.len())
+                    }
+                    DenseWeights::Int(i) => i.kernel.len() + i.bias.len(),
+                },
                 state_len: 0,
                 activation: d.activation,
                 recurrent_activation: None,
@@ -266,8 +357,67 @@ impl<'a> Model<'a> {
             .sum()
     }
 
-    /// Sets the state to zeros, the initial state of every Keras recurrent layer.
-    pub fn reset_state(&self, state: &mut [f32]) {
-        state.fill(0.0);
+    /// How weights are stored and the arithmetic runs.
+    pub fn mode(&self) -> QuantMode {
+        self.mode
+    }
+
+    /// Whether state and scratch buffers are `i32` (integer modes) rather than `f32`.
+    pub fn uses_integer_buffers(&self) -> bool {
+        self.mode.is_integer()
+    }
+
+    /// Sets the state to real zeros, the initial state of every Keras recurrent layer (in the
+    /// integer modes, `h` codes equal to their zero point and `c = 0`).
+    pub fn reset_state<W: Word>(&self, state: &mut [W]) {
+        if let Some(state) = W::as_f32(state) {
+            state.fill(0.0);
+            return;
+        }
+        let Some(state) = W::as_i32(state) else {
+            return;
+        };
+        state.fill(0);
+        for layer in &self.layers {
+            let LayerPlan::Recurrent(r) = layer else {
+                continue;
+            };
+            let Some(int) = &r.int else { continue };
+            let len = r.spec.state_len();
+            for dir in 0..r.directions() {
+                let start = r.state_offset + dir * len;
+                if let Some(h) = state.get_mut(start..start + r.spec.units) {
+                    h.fill(int.quant.output.zero_point);
+                }
+            }
+        }
+    }
+
+    /// The real value of state word `index` (dequantized in the integer modes; `c` of an
+    /// integer LSTM is reported in its fixed-point scale). `None` past the end.
+    pub fn state_value<W: Word>(&self, state: &mut [W], index: usize) -> Option<f32> {
+        if let Some(s) = W::as_f32(state) {
+            return s.get(index).copied();
+        }
+        let s = W::as_i32(state)?;
+        let code = *s.get(index)?;
+        for layer in &self.layers {
+            let LayerPlan::Recurrent(r) = layer else {
+                continue;
+            };
+            let len = r.spec.state_len();
+            let end = r.state_offset + len * r.directions();
+            if index < r.state_offset || index >= end {
+                continue;
+            }
+            let int = r.int.as_ref()?;
+            let within = (index - r.state_offset) % len;
+            return Some(if within < r.spec.units {
+                crate::quant::dequantize(code, int.quant.output)
+            } else {
+                code as f32 / (1u32 << int.quant.cell_frac_bits.min(15)) as f32
+            });
+        }
+        None
     }
 }

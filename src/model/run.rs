@@ -1,9 +1,13 @@
-//! Running a loaded model: one step, or a whole window.
+//! Running a loaded model: one step, or a whole window, in float or integer arithmetic.
+//!
+//! One generic driver walks the layers for both arithmetics ([`Arith`]); the float and
+//! integer cells differ only in what a layer step computes.
 
-use super::{LayerPlan, Model, RecurrentPlan};
+use super::{DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan, Word};
 use crate::cell::dense;
 use crate::error::{sat_u32, RunError};
 use crate::format::Merge;
+use crate::quant;
 
 fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
     if expected == found {
@@ -16,7 +20,7 @@ fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
     }
 }
 
-fn need(buf: &mut [f32], needed: usize) -> Result<&mut [f32], RunError> {
+fn need<V>(buf: &mut [V], needed: usize) -> Result<&mut [V], RunError> {
     let found = buf.len();
     buf.get_mut(..needed).ok_or(RunError::ScratchTooSmall {
         needed: sat_u32(needed),
@@ -25,38 +29,136 @@ fn need(buf: &mut [f32], needed: usize) -> Result<&mut [f32], RunError> {
 }
 
 /// Splits `len` values off the front of `buf` (the caller has checked the total length).
-fn take<'s>(buf: &mut &'s mut [f32], len: usize) -> &'s mut [f32] {
+fn take<'s, V>(buf: &mut &'s mut [V], len: usize) -> &'s mut [V] {
     let whole = core::mem::take(buf);
     let (head, tail) = whole.split_at_mut(len.min(whole.len()));
     *buf = tail;
     head
 }
 
-fn row(buf: &[f32], index: usize, width: usize) -> &[f32] {
+fn row<V>(buf: &[V], index: usize, width: usize) -> &[V] {
     let start = index.saturating_mul(width);
     buf.get(start..start.saturating_add(width)).unwrap_or(&[])
 }
 
-fn row_mut(buf: &mut [f32], index: usize, width: usize) -> &mut [f32] {
+fn row_mut<V>(buf: &mut [V], index: usize, width: usize) -> &mut [V] {
     let start = index.saturating_mul(width);
     buf.get_mut(start..start.saturating_add(width))
         .unwrap_or(&mut [])
 }
 
-fn copy_into(dst: &mut [f32], src: &[f32]) {
+fn copy_into<V: Copy>(dst: &mut [V], src: &[V]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s;
     }
 }
 
+/// What a layer step computes, per arithmetic.
+trait Arith {
+    type V: Copy + Default;
+    /// Steps one direction: reads `input`, updates `state` (`h` first).
+    fn recurrent(
+        r: &RecurrentPlan<'_>,
+        weights: &DirWeights<'_>,
+        input: &[Self::V],
+        state: &mut [Self::V],
+        cell: &mut [Self::V],
+    );
+    fn dense(d: &super::DensePlan<'_>, x: &[Self::V], y: &mut [Self::V]);
+    /// Merges a Bidirectional layer's forward and backward outputs (sum, ave, mul).
+    fn merge(r: &RecurrentPlan<'_>, merge: Merge, forward: Self::V, backward: Self::V) -> Self::V;
+    /// Writes the raw input in this arithmetic's values (a copy, or quantized codes).
+    fn load_input(model: &Model<'_>, raw: &[f32], values: &mut [Self::V]);
+}
+
+struct Float;
+struct Int;
+
+impl Arith for Float {
+    type V = f32;
+
+    fn recurrent(
+        r: &RecurrentPlan<'_>,
+        weights: &DirWeights<'_>,
+        input: &[f32],
+        state: &mut [f32],
+        cell: &mut [f32],
+    ) {
+        if let DirWeights::Float(w) = weights {
+            r.spec.step(w, input, state, cell);
+        }
+    }
+
+    fn dense(d: &super::DensePlan<'_>, x: &[f32], y: &mut [f32]) {
+        if let DenseWeights::Float { kernel, bias } = &d.weights {
+            dense::forward(kernel, *bias, d.activation, x, y);
+        }
+    }
+
+    fn merge(_: &RecurrentPlan<'_>, merge: Merge, f: f32, b: f32) -> f32 {
+        match merge {
+            Merge::Sum => f + b,
+            Merge::Mul => f * b,
+            Merge::Ave => (f + b) / 2.0,
+            Merge::Concat => f,
+        }
+    }
+
+    fn load_input(_: &Model<'_>, raw: &[f32], values: &mut [f32]) {
+        copy_into(values, raw);
+    }
+}
+
+impl Arith for Int {
+    type V = i32;
+
+    fn recurrent(
+        r: &RecurrentPlan<'_>,
+        weights: &DirWeights<'_>,
+        input: &[i32],
+        state: &mut [i32],
+        cell: &mut [i32],
+    ) {
+        if let (DirWeights::Int(w), Some(int)) = (weights, &r.int) {
+            int.step(w, input, state, cell);
+        }
+    }
+
+    fn dense(d: &super::DensePlan<'_>, x: &[i32], y: &mut [i32]) {
+        if let DenseWeights::Int(int) = &d.weights {
+            int.forward(x, y);
+        }
+    }
+
+    fn merge(r: &RecurrentPlan<'_>, merge: Merge, f: i32, b: i32) -> i32 {
+        let Some(int) = &r.int else { return f };
+        let Some((out, requant)) = int.quant.merged else {
+            return f;
+        };
+        let z = i64::from(int.quant.output.zero_point);
+        let (f, b) = (i64::from(f) - z, i64::from(b) - z);
+        // Exact integer merge; `ave`'s halving is part of its requantizer.
+        let v = match merge {
+            Merge::Mul => f * b,
+            _ => f + b,
+        };
+        let code = i64::from(out.zero_point) + requant.apply(v);
+        code.clamp(i64::from(int.lo), i64::from(int.hi)) as i32
+    }
+
+    fn load_input(model: &Model<'_>, raw: &[f32], values: &mut [i32]) {
+        model.quantize_into(raw, values);
+    }
+}
+
 impl Model<'_> {
-    fn check_state(&self, state: &[f32]) -> Result<(), RunError> {
-        if state.len() == self.state_len {
+    fn check_state(&self, state_len: usize) -> Result<(), RunError> {
+        if state_len == self.state_len {
             Ok(())
         } else {
             Err(RunError::StateLength {
                 expected: sat_u32(self.state_len),
-                found: sat_u32(state.len()),
+                found: sat_u32(state_len),
             })
         }
     }
@@ -72,6 +174,23 @@ impl Model<'_> {
         }
     }
 
+    fn quantize_into(&self, x: &[f32], codes: &mut [i32]) {
+        let (lo, hi) = self.mode.activation_range();
+        if let Some(p) = self.input_quant {
+            for (q, &v) in codes.iter_mut().zip(x) {
+                *q = quant::quantize(v, p, lo, hi);
+            }
+        }
+    }
+
+    fn dequantize_into(&self, codes: &[i32], out: &mut [f32]) {
+        if let Some(p) = self.output_quant {
+            for (o, &q) in out.iter_mut().zip(codes) {
+                *o = quant::dequantize(q, p);
+            }
+        }
+    }
+
     /// Consumes one time step `x` (`input_features` values), advances `state` in place and
     /// writes the model's output for this step (`output_width` values) to `out`.
     ///
@@ -80,84 +199,81 @@ impl Model<'_> {
     /// from a reset state, outputs equal [`Model::run_sequence`]'s bit for bit.
     ///
     /// # Errors
-    /// [`RunError::NotStreamable`] for Bidirectional or `go_backwards` models; a length error
-    /// when a slice does not fit ([`Model::state_len`], [`Model::step_scratch_len`]). On error
-    /// the state is unchanged.
+    /// [`RunError::NotStreamable`] for Bidirectional or `go_backwards` models;
+    /// [`RunError::BufferType`] when `W` does not fit the mode; a length error when a slice
+    /// does not fit ([`Model::state_len`], [`Model::step_scratch_len`]). On error the state is
+    /// unchanged.
     ///
     /// # Panics
     /// Never.
-    pub fn step(
+    pub fn step<W: Word>(
         &self,
         x: &[f32],
-        state: &mut [f32],
-        scratch: &mut [f32],
+        state: &mut [W],
+        scratch: &mut [W],
         out: &mut [f32],
     ) -> Result<(), RunError> {
         if !self.streamable {
             return Err(RunError::NotStreamable);
         }
         check_len(self.input_features, x.len())?;
-        self.check_state(state)?;
+        self.check_state(state.len())?;
         self.check_output(out, self.output_width)?;
         let scratch = need(scratch, self.step_scratch_len())?;
-        self.step_layers(x, state, scratch, out, self.layers.len());
+        let all = self.layers.len();
+        if let (Some(state), Some(scratch)) = (W::as_f32(state), W::as_f32(&mut *scratch)) {
+            if !self.mode.is_integer() {
+                let y = self.step_layers::<Float>(x, state, scratch, all);
+                copy_into(out, y);
+                return Ok(());
+            }
+        }
+        let (Some(state), Some(mut scratch)) = (W::as_i32(state), W::as_i32(scratch)) else {
+            return Err(RunError::BufferType);
+        };
+        if !self.mode.is_integer() {
+            return Err(RunError::BufferType);
+        }
+        let codes = take(&mut scratch, self.input_features);
+        self.quantize_into(x, codes);
+        let y = self.step_layers::<Int>(codes, state, scratch, all);
+        self.dequantize_into(y, out);
         Ok(())
     }
 
-    /// Runs layers `..upto` on one time step; writes `out` only when every layer ran.
-    fn step_layers(
+    /// Runs layers `..upto` on one time step and returns the last one's output (a view into
+    /// `scratch`).
+    fn step_layers<'s, A: Arith>(
         &self,
-        x: &[f32],
-        state: &mut [f32],
-        mut scratch: &mut [f32],
-        out: &mut [f32],
+        x: &[A::V],
+        state: &mut [A::V],
+        scratch: &'s mut [A::V],
         upto: usize,
-    ) {
-        let mut src = take(&mut scratch, self.max_width);
-        let mut dst = take(&mut scratch, self.max_width);
-        let cell_scratch = scratch;
+    ) -> &'s [A::V] {
+        let mut rest: &mut [A::V] = scratch;
+        let mut src = take(&mut rest, self.max_width);
+        let mut dst = take(&mut rest, self.max_width);
+        let cell = rest;
         let mut width = self.input_features;
         for (index, layer) in self.layers.iter().take(upto).enumerate() {
-            let input: &[f32] = if index == 0 {
+            let input: &[A::V] = if index == 0 {
                 x
             } else {
                 src.get(..width).unwrap_or(&[])
             };
             match layer {
                 LayerPlan::Recurrent(r) => {
-                    let h = self.advance(r, &r.forward, 0, input, state, cell_scratch);
+                    let h = advance::<A>(r, 0, input, state, cell);
                     copy_into(dst, h);
                 }
                 LayerPlan::Dense(d) => {
-                    let y = dst.get_mut(..d.units).unwrap_or(&mut []);
-                    dense::forward(d.kernel, d.bias, d.activation, input, y);
+                    A::dense(d, input, dst.get_mut(..d.units).unwrap_or(&mut []));
                 }
             }
             width = layer.output_width();
             core::mem::swap(&mut src, &mut dst);
         }
-        if upto == self.layers.len() {
-            copy_into(out, src.get(..width).unwrap_or(&[]));
-        }
-    }
-
-    /// Steps one direction of a recurrent layer and returns its new `h`.
-    fn advance<'s>(
-        &self,
-        r: &RecurrentPlan<'_>,
-        weights: &crate::cell::DirectionViews<'_>,
-        direction: usize,
-        input: &[f32],
-        state: &'s mut [f32],
-        cell_scratch: &mut [f32],
-    ) -> &'s [f32] {
-        let len = r.spec.state_len();
-        let start = r.state_offset + direction * len;
-        let Some(st) = state.get_mut(start..start + len) else {
-            return &[];
-        };
-        r.spec.step(weights, input, st, cell_scratch);
-        st.get(..r.spec.units).unwrap_or(&[])
+        src.get(..width).unwrap_or(&[])
     }
 
     /// Runs a whole window of `xs.len() / input_features` time steps (row-major
@@ -165,17 +281,18 @@ impl Model<'_> {
     /// [`Model::output_len`] values to `out` (`[time, width]` or `[width]`) and returns that count.
     ///
     /// # Errors
-    /// [`RunError::EmptySequence`] for zero steps; a length error when a slice does not fit
-    /// ([`Model::state_len`], [`Model::sequence_scratch_len`], [`Model::output_len`]). On error
-    /// the state is unchanged.
+    /// [`RunError::EmptySequence`] for zero steps; [`RunError::BufferType`] when `W` does not
+    /// fit the mode; a length error when a slice does not fit ([`Model::state_len`],
+    /// [`Model::sequence_scratch_len`], [`Model::output_len`]). On error the state is
+    /// unchanged.
     ///
     /// # Panics
     /// Never.
-    pub fn run_sequence(
+    pub fn run_sequence<W: Word>(
         &self,
         xs: &[f32],
-        state: &mut [f32],
-        scratch: &mut [f32],
+        state: &mut [W],
+        scratch: &mut [W],
         out: &mut [f32],
     ) -> Result<usize, RunError> {
         if self.streamable {
@@ -185,175 +302,224 @@ impl Model<'_> {
         }
     }
 
-    fn check_sequence(&self, xs: &[f32], state: &[f32]) -> Result<(usize, usize), RunError> {
+    fn check_sequence(&self, xs: &[f32], state_len: usize) -> Result<(usize, usize), RunError> {
         let features = self.input_features;
         let steps = xs.len() / features;
         check_len(steps * features, xs.len())?;
         if steps == 0 {
             return Err(RunError::EmptySequence);
         }
-        self.check_state(state)?;
+        self.check_state(state_len)?;
         let out_len = self.output_len(steps).ok_or(RunError::TooLarge)?;
         Ok((steps, out_len))
     }
 
-    /// The streaming path over a window: the same [`Model::step`] arithmetic, one step at a
-    /// time through the whole stack, so it needs no sequence buffers.
-    fn run_time_major(
+    /// The streaming path over a window: the same step arithmetic, one step at a time through
+    /// the whole stack, so it needs no sequence buffers.
+    fn run_time_major<W: Word>(
         &self,
         xs: &[f32],
-        state: &mut [f32],
-        scratch: &mut [f32],
+        state: &mut [W],
+        scratch: &mut [W],
         out: &mut [f32],
     ) -> Result<usize, RunError> {
-        let (steps, out_len) = self.check_sequence(xs, state)?;
+        let (steps, out_len) = self.check_sequence(xs, state.len())?;
         self.check_output(out, out_len)?;
         let scratch = need(scratch, self.step_scratch_len())?;
         let width = self.output_width;
+        let integer = self.mode.is_integer();
+        if let (Some(state), false) = (W::as_f32(state), integer) {
+            let Some(scratch) = W::as_f32(scratch) else {
+                return Err(RunError::BufferType);
+            };
+            for (t, x) in xs.chunks_exact(self.input_features).enumerate() {
+                let upto = self.upto(t + 1 == steps);
+                let y = self.step_layers::<Float>(x, state, scratch, upto);
+                if upto == self.layers.len() {
+                    let target = if self.output_is_sequence {
+                        row_mut(out, t, width)
+                    } else {
+                        &mut *out
+                    };
+                    copy_into(target, y);
+                }
+            }
+            return Ok(out_len);
+        }
+        let (Some(state), Some(scratch), true) = (W::as_i32(state), W::as_i32(scratch), integer)
+        else {
+            return Err(RunError::BufferType);
+        };
+        let (codes, rest) = scratch.split_at_mut(self.input_features);
         for (t, x) in xs.chunks_exact(self.input_features).enumerate() {
-            let last = t + 1 == steps;
-            if self.output_is_sequence {
-                let y = row_mut(out, t, width);
-                self.step_layers(x, state, scratch, y, self.layers.len());
-            } else {
-                // The head after the last sequence layer only matters for the final step.
-                let upto = if last {
-                    self.layers.len()
+            self.quantize_into(x, codes);
+            let upto = self.upto(t + 1 == steps);
+            let y = self.step_layers::<Int>(codes, state, rest, upto);
+            if upto == self.layers.len() {
+                let target = if self.output_is_sequence {
+                    row_mut(out, t, width)
                 } else {
-                    self.head_start
+                    &mut *out
                 };
-                self.step_layers(x, state, scratch, out, upto);
+                self.dequantize_into(y, target);
             }
         }
         Ok(out_len)
     }
 
+    /// How many layers a time-major step runs: the head after the last sequence layer only
+    /// matters for the final step of a vector-output window.
+    fn upto(&self, last: bool) -> usize {
+        if self.output_is_sequence || last {
+            self.layers.len()
+        } else {
+            self.head_start
+        }
+    }
+
     /// The whole-window path: layer by layer over full intermediate sequences, as Bidirectional
     /// and `go_backwards` layers need. Public for tests that compare it with the streaming path.
     #[doc(hidden)]
-    pub fn run_layerwise(
+    pub fn run_layerwise<W: Word>(
         &self,
         xs: &[f32],
-        state: &mut [f32],
-        scratch: &mut [f32],
+        state: &mut [W],
+        scratch: &mut [W],
         out: &mut [f32],
     ) -> Result<usize, RunError> {
-        let (steps, out_len) = self.check_sequence(xs, state)?;
+        let (steps, out_len) = self.check_sequence(xs, state.len())?;
         self.check_output(out, out_len)?;
         let needed = self
             .layerwise_scratch_len(steps)
             .ok_or(RunError::TooLarge)?;
-        let mut scratch = need(scratch, needed)?;
+        let scratch = need(scratch, needed)?;
+        if !self.mode.is_integer() {
+            let (Some(state), Some(scratch)) = (W::as_f32(state), W::as_f32(scratch)) else {
+                return Err(RunError::BufferType);
+            };
+            let y = self.layerwise::<Float>(xs, steps, state, scratch);
+            copy_into(out, y.get(..out_len).unwrap_or(&[]));
+            return Ok(out_len);
+        }
+        let (Some(state), Some(scratch)) = (W::as_i32(state), W::as_i32(scratch)) else {
+            return Err(RunError::BufferType);
+        };
+        let y = self.layerwise::<Int>(xs, steps, state, scratch);
+        let y = y.get(..out_len).unwrap_or(&[]);
+        self.dequantize_into(y, out);
+        Ok(out_len)
+    }
+
+    /// Runs every layer over the window (loaded into the first sequence buffer in the
+    /// arithmetic's values) and returns the final layer's output rows.
+    fn layerwise<'s, A: Arith>(
+        &self,
+        xs: &[f32],
+        steps: usize,
+        state: &mut [A::V],
+        mut scratch: &'s mut [A::V],
+    ) -> &'s [A::V] {
         let seq_len = steps * self.max_width;
         let mut src = take(&mut scratch, seq_len);
         let mut dst = take(&mut scratch, seq_len);
         let backward_rows = take(&mut scratch, steps * self.max_units);
-        let cell_scratch = scratch;
+        let cell = scratch;
+        A::load_input(self, xs, src);
 
         let mut width = self.input_features;
         let mut rows = steps;
-        for (index, layer) in self.layers.iter().enumerate() {
-            let input: &[f32] = if index == 0 { xs } else { &*src };
+        for layer in &self.layers {
+            let input: &[A::V] = src;
             match layer {
                 LayerPlan::Recurrent(r) => {
-                    rows = self.recurrent_window(
-                        r,
-                        input,
-                        steps,
-                        state,
-                        dst,
-                        backward_rows,
-                        cell_scratch,
-                    );
+                    rows = recurrent_window::<A>(r, input, steps, state, dst, backward_rows, cell);
                 }
                 LayerPlan::Dense(d) => {
                     for t in 0..rows {
-                        let x = row(input, t, width);
-                        let y = row_mut(dst, t, d.units);
-                        dense::forward(d.kernel, d.bias, d.activation, x, y);
+                        A::dense(d, row(input, t, width), row_mut(dst, t, d.units));
                     }
                 }
             }
             width = layer.output_width();
             core::mem::swap(&mut src, &mut dst);
         }
-        copy_into(out, src.get(..out_len).unwrap_or(&[]));
-        Ok(out_len)
+        src
+    }
+}
+
+/// Steps one direction of a recurrent layer and returns its new `h`.
+fn advance<'s, A: Arith>(
+    r: &RecurrentPlan<'_>,
+    direction: usize,
+    input: &[A::V],
+    state: &'s mut [A::V],
+    cell: &mut [A::V],
+) -> &'s [A::V] {
+    let len = r.spec.state_len();
+    let start = r.state_offset + direction * len;
+    let Some(st) = state.get_mut(start..start + len) else {
+        return &[];
+    };
+    let weights = if direction == 0 {
+        &r.forward
+    } else {
+        &r.backward
+    };
+    A::recurrent(r, weights, input, st, cell);
+    st.get(..r.spec.units).unwrap_or(&[])
+}
+
+/// Runs a recurrent layer over a whole window, writing `[rows, output_width]` to `dst`, and
+/// returns `rows` (the window length, or 1 without `return_sequences`).
+fn recurrent_window<A: Arith>(
+    r: &RecurrentPlan<'_>,
+    input: &[A::V],
+    steps: usize,
+    state: &mut [A::V],
+    dst: &mut [A::V],
+    backward_rows: &mut [A::V],
+    cell: &mut [A::V],
+) -> usize {
+    let units = r.spec.units;
+    let in_width = r.input_width;
+    let out_width = r.output_width();
+    let rows = if r.return_sequences { steps } else { 1 };
+
+    // Forward direction (or the only one). With go_backwards, Keras returns outputs in
+    // processing order, so output row k is the k-th step processed either way.
+    for k in 0..steps {
+        let t = if r.go_backwards { steps - 1 - k } else { k };
+        let h = advance::<A>(r, 0, row(input, t, in_width), state, cell);
+        if r.return_sequences || k + 1 == steps {
+            let out_row = if r.return_sequences { k } else { 0 };
+            copy_into(row_mut(dst, out_row, out_width), h);
+        }
     }
 
-    /// Runs a recurrent layer over a whole window, writing `[rows, output_width]` to `dst`, and
-    /// returns `rows` (the window length, or 1 without `return_sequences`).
-    #[allow(clippy::too_many_arguments)]
-    fn recurrent_window(
-        &self,
-        r: &RecurrentPlan<'_>,
-        input: &[f32],
-        steps: usize,
-        state: &mut [f32],
-        dst: &mut [f32],
-        backward_rows: &mut [f32],
-        cell_scratch: &mut [f32],
-    ) -> usize {
-        let units = r.spec.units;
-        let in_width = r.input_width;
-        let out_width = r.output_width();
-        let rows = if r.return_sequences { steps } else { 1 };
-
-        // Forward direction (or the only one). With go_backwards, Keras returns outputs in
-        // processing order, so output row k is the k-th step processed either way.
-        for k in 0..steps {
-            let t = if r.go_backwards { steps - 1 - k } else { k };
-            let h = self.advance(
-                r,
-                &r.forward,
-                0,
-                row(input, t, in_width),
-                state,
-                cell_scratch,
-            );
-            if r.return_sequences || k + 1 == steps {
-                let out_row = if r.return_sequences { k } else { 0 };
-                copy_into(row_mut(dst, out_row, out_width), h);
-            }
-        }
-
-        let Some(merge) = r.merge else {
-            return rows;
-        };
-        // Backward direction: processes x[T-1]..x[0]; its outputs are re-aligned to input time.
-        for t in (0..steps).rev() {
-            let h = self.advance(
-                r,
-                &r.backward,
-                1,
-                row(input, t, in_width),
-                state,
-                cell_scratch,
-            );
-            if r.return_sequences || t == 0 {
-                let out_row = if r.return_sequences { t } else { 0 };
-                match merge {
-                    Merge::Concat => {
-                        let target = row_mut(dst, out_row, out_width);
-                        copy_into(target.get_mut(units..).unwrap_or(&mut []), h);
-                    }
-                    _ => copy_into(row_mut(backward_rows, out_row, units), h),
+    let Some(merge) = r.merge else {
+        return rows;
+    };
+    // Backward direction: processes x[T-1]..x[0]; its outputs are re-aligned to input time.
+    for t in (0..steps).rev() {
+        let h = advance::<A>(r, 1, row(input, t, in_width), state, cell);
+        if r.return_sequences || t == 0 {
+            let out_row = if r.return_sequences { t } else { 0 };
+            match merge {
+                Merge::Concat => {
+                    let target = row_mut(dst, out_row, out_width);
+                    copy_into(target.get_mut(units..).unwrap_or(&mut []), h);
                 }
+                _ => copy_into(row_mut(backward_rows, out_row, units), h),
             }
         }
-        if merge != Merge::Concat {
-            for t in 0..rows {
-                let b = row(backward_rows, t, units);
-                for (f, &b) in row_mut(dst, t, units).iter_mut().zip(b) {
-                    *f = match merge {
-                        Merge::Sum => *f + b,
-                        Merge::Mul => *f * b,
-                        Merge::Ave => (*f + b) / 2.0,
-                        Merge::Concat => *f,
-                    };
-                }
-            }
-        }
-        rows
     }
+    if merge != Merge::Concat {
+        for t in 0..rows {
+            let b = row(backward_rows, t, units);
+            for (f, &b) in row_mut(dst, t, units).iter_mut().zip(b) {
+                *f = A::merge(r, merge, *f, b);
+            }
+        }
+    }
+    rows
 }

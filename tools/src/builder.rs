@@ -5,8 +5,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use edgernn::format::{
-    blob_crc, Activation, Cell, DType, DenseLayer, DirectionWeights, Header, Layer, Merge,
-    Preamble, RecurrentLayer, TensorRef, CRC_OFFSET, FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
+    blob_crc, Activation, Cell, DenseLayer, DirectionWeights, Header, Layer, Merge, Preamble,
+    QuantMode, RecurrentLayer, TensorRef, CRC_OFFSET, FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
 };
 
 /// Options of a recurrent layer, as in Keras.
@@ -129,6 +129,9 @@ impl ModelBuilder {
             recurrent_kernel,
             bias,
             recurrent_bias,
+            kernel_scale: None,
+            recurrent_scale: None,
+            reset_scale: None,
         })
     }
 
@@ -170,6 +173,7 @@ impl ModelBuilder {
             bidirectional: spec.bidirectional,
             forward: fwd,
             backward: bwd,
+            quant: None,
         }));
         self.width = match spec.bidirectional {
             Some(Merge::Concat) => 2 * spec.units,
@@ -215,6 +219,8 @@ impl ModelBuilder {
             activation,
             kernel,
             bias,
+            kernel_scale: None,
+            quant: None,
         }));
         self.width = units;
         Ok(self)
@@ -233,36 +239,45 @@ impl ModelBuilder {
             )
         })?;
         let header = Header {
-            dtype: DType::F32,
+            mode: QuantMode::F32,
             input_features: u32::try_from(self.input_features).context("too many features")?,
+            input_quant: None,
             layers,
         };
-        let header_bytes = postcard::to_allocvec(&header).context("encoding the header")?;
-        let header_end = PREAMBLE_LEN + header_bytes.len();
-        let weight_offset = header_end.div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
-        let total = weight_offset + self.weights.len();
-        let too_big = || anyhow::anyhow!("blob of {total} bytes exceeds the 4 GiB format limit");
-        let preamble = Preamble {
-            version: FORMAT_VERSION,
-            flags: 0,
-            total_len: u32::try_from(total).map_err(|_| too_big())?,
-            header_len: u32::try_from(header_bytes.len()).map_err(|_| too_big())?,
-            weight_offset: u32::try_from(weight_offset).map_err(|_| too_big())?,
-            weight_len: u32::try_from(self.weights.len()).map_err(|_| too_big())?,
-            crc: 0,
-            reserved: 0,
-        };
-        let mut blob = Vec::with_capacity(total);
-        blob.extend_from_slice(&preamble.to_bytes());
-        blob.extend_from_slice(&header_bytes);
-        blob.resize(weight_offset, 0);
-        blob.extend_from_slice(&self.weights);
-        let crc = blob_crc(&blob);
-        blob[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-        let aligned = crate::blob_file::AlignedBlob::from_bytes(&blob);
-        if let Err(e) = edgernn::Model::from_bytes(aligned.bytes()) {
-            bail!("the built blob does not load: {e}");
-        }
-        Ok(blob)
+        write_blob(&header, &self.weights)
     }
+}
+
+/// Serialises a header and its weight section into a blob and checks that the core loads it.
+///
+/// # Errors
+/// When the blob is too large for the format or refused by the core's loader.
+pub fn write_blob(header: &Header, weights: &[u8]) -> Result<Vec<u8>> {
+    let header_bytes = postcard::to_allocvec(header).context("encoding the header")?;
+    let header_end = PREAMBLE_LEN + header_bytes.len();
+    let weight_offset = header_end.div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
+    let total = weight_offset + weights.len();
+    let too_big = || anyhow::anyhow!("blob of {total} bytes exceeds the 4 GiB format limit");
+    let preamble = Preamble {
+        version: FORMAT_VERSION,
+        flags: 0,
+        total_len: u32::try_from(total).map_err(|_| too_big())?,
+        header_len: u32::try_from(header_bytes.len()).map_err(|_| too_big())?,
+        weight_offset: u32::try_from(weight_offset).map_err(|_| too_big())?,
+        weight_len: u32::try_from(weights.len()).map_err(|_| too_big())?,
+        crc: 0,
+        reserved: 0,
+    };
+    let mut blob = Vec::with_capacity(total);
+    blob.extend_from_slice(&preamble.to_bytes());
+    blob.extend_from_slice(&header_bytes);
+    blob.resize(weight_offset, 0);
+    blob.extend_from_slice(weights);
+    let crc = blob_crc(&blob);
+    blob[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    let aligned = crate::blob_file::AlignedBlob::from_bytes(&blob);
+    if let Err(e) = edgernn::Model::from_bytes(aligned.bytes()) {
+        bail!("the built blob does not load: {e}");
+    }
+    Ok(blob)
 }

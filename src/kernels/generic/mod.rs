@@ -22,6 +22,34 @@ pub fn matvec_acc_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `y[r] += scale[r] * sum_c W[r, c] * x[c]` with int8 `W`: the sum runs in f32 over exact
+/// int8 values, left to right, then is scaled once per row.
+pub fn matvec_acc_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f32]) {
+    let cols = x.len();
+    if cols == 0 {
+        return;
+    }
+    for ((out, row), scale) in y
+        .iter_mut()
+        .zip(weights.chunks_exact(cols))
+        .zip(scales.iter())
+    {
+        let mut acc = 0.0f32;
+        for (&w, &xv) in row.iter().zip(x) {
+            acc += f32::from(w as i8) * xv;
+        }
+        *out += acc * scale;
+    }
+}
+
+/// `sum_c w[c] * x[c]` for int8 weights and integer codes (int8 or int16 range), in i64.
+pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
+    row.iter()
+        .zip(x)
+        .map(|(&w, &xv)| i64::from(w as i8) * i64::from(xv))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

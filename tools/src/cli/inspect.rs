@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use edgernn::format::{Activation, Cell, Merge};
+use edgernn::format::{Activation, Cell, Merge, QuantMode};
 use edgernn::{LayerKind, Model};
 use serde::Serialize;
 
@@ -59,6 +59,17 @@ pub fn activation_name(a: Activation) -> &'static str {
         Activation::Sigmoid => "sigmoid",
         Activation::HardSigmoid => "hard_sigmoid",
         Activation::Softmax => "softmax",
+    }
+}
+
+/// The CLI's names for quantization modes (as `edgernn quantize --mode` takes them).
+pub fn mode_name(mode: QuantMode) -> &'static str {
+    match mode {
+        QuantMode::F32 => "f32",
+        QuantMode::Int8Weights => "int8-weights",
+        QuantMode::Int8 => "int8",
+        QuantMode::Int16 => "int16",
+        _ => "unknown",
     }
 }
 
@@ -122,7 +133,7 @@ fn report(path: &Path, model: &Model<'_>) -> Result<Report, Failure> {
         format_version: edgernn::format::FORMAT_VERSION,
         blob_bytes: model.blob_len(),
         weight_bytes: model.parameters() * 4,
-        dtype: "f32",
+        dtype: mode_name(model.mode()),
         input_features: model.input_features(),
         output_width: model.output_width(),
         output_is_sequence: model.output_is_sequence(),

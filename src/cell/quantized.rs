@@ -1,0 +1,299 @@
+//! Integer cells: one time step of SimpleRNN, LSTM, GRU and Dense on integer codes.
+//!
+//! The scheme (formats, rounding, folding of zero points) is written down in [`crate::quant`];
+//! these functions implement it. Values live in `i32` slices: activation codes (int8 or int16
+//! range), Q3.12 gate pre-activations and Q0.15 gate outputs.
+
+use super::CellSpec;
+use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
+use crate::kernels::{dot_i8, I32View, RequantView};
+use crate::quant::fixed::{sat_i16, shift_round};
+use crate::quant::lut;
+
+/// One direction's integer weights, as views into the blob.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IntDirectionViews<'a> {
+    /// `[gates * units, input_width]` i8.
+    pub kernel: &'a [u8],
+    /// `[gates * units, units]` i8.
+    pub recurrent_kernel: &'a [u8],
+    /// `[gates * units]`: input-side bias with the input zero point folded in.
+    pub bias_x: I32View<'a>,
+    /// `[gates * units]`: recurrent-side bias with the `h` zero point folded in.
+    pub bias_h: I32View<'a>,
+    /// Per-row requantizers of the input projection.
+    pub requant_x: RequantView<'a>,
+    /// Per-row requantizers of the recurrent projection.
+    pub requant_h: RequantView<'a>,
+    /// GRU `reset_after = false`: per-row requantizers of `U_h (r * h)`.
+    pub requant_reset: RequantView<'a>,
+}
+
+/// The integer-mode facts a cell step needs besides its weights.
+#[derive(Debug, Clone, Copy)]
+pub struct IntCell {
+    pub spec: CellSpec,
+    pub quant: RecurrentQuant,
+    /// Activation code range of the mode.
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// `out[r] (+)= requant[r](bias[r] + W[r] . x)` over the rows of `out`, starting at `first_row`.
+fn project(
+    weights: &[u8],
+    bias: I32View<'_>,
+    requant: RequantView<'_>,
+    first_row: usize,
+    x: &[i32],
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let cols = x.len();
+    if cols == 0 {
+        return;
+    }
+    let rows = weights.chunks_exact(cols).skip(first_row);
+    for (k, (o, row)) in out.iter_mut().zip(rows).enumerate() {
+        let r = first_row + k;
+        let acc = i64::from(bias.get_or_zero(r)) + dot_i8(row, x);
+        let v = requant.get(r).apply(acc);
+        let v = if accumulate { i64::from(*o) + v } else { v };
+        *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    }
+}
+
+/// A gate activation of a Q3.12 pre-activation, in Q0.15. Linear and relu are clipped to
+/// `[-1, 1]`; the loader only lets bounded activations reach LSTM and GRU cells.
+#[inline]
+pub fn activate_q15(activation: Activation, pre: i32) -> i32 {
+    let x = sat_i16(i64::from(pre));
+    i32::from(match activation {
+        Activation::Sigmoid => lut::sigmoid_q15(x),
+        Activation::Tanh => lut::tanh_q15(x),
+        Activation::HardSigmoid => lut::hard_sigmoid_q15(x),
+        Activation::Linear | Activation::Softmax => sat_i16(i64::from(x) << 3),
+        Activation::Relu => sat_i16(i64::from(x.max(0)) << 3),
+    })
+}
+
+/// Whether an activation has a bounded output that the integer cells compute in Q0.15.
+pub const fn is_bounded(activation: Activation) -> bool {
+    matches!(
+        activation,
+        Activation::Sigmoid | Activation::Tanh | Activation::HardSigmoid
+    )
+}
+
+impl IntCell {
+    fn to_code(&self, q15: i32) -> i32 {
+        let v = i64::from(self.quant.output.zero_point)
+            + self.quant.output_requant.apply(i64::from(q15));
+        v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
+    }
+
+    fn h_q15(&self, code: i32) -> i32 {
+        let centered = i64::from(code) - i64::from(self.quant.output.zero_point);
+        self.quant.h_to_q15.apply(centered).clamp(-32768, 32768) as i32
+    }
+
+    /// Advances one direction by one step on codes `x`; `state` holds `h` codes, then `c`
+    /// for LSTM. `scratch` needs [`CellSpec::scratch_len`] values.
+    pub fn step(
+        &self,
+        w: &IntDirectionViews<'_>,
+        x: &[i32],
+        state: &mut [i32],
+        scratch: &mut [i32],
+    ) {
+        let units = self.spec.units;
+        if units == 0 || state.len() < self.spec.state_len() {
+            return;
+        }
+        let Some(scratch) = scratch.get_mut(..self.spec.scratch_len()) else {
+            return;
+        };
+        let (h, c) = state.split_at_mut(units);
+        match self.spec.cell {
+            Cell::SimpleRnn => self.simple_rnn(w, x, h, scratch),
+            Cell::Lstm => self.lstm(w, x, h, c, scratch),
+            Cell::Gru { reset_after } => self.gru(w, reset_after, x, h, scratch),
+        }
+    }
+
+    fn simple_rnn(&self, w: &IntDirectionViews<'_>, x: &[i32], h: &mut [i32], pre: &mut [i32]) {
+        let pre = &mut pre[..h.len()];
+        project(w.kernel, w.bias_x, w.requant_x, 0, x, pre, false);
+        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, pre, true);
+        let activation = self.spec.activation;
+        let zero = self.quant.output.zero_point;
+        for (hv, &p) in h.iter_mut().zip(pre.iter()) {
+            *hv = if is_bounded(activation) {
+                self.to_code(activate_q15(activation, p))
+            } else {
+                // Linear and relu: the requantizers already target the output codes.
+                let mut v = i64::from(zero) + i64::from(p);
+                if activation == Activation::Relu {
+                    v = v.max(i64::from(zero));
+                }
+                v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
+            };
+        }
+    }
+
+    fn lstm(
+        &self,
+        w: &IntDirectionViews<'_>,
+        x: &[i32],
+        h: &mut [i32],
+        c: &mut [i32],
+        gates: &mut [i32],
+    ) {
+        let units = h.len();
+        let gates = &mut gates[..4 * units];
+        project(w.kernel, w.bias_x, w.requant_x, 0, x, gates, false);
+        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, gates, true);
+        let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
+        let frac = u32::from(self.quant.cell_frac_bits.min(15));
+        let mut blocks = gates.chunks_exact(units);
+        let (Some(gi), Some(gf), Some(gc), Some(go)) =
+            (blocks.next(), blocks.next(), blocks.next(), blocks.next())
+        else {
+            return;
+        };
+        for (((((hv, cv), &pi), &pf), &pc), &po) in h
+            .iter_mut()
+            .zip(c.iter_mut())
+            .zip(gi)
+            .zip(gf)
+            .zip(gc)
+            .zip(go)
+        {
+            let i = i64::from(activate_q15(ra, pi));
+            let f = i64::from(activate_q15(ra, pf));
+            let g = i64::from(activate_q15(a, pc));
+            let o = i64::from(activate_q15(ra, po));
+            let forget = shift_round(f * i64::from(*cv), 15);
+            let input = shift_round(i * g, 30 - frac);
+            let c_new = sat_i16(forget + input);
+            *cv = i32::from(c_new);
+            let c_q12 = if frac >= 12 {
+                shift_round(i64::from(c_new), frac - 12)
+            } else {
+                i64::from(c_new) << (12 - frac)
+            };
+            let t = i64::from(activate_q15(a, i32::from(sat_i16(c_q12))));
+            // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first.
+            *hv = self.to_code(shift_round(o * t, 15) as i32);
+        }
+    }
+
+    fn gru(
+        &self,
+        w: &IntDirectionViews<'_>,
+        reset_after: bool,
+        x: &[i32],
+        h: &mut [i32],
+        scratch: &mut [i32],
+    ) {
+        let units = h.len();
+        let (zx, rest) = scratch.split_at_mut(3 * units);
+        let (zh, rest) = rest.split_at_mut(2 * units);
+        let reset_h = &mut rest[..units];
+        project(w.kernel, w.bias_x, w.requant_x, 0, x, zx, false);
+        let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
+        let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
+        let (zx_z, zx_r) = zx_zr.split_at_mut(units);
+        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, zh, false);
+        let (zh_z, zh_r) = zh.split_at_mut(units);
+        if reset_after {
+            // The candidate rows' recurrent part is needed apart: r multiplies it.
+            project(
+                w.recurrent_kernel,
+                w.bias_h,
+                w.requant_h,
+                2 * units,
+                h,
+                reset_h,
+                false,
+            );
+            for (j, cand) in zx_h.iter_mut().enumerate() {
+                let z = activate_q15(ra, zx_z[j].saturating_add(zh_z[j]));
+                let r = i64::from(activate_q15(ra, zx_r[j].saturating_add(zh_r[j])));
+                let pre = i64::from(*cand) + shift_round(r * i64::from(reset_h[j]), 15);
+                zx_z[j] = z;
+                *cand = activate_q15(a, i32::from(sat_i16(pre)));
+            }
+        } else {
+            let qmax = i64::from(self.hi);
+            for j in 0..units {
+                let z = activate_q15(ra, zx_z[j].saturating_add(zh_z[j]));
+                let r = i64::from(activate_q15(ra, zx_r[j].saturating_add(zh_r[j])));
+                zx_z[j] = z;
+                // r * h in full-scale symmetric codes (scale 1 / qmax).
+                let rh = shift_round(r * i64::from(self.h_q15(h[j])) * qmax, 30);
+                reset_h[j] = rh.clamp(-qmax, qmax) as i32;
+            }
+            let (zr, _) = zh.split_at_mut(units);
+            let candidate = &mut zr[..units];
+            project(
+                w.recurrent_kernel,
+                w.bias_h,
+                w.requant_reset,
+                2 * units,
+                reset_h,
+                candidate,
+                false,
+            );
+            for (cand, &rec) in zx_h.iter_mut().zip(candidate.iter()) {
+                let pre = i64::from(*cand) + i64::from(rec);
+                *cand = activate_q15(a, i32::from(sat_i16(pre)));
+            }
+        }
+        for ((hv, &z), &hh) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
+            let z = i64::from(z);
+            let blended = shift_round(
+                z * i64::from(self.h_q15(*hv)) + (32768 - z) * i64::from(hh),
+                15,
+            );
+            *hv = self.to_code(blended as i32);
+        }
+    }
+}
+
+/// Integer Dense weights and parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct IntDense<'a> {
+    pub kernel: &'a [u8],
+    pub bias: I32View<'a>,
+    pub requant: RequantView<'a>,
+    pub quant: DenseQuant,
+    pub activation: Activation,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl IntDense<'_> {
+    /// Computes the output codes `y` from input codes `x`.
+    pub fn forward(&self, x: &[i32], y: &mut [i32]) {
+        project(self.kernel, self.bias, self.requant, 0, x, y, false);
+        let zero = i64::from(self.quant.output.zero_point);
+        let clamp = |v: i64| v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32;
+        match self.activation {
+            Activation::Linear => y.iter_mut().for_each(|v| *v = clamp(zero + i64::from(*v))),
+            Activation::Relu => y
+                .iter_mut()
+                .for_each(|v| *v = clamp((zero + i64::from(*v)).max(zero))),
+            Activation::Softmax => {
+                lut::softmax_q15(y);
+                for v in y.iter_mut() {
+                    *v = clamp(zero + self.quant.output_requant.apply(i64::from(*v)));
+                }
+            }
+            a => y.iter_mut().for_each(|v| {
+                let q15 = activate_q15(a, *v);
+                *v = clamp(zero + self.quant.output_requant.apply(i64::from(q15)));
+            }),
+        }
+    }
+}

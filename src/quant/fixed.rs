@@ -1,0 +1,151 @@
+//! Fixed-point requantization: the one rounding rule of the integer modes.
+//!
+//! A real factor `f` is stored as a multiplier `m` in `[2^30, 2^31)` (or 0) and a shift `s`,
+//! with `f = m * 2^-(31 + s)`. Applying it to an integer `a` computes
+//! `floor((a * m + 2^(n-1)) / 2^n)` with `n = 31 + s`: round half toward positive infinity,
+//! in exact 128-bit integer arithmetic, so every target gets the same bits.
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest stored shift (a factor up to `2^(31-1) * 2^-1`... i.e. `n = 31 + s >= 1`).
+pub const MIN_SHIFT: i8 = -30;
+/// Largest stored shift (factors down to about `2^-96`).
+pub const MAX_SHIFT: i8 = 64;
+
+/// A real multiplier in fixed point; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Requant {
+    /// In `[2^30, 2^31)`, or 0 for a zero factor.
+    pub multiplier: i32,
+    /// `f = multiplier * 2^-(31 + shift)`, in `MIN_SHIFT..=MAX_SHIFT`.
+    pub shift: i8,
+}
+
+impl Requant {
+    /// Whether the fields are in range (checked when a blob is loaded).
+    pub fn is_valid(&self) -> bool {
+        (self.multiplier == 0 || self.multiplier >= 1 << 30)
+            && (MIN_SHIFT..=MAX_SHIFT).contains(&self.shift)
+    }
+
+    /// The nearest representable factor to `factor` (finite, `>= 0`); `None` if it is out of
+    /// the representable range (too large) or not finite. Tiny factors become 0.
+    pub fn from_f64(factor: f64) -> Option<Self> {
+        if !factor.is_finite() || factor < 0.0 {
+            return None;
+        }
+        if factor == 0.0 {
+            return Some(Self::default());
+        }
+        let (mantissa, exp) = frexp(factor);
+        // factor = mantissa * 2^exp with mantissa in [0.5, 1): m = mantissa * 2^31.
+        let mut m = libm::round(mantissa * (1u64 << 31) as f64) as i64;
+        let mut exp = exp;
+        if m == 1 << 31 {
+            m /= 2;
+            exp += 1;
+        }
+        // factor = m * 2^(exp - 31) = m * 2^-(31 + shift)  =>  shift = -exp.
+        let shift = -exp;
+        if shift > i32::from(MAX_SHIFT) {
+            return Some(Self::default());
+        }
+        if shift < i32::from(MIN_SHIFT) {
+            return None;
+        }
+        Some(Self {
+            multiplier: m as i32,
+            shift: shift as i8,
+        })
+    }
+
+    /// The factor as a real number (for reports and tests).
+    pub fn to_f64(&self) -> f64 {
+        f64::from(self.multiplier) * libm::exp2(-(31.0 + f64::from(self.shift)))
+    }
+
+    /// `round(a * factor)` with the crate's rounding rule. Never overflows: the product is
+    /// computed in 128 bits and the result saturates to `i64`.
+    #[inline]
+    pub fn apply(&self, a: i64) -> i64 {
+        let n = 31 + i32::from(self.shift.clamp(MIN_SHIFT, MAX_SHIFT));
+        let product = i128::from(a) * i128::from(self.multiplier);
+        let rounded = (product + (1i128 << (n - 1))) >> n;
+        rounded.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+}
+
+/// `x = mantissa * 2^exp` with `mantissa` in `[0.5, 1)`, for positive finite `x`.
+fn frexp(x: f64) -> (f64, i32) {
+    let (m, e) = libm::frexp(x);
+    (m, e)
+}
+
+/// Rounds a right shift by `n` bits half toward positive infinity (`n` in `0..=62`).
+#[inline]
+pub fn shift_round(a: i64, n: u32) -> i64 {
+    if n == 0 {
+        a
+    } else {
+        let n = n.min(62);
+        (a + (1i64 << (n - 1))) >> n
+    }
+}
+
+/// Saturates to `i16`.
+#[inline]
+pub fn sat_i16(v: i64) -> i16 {
+    v.clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_factors() {
+        for &f in &[
+            1.0,
+            0.5,
+            0.25,
+            3.0e-5,
+            1.0 / 4096.0,
+            123.456,
+            0.999_999_9,
+            7.0e-20,
+        ] {
+            let r = Requant::from_f64(f).unwrap();
+            assert!(r.is_valid(), "{f} -> {r:?}");
+            assert!(((r.to_f64() - f) / f).abs() < 1e-9, "{f} -> {}", r.to_f64());
+        }
+        assert_eq!(Requant::from_f64(0.0), Some(Requant::default()));
+        assert_eq!(Requant::from_f64(f64::NAN), None);
+        assert_eq!(Requant::from_f64(1e30), None);
+    }
+
+    #[test]
+    fn rounds_half_up_and_matches_real_math() {
+        let half = Requant::from_f64(0.5).unwrap();
+        assert_eq!(half.apply(3), 2); // 1.5 -> 2
+        assert_eq!(half.apply(-3), -1); // -1.5 -> -1
+        assert_eq!(half.apply(5), 3);
+        let f = 0.013_7;
+        let r = Requant::from_f64(f).unwrap();
+        for a in [-1_000_000i64, -12345, -1, 0, 1, 999, 1 << 40] {
+            let expected = (a as f64 * r.to_f64() + 0.5).floor() as i64;
+            assert_eq!(r.apply(a), expected, "{a}");
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_do_not_overflow() {
+        let r = Requant::from_f64(1e9).unwrap();
+        assert_eq!(r.apply(i64::MAX), i64::MAX);
+        assert_eq!(r.apply(i64::MIN), i64::MIN);
+        let bad = Requant {
+            multiplier: i32::MAX,
+            shift: i8::MIN,
+        };
+        let _ = bad.apply(i64::MAX);
+    }
+}

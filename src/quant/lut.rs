@@ -1,0 +1,146 @@
+//! Integer sigmoid, tanh, hard sigmoid and softmax.
+//!
+//! Inputs are gate pre-activations in Q3.12 (`i16`, range `[-8, 8)`, where sigmoid and tanh
+//! are within 3.4e-4 of their limits); outputs are Q0.15. Sigmoid and tanh interpolate
+//! linearly between 257 table samples spaced 1/16 apart ([`super::tables`]); the measured
+//! maximum error over every `i16` input is pinned by the tests below as [`SIGMOID_MAX_ERROR`]
+//! and [`TANH_MAX_ERROR`] (in real units, so 1.0 = full scale of the output).
+
+use super::fixed::shift_round;
+use super::tables::{EXP_NEG_Q15, SIGMOID_Q15, TANH_Q15};
+
+/// Fractional bits of gate pre-activations.
+pub const GATE_FRAC_BITS: u32 = 12;
+/// Fractional bits of gate outputs.
+pub const OUT_FRAC_BITS: u32 = 15;
+/// Measured max |integer sigmoid - sigmoid| over all Q3.12 inputs (test `sigmoid_error`).
+pub const SIGMOID_MAX_ERROR: f64 = 7.0e-5;
+/// Measured max |integer tanh - tanh| over all Q3.12 inputs (test `tanh_error`).
+pub const TANH_MAX_ERROR: f64 = 4.0e-4;
+
+#[inline]
+fn interpolate(table: &[i16; 257], x: i16) -> i16 {
+    let u = (i32::from(x) + 32768) as u32; // 0..=65535
+    let index = (u >> 8) as usize; // 0..=255
+    let frac = (u & 0xFF) as i32;
+    let (Some(&a), Some(&b)) = (table.get(index), table.get(index + 1)) else {
+        return 0;
+    };
+    let (a, b) = (i32::from(a), i32::from(b));
+    (a + (((b - a) * frac + 128) >> 8)) as i16
+}
+
+/// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
+#[inline]
+pub fn sigmoid_q15(x: i16) -> i16 {
+    interpolate(&SIGMOID_Q15, x).max(0)
+}
+
+/// Tanh of a Q3.12 value, in Q0.15.
+#[inline]
+pub fn tanh_q15(x: i16) -> i16 {
+    interpolate(&TANH_Q15, x)
+}
+
+/// Keras 3 hard sigmoid `clip(x / 6 + 0.5, 0, 1)` of a Q3.12 value, in Q0.15, exact up to
+/// rounding: `x / 6` in Q0.15 is `4x / 3` in Q3.12 units.
+#[inline]
+pub fn hard_sigmoid_q15(x: i16) -> i16 {
+    let v = (8 * i32::from(x) + 3).div_euclid(6) + 16384;
+    v.clamp(0, 32767) as i16
+}
+
+/// `exp(-t)` for `t >= 0` in Q.12 (any size), in Q0.15 with 1.0 = 32768.
+#[inline]
+pub fn exp_neg_q15(t: i64) -> i64 {
+    if t < 0 {
+        return 32768;
+    }
+    if t >= 16 << GATE_FRAC_BITS {
+        return 0;
+    }
+    let index = (t >> 8) as usize;
+    let frac = t & 0xFF;
+    let (Some(&a), Some(&b)) = (EXP_NEG_Q15.get(index), EXP_NEG_Q15.get(index + 1)) else {
+        return 0;
+    };
+    let (a, b) = (i64::from(a), i64::from(b));
+    a + shift_round((b - a) * frac, 8)
+}
+
+/// Softmax over logits in Q.12 (any `i32`), written in place as Q0.15 probabilities.
+pub fn softmax_q15(values: &mut [i32]) {
+    let Some(max) = values.iter().copied().max() else {
+        return;
+    };
+    let mut sum = 0i64;
+    for v in values.iter_mut() {
+        let e = exp_neg_q15(i64::from(max) - i64::from(*v));
+        *v = e as i32;
+        sum += e;
+    }
+    // The max itself contributes 32768, so the sum is positive.
+    let sum = sum.max(1);
+    for v in values.iter_mut() {
+        *v = ((i64::from(*v) * 32768 + sum / 2) / sum).min(32767) as i32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_error(f: impl Fn(i16) -> i16, reference: impl Fn(f64) -> f64) -> f64 {
+        (i16::MIN..=i16::MAX)
+            .map(|x| {
+                let got = f64::from(f(x)) / 32768.0;
+                (got - reference(f64::from(x) / 4096.0)).abs()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn tables_match_the_functions() {
+        let q15 = |v: f64| libm::floor(v * 32768.0 + 0.5).clamp(-32768.0, 32767.0) as i64;
+        for k in 0..257 {
+            let x = -8.0 + k as f64 / 16.0;
+            assert_eq!(i64::from(TANH_Q15[k]), q15(libm::tanh(x)), "tanh {k}");
+            assert_eq!(
+                i64::from(SIGMOID_Q15[k]),
+                q15(1.0 / (1.0 + libm::exp(-x))),
+                "sigmoid {k}"
+            );
+            let e = libm::floor(libm::exp(-(k as f64) / 16.0) * 32768.0 + 0.5).min(32768.0);
+            assert_eq!(f64::from(EXP_NEG_Q15[k]), e, "exp {k}");
+        }
+    }
+
+    #[test]
+    fn sigmoid_error() {
+        let e = max_error(sigmoid_q15, |x| 1.0 / (1.0 + libm::exp(-x)));
+        std::println!("integer sigmoid max error {e:.3e}");
+        assert!(e <= SIGMOID_MAX_ERROR, "{e}");
+    }
+
+    #[test]
+    fn tanh_error() {
+        let e = max_error(tanh_q15, libm::tanh);
+        std::println!("integer tanh max error {e:.3e}");
+        assert!(e <= TANH_MAX_ERROR, "{e}");
+    }
+
+    #[test]
+    fn hard_sigmoid_error() {
+        let e = max_error(hard_sigmoid_q15, |x| (x / 6.0 + 0.5).clamp(0.0, 1.0));
+        assert!(e <= 1.0 / 32768.0, "{e}");
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut v = [4096i32, 0, -8192, 100_000];
+        softmax_q15(&mut v);
+        let total: i32 = v.iter().sum();
+        assert!((total - 32768).abs() <= 4, "{v:?}");
+        assert_eq!(v[3], 32767);
+    }
+}
