@@ -39,12 +39,15 @@ pub struct IntCell {
     pub hi: i32,
 }
 
-/// `out[r] (+)= requant[r](bias[r] + W[r] . x)` over the rows of `out`, starting at `first_row`.
+/// `out[k] (+)= requant[k + requant_first](bias[r] + W[r] . x)` for `r = first_row + k` over the
+/// rows of `out`.
+#[allow(clippy::too_many_arguments)]
 fn project(
     weights: &[u8],
     bias: I32View<'_>,
     requant: RequantView<'_>,
     first_row: usize,
+    requant_first: usize,
     x: &[i32],
     out: &mut [i32],
     accumulate: bool,
@@ -57,7 +60,7 @@ fn project(
     for (k, (o, row)) in out.iter_mut().zip(rows).enumerate() {
         let r = first_row + k;
         let acc = i64::from(bias.get_or_zero(r)) + dot_i8(row, x);
-        let v = requant.get(r).apply(acc);
+        let v = requant.get(requant_first + k).apply(acc);
         let v = if accumulate { i64::from(*o) + v } else { v };
         *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     }
@@ -86,7 +89,7 @@ pub const fn is_bounded(activation: Activation) -> bool {
 }
 
 impl IntCell {
-    fn to_code(&self, q15: i32) -> i32 {
+    fn code_of(&self, q15: i32) -> i32 {
         let v = i64::from(self.quant.output.zero_point)
             + self.quant.output_requant.apply(i64::from(q15));
         v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
@@ -123,13 +126,22 @@ impl IntCell {
 
     fn simple_rnn(&self, w: &IntDirectionViews<'_>, x: &[i32], h: &mut [i32], pre: &mut [i32]) {
         let pre = &mut pre[..h.len()];
-        project(w.kernel, w.bias_x, w.requant_x, 0, x, pre, false);
-        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, pre, true);
+        project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, pre, false);
+        project(
+            w.recurrent_kernel,
+            w.bias_h,
+            w.requant_h,
+            0,
+            0,
+            h,
+            pre,
+            true,
+        );
         let activation = self.spec.activation;
         let zero = self.quant.output.zero_point;
         for (hv, &p) in h.iter_mut().zip(pre.iter()) {
             *hv = if is_bounded(activation) {
-                self.to_code(activate_q15(activation, p))
+                self.code_of(activate_q15(activation, p))
             } else {
                 // Linear and relu: the requantizers already target the output codes.
                 let mut v = i64::from(zero) + i64::from(p);
@@ -151,8 +163,17 @@ impl IntCell {
     ) {
         let units = h.len();
         let gates = &mut gates[..4 * units];
-        project(w.kernel, w.bias_x, w.requant_x, 0, x, gates, false);
-        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, gates, true);
+        project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, gates, false);
+        project(
+            w.recurrent_kernel,
+            w.bias_h,
+            w.requant_h,
+            0,
+            0,
+            h,
+            gates,
+            true,
+        );
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let frac = u32::from(self.quant.cell_frac_bits.min(15));
         let mut blocks = gates.chunks_exact(units);
@@ -184,7 +205,7 @@ impl IntCell {
             };
             let t = i64::from(activate_q15(a, i32::from(sat_i16(c_q12))));
             // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first.
-            *hv = self.to_code(shift_round(o * t, 15) as i32);
+            *hv = self.code_of(shift_round(o * t, 15) as i32);
         }
     }
 
@@ -200,11 +221,20 @@ impl IntCell {
         let (zx, rest) = scratch.split_at_mut(3 * units);
         let (zh, rest) = rest.split_at_mut(2 * units);
         let reset_h = &mut rest[..units];
-        project(w.kernel, w.bias_x, w.requant_x, 0, x, zx, false);
+        project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, zx, false);
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
         let (zx_z, zx_r) = zx_zr.split_at_mut(units);
-        project(w.recurrent_kernel, w.bias_h, w.requant_h, 0, h, zh, false);
+        project(
+            w.recurrent_kernel,
+            w.bias_h,
+            w.requant_h,
+            0,
+            0,
+            h,
+            zh,
+            false,
+        );
         let (zh_z, zh_r) = zh.split_at_mut(units);
         if reset_after {
             // The candidate rows' recurrent part is needed apart: r multiplies it.
@@ -212,6 +242,7 @@ impl IntCell {
                 w.recurrent_kernel,
                 w.bias_h,
                 w.requant_h,
+                2 * units,
                 2 * units,
                 h,
                 reset_h,
@@ -241,6 +272,7 @@ impl IntCell {
                 w.bias_h,
                 w.requant_reset,
                 2 * units,
+                0,
                 reset_h,
                 candidate,
                 false,
@@ -256,7 +288,7 @@ impl IntCell {
                 z * i64::from(self.h_q15(*hv)) + (32768 - z) * i64::from(hh),
                 15,
             );
-            *hv = self.to_code(blended as i32);
+            *hv = self.code_of(blended as i32);
         }
     }
 }
@@ -276,7 +308,7 @@ pub struct IntDense<'a> {
 impl IntDense<'_> {
     /// Computes the output codes `y` from input codes `x`.
     pub fn forward(&self, x: &[i32], y: &mut [i32]) {
-        project(self.kernel, self.bias, self.requant, 0, x, y, false);
+        project(self.kernel, self.bias, self.requant, 0, 0, x, y, false);
         let zero = i64::from(self.quant.output.zero_point);
         let clamp = |v: i64| v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32;
         match self.activation {

@@ -129,10 +129,10 @@ pub struct TensorRef {
 /// | field | `F32` | `Int8Weights` | `Int8`, `Int16` |
 /// |---|---|---|---|
 /// | `kernel`, `recurrent_kernel` | f32 | i8 | i8 |
-/// | `bias` | f32, optional | f32, optional | i32, required: input-side bias incl. zero-point correction |
-/// | `recurrent_bias` | f32, GRU `reset_after` only | same | i32, required: recurrent-side bias incl. zero-point correction |
-/// | `kernel_scale`, `recurrent_scale` | absent | f32 per row | [`Requant`] per row as (i32 multiplier, i32 shift) pairs |
-/// | `reset_scale` | absent | absent | integer GRU `reset_after = false`: [`Requant`] pairs for `U_h (r * h)` |
+/// | `bias` | f32, optional | f32, optional | i32, required: input-side bias incl. zero-point corrections |
+/// | `recurrent_bias` | f32, GRU `reset_after` only | same | i32, optional (zeros when absent): recurrent-side bias |
+/// | `kernel_scale`, `recurrent_scale` | absent | f32 per row | [`Requant`] per row, packed in one i32 ([`Requant::pack`]) |
+/// | `reset_scale` | absent | absent | integer GRU `reset_after = false`: packed [`Requant`] per candidate row for `U_h (r * h)` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectionWeights {
     /// `[gates * units, input_width]`.

@@ -99,21 +99,21 @@ impl<'a> I32View<'a> {
     }
 }
 
-/// Per-row requantizers stored as (i32 multiplier, i32 shift) pairs.
+/// Per-row requantizers, one packed `i32` each ([`crate::quant::Requant::pack`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequantView<'a> {
     values: I32View<'a>,
 }
 
 impl<'a> RequantView<'a> {
-    /// A view over `2 * rows` i32 values.
+    /// A view over `rows` packed i32 values.
     pub const fn new(values: I32View<'a>) -> Self {
         Self { values }
     }
 
     /// Number of rows.
     pub const fn len(&self) -> usize {
-        self.values.len() / 2
+        self.values.len()
     }
 
     /// True when the view holds no rows.
@@ -123,14 +123,7 @@ impl<'a> RequantView<'a> {
 
     /// The requantizer of `row` (zero factor past the end).
     pub fn get(&self, row: usize) -> crate::quant::Requant {
-        let m = self.values.get_or_zero(row.saturating_mul(2));
-        let s = self
-            .values
-            .get_or_zero(row.saturating_mul(2).saturating_add(1));
-        crate::quant::Requant {
-            multiplier: m,
-            shift: s.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8,
-        }
+        crate::quant::Requant::unpack(self.values.get_or_zero(row))
     }
 
     /// The requantizers in row order.

@@ -49,7 +49,7 @@ impl<'a> Ctx<'a> {
 
     fn requants(&self, t: Option<TensorRef>, rows: usize) -> Result<RequantView<'a>, LoadError> {
         let t = t.ok_or(self.shape())?;
-        let view = RequantView::new(self.i32s(t, 2 * rows)?);
+        let view = RequantView::new(self.i32s(t, rows)?);
         if view.iter().all(|r| r.is_valid()) {
             Ok(view)
         } else {
@@ -144,7 +144,11 @@ impl<'a> Ctx<'a> {
             kernel: self.bytes(d.kernel, kernel_len, 1)?,
             recurrent_kernel: self.bytes(d.recurrent_kernel, recurrent_len, 1)?,
             bias_x: self.i32s(d.bias.ok_or(shape)?, rows)?,
-            bias_h: self.i32s(d.recurrent_bias.ok_or(shape)?, rows)?,
+            bias_h: d
+                .recurrent_bias
+                .map(|t| self.i32s(t, rows))
+                .transpose()?
+                .unwrap_or_default(),
             requant_x: self.requants(d.kernel_scale, rows)?,
             requant_h: self.requants(d.recurrent_scale, rows)?,
             requant_reset,

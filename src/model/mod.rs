@@ -137,6 +137,8 @@ pub(crate) struct DensePlan<'a> {
     pub weights: DenseWeights<'a>,
 }
 
+// Plans live in a fixed-capacity array (no heap to box into); the size difference is the price.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LayerPlan<'a> {
     Recurrent(RecurrentPlan<'a>),

@@ -75,6 +75,35 @@ impl Requant {
     }
 }
 
+impl Requant {
+    /// Packs into one `i32` for per-row tensors: the top 24 bits hold the multiplier rounded
+    /// to 23 significant bits, the low 8 bits the shift. `None` if it does not fit.
+    pub fn pack(&self) -> Option<i32> {
+        if self.multiplier == 0 {
+            return Some(i32::from(self.shift as u8));
+        }
+        let mut m24 = (i64::from(self.multiplier) + 128) >> 8;
+        let mut shift = i32::from(self.shift);
+        if m24 == 1 << 23 {
+            m24 >>= 1;
+            shift -= 1;
+        }
+        let shift = i8::try_from(shift).ok()?;
+        if !(MIN_SHIFT..=MAX_SHIFT).contains(&shift) {
+            return None;
+        }
+        Some(((m24 << 8) as i32) | i32::from(shift as u8))
+    }
+
+    /// Unpacks [`Requant::pack`]'s encoding.
+    pub fn unpack(packed: i32) -> Self {
+        Self {
+            multiplier: packed & !0xFF,
+            shift: (packed & 0xFF) as u8 as i8,
+        }
+    }
+}
+
 /// `x = mantissa * 2^exp` with `mantissa` in `[0.5, 1)`, for positive finite `x`.
 fn frexp(x: f64) -> (f64, i32) {
     let (m, e) = libm::frexp(x);
@@ -135,6 +164,20 @@ mod tests {
             let expected = (a as f64 * r.to_f64() + 0.5).floor() as i64;
             assert_eq!(r.apply(a), expected, "{a}");
         }
+    }
+
+    #[test]
+    fn packing_keeps_23_bits() {
+        for &f in &[1.0, 3.0e-5, 0.999_999_9, 123.456, 1e-12] {
+            let r = Requant::from_f64(f).unwrap();
+            let p = Requant::unpack(r.pack().unwrap());
+            assert!(p.is_valid());
+            assert!(((p.to_f64() - f) / f).abs() < 2.0e-7, "{f}: {}", p.to_f64());
+        }
+        assert_eq!(
+            Requant::unpack(Requant::default().pack().unwrap()).to_f64(),
+            0.0
+        );
     }
 
     #[test]

@@ -7,3 +7,5 @@ pub mod builder;
 pub mod cli;
 pub mod import;
 pub mod io;
+pub mod quantize;
+pub mod runner;

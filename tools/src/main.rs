@@ -58,6 +58,26 @@ enum Command {
         #[arg(long)]
         time_major: bool,
     },
+    /// Quantize an f32 blob, calibrated on data, and report its error against f32.
+    Quantize {
+        /// The f32 model blob (.ern).
+        model: PathBuf,
+        /// Calibration windows: .npy [batch, time, features] or [time, features], or a CSV.
+        #[arg(long)]
+        calibration: PathBuf,
+        /// int8 (integer only), int16 (integer only, int16 activations) or int8-weights.
+        #[arg(long)]
+        mode: String,
+        /// The quantized blob to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Clip activation ranges to this percentile (e.g. 99.99) instead of min/max.
+        #[arg(long)]
+        percentile: Option<f64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a model on an input file and print or save its output.
     Run {
         /// The model blob (.ern).
@@ -92,6 +112,21 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Inspect { model, json } => cli::inspect::run(&model, json),
         Command::Import { model, output } => cli::import::run(&model, &output),
+        Command::Quantize {
+            model,
+            calibration,
+            mode,
+            output,
+            percentile,
+            json,
+        } => cli::quantize::run(&cli::quantize::QuantizeOptions {
+            model,
+            calibration,
+            mode,
+            output,
+            percentile,
+            json,
+        }),
         Command::Verify {
             model,
             input,

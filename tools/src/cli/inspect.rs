@@ -38,7 +38,7 @@ struct Report {
     format_version: u16,
     blob_bytes: usize,
     weight_bytes: usize,
-    dtype: &'static str,
+    mode: &'static str,
     input_features: usize,
     output_width: usize,
     output_is_sequence: bool,
@@ -91,7 +91,7 @@ fn merge_name(m: Merge) -> &'static str {
     }
 }
 
-fn report(path: &Path, model: &Model<'_>) -> Result<Report, Failure> {
+fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report, Failure> {
     let mut layers = Vec::new();
     for index in 0..model.layer_count() {
         let s = model
@@ -132,8 +132,8 @@ fn report(path: &Path, model: &Model<'_>) -> Result<Report, Failure> {
         file: path.display().to_string(),
         format_version: edgernn::format::FORMAT_VERSION,
         blob_bytes: model.blob_len(),
-        weight_bytes: model.parameters() * 4,
-        dtype: mode_name(model.mode()),
+        weight_bytes,
+        mode: mode_name(model.mode()),
         input_features: model.input_features(),
         output_width: model.output_width(),
         output_is_sequence: model.output_is_sequence(),
@@ -156,7 +156,10 @@ fn report(path: &Path, model: &Model<'_>) -> Result<Report, Failure> {
 pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
     let blob = read_blob(path)?;
     let model = load_model(path, &blob)?;
-    let r = report(path, &model)?;
+    let weight_bytes = edgernn::format::Blob::new_checked(blob.bytes())
+        .map(|b| b.weights().len())
+        .map_err(|e| Failure::input(path, e))?;
+    let r = report(path, &model, weight_bytes)?;
     if json {
         let text =
             serde_json::to_string_pretty(&r).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -165,7 +168,7 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
     }
     println!(
         "{}: edgernn blob v{}, {} bytes, {}",
-        r.file, r.format_version, r.blob_bytes, r.dtype
+        r.file, r.format_version, r.blob_bytes, r.mode
     );
     println!(
         "input: {} features per step; output: {} values {}",
@@ -207,11 +210,16 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
         r.parameters, r.weight_bytes
     );
     println!(
-        "memory: state {} B, step scratch {} B, sequence scratch {} B + {} B per step",
+        "memory: state {} B, step scratch {} B, sequence scratch {} B + {} B per step ({} words)",
         r.state_bytes,
         r.step_scratch_bytes,
         r.sequence_scratch_bytes.fixed,
-        r.sequence_scratch_bytes.per_step
+        r.sequence_scratch_bytes.per_step,
+        if r.mode == "int8" || r.mode == "int16" {
+            "i32"
+        } else {
+            "f32"
+        }
     );
     println!(
         "streaming: {}",

@@ -2,6 +2,7 @@
 
 pub mod import;
 pub mod inspect;
+pub mod quantize;
 pub mod run;
 pub mod verify;
 

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use edgernn::Model;
-
 use super::{load_model, read_blob, Failure};
 use crate::io::{self, Array};
+use crate::runner::run_window;
+pub(crate) use crate::runner::Feed;
 
 /// Options of `edgernn run`.
 #[derive(Debug, Clone)]
@@ -50,17 +50,6 @@ pub(crate) fn read_input(path: &Path) -> Result<(Array, bool), Failure> {
     }
 }
 
-/// How to feed a window to the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Feed {
-    /// One sequence call.
-    Sequence,
-    /// One `step()` per time step; output as the sequence call shapes it.
-    Stream,
-    /// One `step()` per time step; the output after every step.
-    PerStep,
-}
-
 impl Feed {
     fn of(opts: &RunOptions) -> Self {
         if opts.per_step {
@@ -71,35 +60,6 @@ impl Feed {
             Self::Sequence
         }
     }
-}
-
-/// Runs one sequence from a zero state and returns the output rows (`[rows, width]` flattened).
-pub(crate) fn run_one(model: &Model<'_>, xs: &[f32], feed: Feed) -> Result<Vec<f32>, String> {
-    let steps = xs.len() / model.input_features();
-    let mut state = vec![0.0; model.state_len()];
-    if feed == Feed::Sequence {
-        let scratch_len = model.sequence_scratch_len(steps).ok_or("window too long")?;
-        let out_len = model.output_len(steps).ok_or("window too long")?;
-        let mut scratch = vec![0.0; scratch_len];
-        let mut out = vec![0.0; out_len];
-        model
-            .run_sequence(xs, &mut state, &mut scratch, &mut out)
-            .map_err(|e| e.to_string())?;
-        return Ok(out);
-    }
-    let width = model.output_width();
-    let mut scratch = vec![0.0; model.step_scratch_len()];
-    let mut y = vec![0.0; width];
-    let mut out = Vec::with_capacity(steps * width);
-    for (t, x) in xs.chunks_exact(model.input_features()).enumerate() {
-        model
-            .step(x, &mut state, &mut scratch, &mut y)
-            .map_err(|e| e.to_string())?;
-        if feed == Feed::PerStep || model.output_is_sequence() || t + 1 == steps {
-            out.extend_from_slice(&y);
-        }
-    }
-    Ok(out)
 }
 
 /// Runs `edgernn run`.
@@ -141,7 +101,7 @@ pub fn run(opts: &RunOptions) -> Result<(), Failure> {
     let width = model.output_width();
     let mut data = Vec::new();
     for (b, xs) in input.data.chunks_exact(steps * features).enumerate() {
-        let out = run_one(&model, xs, Feed::of(opts))
+        let out = run_window(&model, xs, Feed::of(opts))
             .map_err(|e| Failure::input(&opts.input, format!("batch item {b}: {e}")))?;
         data.extend_from_slice(&out);
     }

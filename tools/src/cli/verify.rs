@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::run::{read_input, run_one, Feed};
+use super::run::read_input;
 use super::{load_model, read_blob, Failure};
 use crate::io::{self, Array};
+use crate::runner::{run_window, Feed};
 
 /// Options of `edgernn verify`.
 #[derive(Debug, Clone)]
@@ -173,7 +174,7 @@ pub fn run(opts: &VerifyOptions) -> Result<(), Failure> {
     for (feed, label) in feeds {
         let mut data = Vec::new();
         for (b, xs) in input.data.chunks_exact(steps * features).enumerate() {
-            let out = run_one(&model, xs, feed)
+            let out = run_window(&model, xs, feed)
                 .map_err(|e| Failure::input(&opts.input, format!("batch item {b}: {e}")))?;
             data.extend_from_slice(&out);
         }
