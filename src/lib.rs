@@ -6,9 +6,9 @@
 //! ## Promises
 //!
 //! * **No heap.** The crate is `#![no_std]` without `alloc`. Weights are read in place from the
-//!   blob (in flash on an MCU); state and scratch are slices the caller owns, with sizes the
-//!   model reports ([`Model::state_len`], [`Model::step_scratch_len`],
-//!   [`Model::sequence_scratch_len`]).
+//!   blob (in flash on an MCU); state and scratch are slices the caller owns (`f32`, or `i32`
+//!   in the integer modes), with sizes the model reports ([`Model::state_len`],
+//!   [`Model::step_scratch_len`], [`Model::sequence_scratch_len`]).
 //! * **No panics on untrusted bytes or numbers.** A blob goes through one checked view
 //!   ([`format::Blob::new_checked`], used by [`Model::from_bytes`]) that validates magic,
 //!   version, checksum, every shape, offset and size; afterwards no call panics. Bad slices
@@ -30,10 +30,16 @@
 //! | Bidirectional | around any of the above; merge concat, sum, mul, ave (needs the whole window) |
 //! | Dense | linear, relu, tanh, sigmoid, hard_sigmoid, softmax; applied per step on sequences |
 //!
-//! | element type | status |
-//! |---|---|
-//! | f32 | supported |
-//! | int8 weights, full int8 / int16 | not yet (planned) |
+//! | mode | weights | activations, state | arithmetic | buffers |
+//! |---|---|---|---|---|
+//! | `F32` | f32 | f32 | f32 | `f32` |
+//! | `Int8Weights` | int8, per-row f32 scale | f32 | f32 | `f32` |
+//! | `Int8` | int8, per row | int8 codes; LSTM `c` int16 | integer only | `i32` |
+//! | `Int16` | int8, per row | int16 codes; LSTM `c` int16 | integer only | `i32` |
+//!
+//! Integer modes run every layer type (SimpleRNN, LSTM, GRU both variants, Bidirectional,
+//! Dense), LSTM and GRU with sigmoid, tanh or hard sigmoid activations. Their results are
+//! bit-exact on every target; the scheme is specified in [`quant`].
 //!
 //! ## Not supported
 //!
@@ -53,6 +59,10 @@
 //! ### [`cell`]: the math of one step
 //! SimpleRNN, LSTM, GRU (both reset variants) and Dense, with equations cited from Keras.
 //!
+//! ### [`quant`]: the integer scheme
+//! Quantization parameters, fixed-point requantization (one rounding rule), and integer
+//! sigmoid/tanh by table with their measured errors.
+//!
 //! ### [`kernels`]: matrix-vector products
 //! A generic scalar reference, always compiled; per-architecture kernels override it.
 //!
@@ -70,6 +80,7 @@
 //! let mut scratch = [0f32; 256];
 //! let mut out = [0f32; 8];
 //! let state = &mut state[..model.state_len()];
+//! model.reset_state(state);
 //! for sample in [[0.1f32, 0.2, 0.3], [0.4, 0.5, 0.6]] {
 //!     model.step(&sample, state, &mut scratch, &mut out)?;
 //! }
