@@ -12,8 +12,9 @@
 //! * **No panics on untrusted bytes or numbers.** A blob goes through one checked view
 //!   ([`format::Blob::new_checked`], used by [`Model::from_bytes`]) that validates magic,
 //!   version, checksum, every shape, offset and size; afterwards no call panics. Bad slices
-//!   passed to a run call return a [`RunError`] and leave the state untouched. Non-finite inputs
-//!   propagate (NaN in gives NaN out) rather than being clamped.
+//!   passed to a run call return a [`RunError`] and leave the state untouched. In the float
+//!   modes non-finite inputs propagate (NaN in gives NaN out); in the integer modes they are
+//!   quantized like any value (infinities saturate, NaN reads as the input's zero point).
 //! * **Exact state streaming.** [`Model::step`] advances caller-owned state by one time step;
 //!   stepping a window gives bit-identical results to [`Model::run_sequence`] on it. The state
 //!   is plain `f32` data that can be saved and restored (across a deep sleep, say).
