@@ -81,7 +81,10 @@ pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
         keras::import_keras_zip(path, &bytes)
     } else if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
         keras::import_h5(path, &bytes)
-    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
         onnx::import_onnx(path, &bytes)
     } else {
         Err(ImportError::file(
