@@ -177,15 +177,25 @@ fn committed_integer_vectors_are_bit_exact() {
     {
         for (mode, name) in [(QuantMode::Int8, "int8"), (QuantMode::Int16, "int16")] {
             let stem = format!("{}.{name}", case.name);
-            let (blob, _) = quantize(
-                &case.blob,
-                &windows(&case),
-                Options {
-                    mode,
-                    percentile: None,
-                },
+            let blob_path = dir.join(format!("{stem}.ern"));
+            let input = Array::new(
+                vec![case.batch, case.steps, case.features],
+                case.input.clone(),
             )
             .unwrap();
+            if bless {
+                // Calibration runs the f32 model, whose last bits depend on the host's f32
+                // kernel, so the quantized blob is fixed here once and committed.
+                let options = Options {
+                    mode,
+                    percentile: None,
+                };
+                let (blob, _) = quantize(&case.blob, &windows(&case), options).unwrap();
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&blob_path, &blob).unwrap();
+                npy::write_npy(&dir.join(format!("{}.input.npy", case.name)), &input).unwrap();
+            }
+            let blob = std::fs::read(&blob_path).unwrap();
             let q = aligned(&blob);
             let model = Model::from_bytes(q.bytes()).unwrap();
             let n = case.steps * case.features;
@@ -193,23 +203,10 @@ fn committed_integer_vectors_are_bit_exact() {
             for w in case.input.chunks(n) {
                 outputs.extend(run_window(&model, w, Feed::Sequence).unwrap());
             }
-            let input = Array::new(
-                vec![case.batch, case.steps, case.features],
-                case.input.clone(),
-            )
-            .unwrap();
             let expected = Array::new(vec![outputs.len()], outputs).unwrap();
             if bless {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(dir.join(format!("{stem}.ern")), &blob).unwrap();
-                npy::write_npy(&dir.join(format!("{}.input.npy", case.name)), &input).unwrap();
                 npy::write_npy(&dir.join(format!("{stem}.expected.npy")), &expected).unwrap();
             }
-            let committed = std::fs::read(dir.join(format!("{stem}.ern"))).unwrap();
-            assert!(
-                committed == blob,
-                "{stem}: the quantizer's output changed (EDGERNN_BLESS=1 to accept)"
-            );
             let want = npy::read_npy(&dir.join(format!("{stem}.expected.npy"))).unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&want.data), bits(&expected.data), "{stem}");

@@ -74,6 +74,7 @@ pub use header::{
 };
 
 use crate::error::{sat_u32, LoadError};
+use crate::MAX_LAYERS;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"ERNN";
@@ -198,14 +199,57 @@ pub fn blob_crc(blob: &[u8]) -> u32 {
     crc.finish()
 }
 
+/// The fixed part of the header, before the layer list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeaderInfo {
+    pub mode: QuantMode,
+    pub input_features: u32,
+    pub input_quant: Option<QParams>,
+    /// Number of layers in the list.
+    pub layer_count: usize,
+}
+
 /// A blob whose preamble, checksum and header have been checked: the single entry point for
 /// untrusted bytes. Layer shapes and weight bounds are checked by [`crate::Model::from_bytes`],
 /// which builds on this view.
-#[derive(Debug, Clone)]
+///
+/// The header is decoded one layer at a time ([`Blob::layers`]) rather than into a [`Header`]
+/// value, so loading on a microcontroller needs stack for one layer description, not sixteen.
+#[derive(Debug, Clone, Copy)]
 pub struct Blob<'a> {
-    header: Header,
+    info: HeaderInfo,
+    /// The encoded layer list (after its length prefix).
+    layer_bytes: &'a [u8],
     weights: &'a [u8],
     total_len: usize,
+}
+
+/// Decodes the layers of a checked blob in order.
+#[derive(Debug, Clone)]
+pub struct LayerIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl Iterator for LayerIter<'_> {
+    type Item = Result<Layer, LoadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match postcard::take_from_bytes::<Layer>(self.rest) {
+            Ok((layer, rest)) => {
+                self.rest = rest;
+                Some(Ok(layer))
+            }
+            Err(_) => {
+                self.left = 0;
+                Some(Err(LoadError::HeaderDecode))
+            }
+        }
+    }
 }
 
 impl<'a> Blob<'a> {
@@ -265,21 +309,69 @@ impl<'a> Blob<'a> {
         let header_bytes = blob
             .get(PREAMBLE_LEN..header_end)
             .ok_or(LoadError::BadLayout)?;
-        let (header, rest) = postcard::take_from_bytes::<Header>(header_bytes)
-            .map_err(|_| LoadError::HeaderDecode)?;
-        if !rest.is_empty() {
-            return Err(LoadError::HeaderDecode);
+        // The wire format of `Header`: its three leading fields, then the layer list as a
+        // varint length and the layers.
+        let ((mode, input_features, input_quant), rest) =
+            postcard::take_from_bytes::<(QuantMode, u32, Option<QParams>)>(header_bytes)
+                .map_err(|_| LoadError::HeaderDecode)?;
+        let (count, layer_bytes) =
+            postcard::take_from_bytes::<u32>(rest).map_err(|_| LoadError::HeaderDecode)?;
+        let layer_count = count as usize;
+        if layer_count > MAX_LAYERS {
+            return Err(LoadError::LayerCount { found: count });
         }
-        Ok(Self {
-            header,
+        let blob = Self {
+            info: HeaderInfo {
+                mode,
+                input_features,
+                input_quant,
+                layer_count,
+            },
+            layer_bytes,
             weights,
             total_len: total,
-        })
+        };
+        // Every layer must decode and nothing may follow the last one.
+        let mut layers = blob.layers();
+        for layer in layers.by_ref() {
+            layer?;
+        }
+        if !layers.rest.is_empty() {
+            return Err(LoadError::HeaderDecode);
+        }
+        Ok(blob)
     }
 
-    /// The decoded header.
-    pub fn header(&self) -> &Header {
-        &self.header
+    /// The fixed part of the header.
+    pub fn info(&self) -> HeaderInfo {
+        self.info
+    }
+
+    /// The layer descriptions, decoded one at a time.
+    pub fn layers(&self) -> LayerIter<'a> {
+        LayerIter {
+            rest: self.layer_bytes,
+            left: self.info.layer_count,
+        }
+    }
+
+    /// The whole header as one value (for tools; it holds up to [`MAX_LAYERS`] layers).
+    ///
+    /// # Errors
+    /// Never for a checked blob; [`LoadError::HeaderDecode`] is kept for completeness.
+    pub fn decode_header(&self) -> Result<Header, LoadError> {
+        let mut layers = heapless::Vec::new();
+        for layer in self.layers() {
+            layers.push(layer?).map_err(|_| LoadError::LayerCount {
+                found: sat_u32(self.info.layer_count),
+            })?;
+        }
+        Ok(Header {
+            mode: self.info.mode,
+            input_features: self.info.input_features,
+            input_quant: self.info.input_quant,
+            layers,
+        })
     }
 
     /// The weight section.

@@ -170,7 +170,8 @@ fn cell_activation_ok(a: Activation) -> bool {
 }
 
 impl<'a> Model<'a> {
-    /// Checks a blob completely and builds the model over it, borrowing its weights in place.
+    /// Checks a blob completely and builds the model over it, borrowing its weights in place,
+    /// with room for [`super::DEFAULT_LAYERS`] layers.
     ///
     /// # Errors
     /// A [`LoadError`] naming the first failed check: preamble, checksum, header decoding, then
@@ -180,6 +181,17 @@ impl<'a> Model<'a> {
     /// # Panics
     /// Never, whatever the bytes.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        Self::from_bytes_with_capacity(bytes)
+    }
+}
+
+impl<'a, const L: usize> Model<'a, L> {
+    /// As [`Model::from_bytes`], with room for `L` layers.
+    ///
+    /// # Errors
+    /// As [`Model::from_bytes`]; [`LoadError::LayerCount`] when the blob has more than `L`
+    /// layers.
+    pub fn from_bytes_with_capacity(bytes: &'a [u8]) -> Result<Self, LoadError> {
         let blob = Blob::new_checked(bytes)?;
         Self::from_blob(&blob)
     }
@@ -189,10 +201,10 @@ impl<'a> Model<'a> {
     /// # Errors
     /// As [`Model::from_bytes`], for the per-layer checks.
     pub fn from_blob(blob: &Blob<'a>) -> Result<Self, LoadError> {
-        let header = blob.header().clone();
-        let mode = header.mode;
-        let count = header.layers.len();
-        if count == 0 || count > MAX_LAYERS {
+        let info = blob.info();
+        let mode = info.mode;
+        let count = info.layer_count;
+        if count == 0 || count > MAX_LAYERS.min(L) {
             return Err(LoadError::LayerCount {
                 found: sat_u32(count),
             });
@@ -202,8 +214,8 @@ impl<'a> Model<'a> {
             layer: 0,
             mode,
         };
-        let input_features = first.width(header.input_features)?;
-        let input_quant = match (mode.is_integer(), header.input_quant) {
+        let input_features = first.width(info.input_features)?;
+        let input_quant = match (mode.is_integer(), info.input_quant) {
             (true, Some(p)) => Some(first.qparams(p)?),
             (false, None) => None,
             _ => return Err(LoadError::BadQuantization { layer: 0 }),
@@ -220,7 +232,8 @@ impl<'a> Model<'a> {
         let mut head_start = count;
         let mut output_quant = input_quant;
 
-        for (index, layer) in header.layers.iter().enumerate() {
+        for (index, layer) in blob.layers().enumerate() {
+            let layer = &layer?;
             let ctx = Ctx {
                 weights: blob.weights(),
                 layer: index as u8,
@@ -269,7 +282,6 @@ impl<'a> Model<'a> {
         }
 
         Ok(Self {
-            header,
             mode,
             input_quant,
             output_quant: if mode.is_integer() {

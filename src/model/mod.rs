@@ -19,9 +19,8 @@ mod run;
 
 use crate::cell::quantized::{IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
-use crate::format::{Activation, Header, Merge, QParams, QuantMode};
+use crate::format::{Activation, Merge, QParams, QuantMode};
 use crate::kernels::{F32View, Matrix};
-use crate::MAX_LAYERS;
 
 mod sealed {
     pub trait Sealed {}
@@ -186,18 +185,25 @@ pub struct LayerSummary {
     pub recurrent_activation: Option<Activation>,
 }
 
+/// Layers a [`Model`] holds unless asked for another capacity.
+pub const DEFAULT_LAYERS: usize = 8;
+
 /// A model loaded from a checked blob. Borrowing the blob, it copies no weights.
 ///
-/// Every shape, offset and size was validated by [`Model::from_bytes`]; the run methods only
-/// check the lengths of the slices the caller passes, and never panic.
+/// `L` is the most layers it can hold (its plans live inline, so `L` sets its size: a few
+/// hundred bytes per layer). [`Model::from_bytes`] uses [`DEFAULT_LAYERS`]; firmware that
+/// counts bytes picks its own with [`Model::from_bytes_with_capacity`], e.g. `Model::<2>` for
+/// an LSTM and a Dense head.
+///
+/// Every shape, offset and size was validated at load; the run methods only check the lengths
+/// of the slices the caller passes, and never panic.
 #[derive(Debug, Clone)]
-pub struct Model<'a> {
-    header: Header,
+pub struct Model<'a, const L: usize = DEFAULT_LAYERS> {
     mode: QuantMode,
     /// Integer modes: the input's and the final output's quantization.
     input_quant: Option<QParams>,
     output_quant: Option<QParams>,
-    layers: heapless::Vec<LayerPlan<'a>, MAX_LAYERS>,
+    layers: heapless::Vec<LayerPlan<'a>, L>,
     blob_len: usize,
     input_features: usize,
     output_width: usize,
@@ -212,12 +218,7 @@ pub struct Model<'a> {
     head_start: usize,
 }
 
-impl<'a> Model<'a> {
-    /// The decoded header, as written by the tools.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
+impl<const L: usize> Model<'_, L> {
     /// Bytes of the blob this model was loaded from.
     pub fn blob_len(&self) -> usize {
         self.blob_len

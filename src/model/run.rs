@@ -6,7 +6,7 @@
 use super::{DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan, Word};
 use crate::cell::dense;
 use crate::error::{sat_u32, RunError};
-use crate::format::Merge;
+use crate::format::{Merge, QParams, QuantMode};
 use crate::quant;
 
 fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
@@ -68,7 +68,7 @@ trait Arith {
     /// Merges a Bidirectional layer's forward and backward outputs (sum, ave, mul).
     fn merge(r: &RecurrentPlan<'_>, merge: Merge, forward: Self::V, backward: Self::V) -> Self::V;
     /// Writes the raw input in this arithmetic's values (a copy, or quantized codes).
-    fn load_input(model: &Model<'_>, raw: &[f32], values: &mut [Self::V]);
+    fn load_input(input: Option<QParams>, mode: QuantMode, raw: &[f32], values: &mut [Self::V]);
 }
 
 struct Float;
@@ -104,7 +104,7 @@ impl Arith for Float {
         }
     }
 
-    fn load_input(_: &Model<'_>, raw: &[f32], values: &mut [f32]) {
+    fn load_input(_: Option<QParams>, _: QuantMode, raw: &[f32], values: &mut [f32]) {
         copy_into(values, raw);
     }
 }
@@ -146,12 +146,22 @@ impl Arith for Int {
         code.clamp(i64::from(int.lo), i64::from(int.hi)) as i32
     }
 
-    fn load_input(model: &Model<'_>, raw: &[f32], values: &mut [i32]) {
-        model.quantize_into(raw, values);
+    fn load_input(input: Option<QParams>, mode: QuantMode, raw: &[f32], values: &mut [i32]) {
+        quantize_codes(input, mode, raw, values);
     }
 }
 
-impl Model<'_> {
+/// Quantizes raw inputs into codes of the mode's range.
+fn quantize_codes(input: Option<QParams>, mode: QuantMode, raw: &[f32], codes: &mut [i32]) {
+    let (lo, hi) = mode.activation_range();
+    if let Some(p) = input {
+        for (q, &v) in codes.iter_mut().zip(raw) {
+            *q = quant::quantize(v, p, lo, hi);
+        }
+    }
+}
+
+impl<const L: usize> Model<'_, L> {
     fn check_state(&self, state_len: usize) -> Result<(), RunError> {
         if state_len == self.state_len {
             Ok(())
@@ -175,12 +185,7 @@ impl Model<'_> {
     }
 
     fn quantize_into(&self, x: &[f32], codes: &mut [i32]) {
-        let (lo, hi) = self.mode.activation_range();
-        if let Some(p) = self.input_quant {
-            for (q, &v) in codes.iter_mut().zip(x) {
-                *q = quant::quantize(v, p, lo, hi);
-            }
-        }
+        quantize_codes(self.input_quant, self.mode, x, codes);
     }
 
     fn dequantize_into(&self, codes: &[i32], out: &mut [f32]) {
@@ -424,7 +429,7 @@ impl Model<'_> {
         let mut dst = take(&mut scratch, seq_len);
         let backward_rows = take(&mut scratch, steps * self.max_units);
         let cell = scratch;
-        A::load_input(self, xs, src);
+        A::load_input(self.input_quant, self.mode, xs, src);
 
         let mut width = self.input_features;
         let mut rows = steps;

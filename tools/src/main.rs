@@ -78,6 +78,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a blob as a Rust or C source file for firmware (aligned static bytes and typed
+    /// size constants), optionally with host-computed test vectors.
+    Export {
+        /// The model blob (.ern).
+        model: PathBuf,
+        /// Rust output file.
+        #[arg(long)]
+        rust: Option<PathBuf>,
+        /// C header output file.
+        #[arg(long)]
+        c: Option<PathBuf>,
+        /// Embed this input (.npy/.csv) and the host's per-step outputs for it.
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+    },
     /// Run a model on an input file and print or save its output.
     Run {
         /// The model blob (.ern).
@@ -112,6 +127,17 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Inspect { model, json } => cli::inspect::run(&model, json),
         Command::Import { model, output } => cli::import::run(&model, &output),
+        Command::Export {
+            model,
+            rust,
+            c,
+            vectors,
+        } => cli::export::run(&cli::export::ExportOptions {
+            model,
+            rust,
+            c,
+            vectors,
+        }),
         Command::Quantize {
             model,
             calibration,

@@ -127,7 +127,7 @@ fn cell_frac_bits(max_abs: f32) -> u8 {
 pub fn quantize(f32_blob: &[u8], windows: &[Vec<f32>], opts: Options) -> Result<(Vec<u8>, Report)> {
     let aligned = AlignedBlob::from_bytes(f32_blob);
     let blob = Blob::new_checked(aligned.bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let header = blob.header().clone();
+    let header = blob.decode_header().map_err(|e| anyhow::anyhow!("{e}"))?;
     ensure!(
         header.mode == QuantMode::F32,
         "the model is already quantized; quantize its f32 blob"

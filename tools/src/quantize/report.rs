@@ -60,17 +60,16 @@ fn stats(reference: &[f32], got: &[f32]) -> ErrorStats {
 fn prefix(blob: &[u8], upto: usize) -> Result<AlignedBlob> {
     let aligned = AlignedBlob::from_bytes(blob);
     let checked = Blob::new_checked(aligned.bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let h = checked.header();
+    let h = checked
+        .decode_header()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut layers = heapless::Vec::new();
     for l in h.layers.iter().take(upto + 1) {
         layers
             .push(*l)
             .map_err(|_| anyhow::anyhow!("layer capacity"))?;
     }
-    let header = Header {
-        layers,
-        ..h.clone()
-    };
+    let header = Header { layers, ..h };
     Ok(AlignedBlob::from_bytes(&write_blob(
         &header,
         checked.weights(),

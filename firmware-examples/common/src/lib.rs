@@ -1,0 +1,136 @@
+//! Shared by the firmware examples: run host-computed test vectors through `Model::step`,
+//! measure the stack by painting it, and mark each step for the QEMU instruction counter.
+
+#![no_std]
+
+use cortex_m_semihosting::hprintln;
+use edgernn::model::Word;
+use edgernn::Model;
+
+/// The word painted over the free stack at boot.
+const PAINT: u32 = 0xDEAD_BEEF;
+/// Bytes below the current stack pointer left unpainted while painting (the painter's frame).
+const PAINT_MARGIN: usize = 256;
+
+extern "C" {
+    /// End of `.bss`/`.uninit`: the lowest address the stack may grow down to (cortex-m-rt).
+    static mut __sheap: u32;
+    /// Top of the stack (cortex-m-rt).
+    static _stack_start: u32;
+}
+
+fn stack_bounds() -> (*mut u32, *const u32) {
+    // Only the addresses of the linker symbols are taken; nothing is read through them here.
+    (&raw mut __sheap, &raw const _stack_start)
+}
+
+/// Fills the unused stack with [`PAINT`] so [`stack_high_water`] can find how deep it went.
+pub fn paint_stack() {
+    let (bottom, _) = stack_bounds();
+    let sp = cortex_m::register::msp::read() as usize - PAINT_MARGIN;
+    let mut p = bottom;
+    while (p as usize) < sp {
+        // SAFETY: [__sheap, sp - margin) is RAM that nothing uses yet: below the live stack
+        // frames and above all statics.
+        unsafe { p.write_volatile(PAINT) };
+        // SAFETY: stays within the same RAM region (checked by the loop condition).
+        p = unsafe { p.add(1) };
+    }
+}
+
+/// The deepest the stack has reached since [`paint_stack`], in bytes.
+pub fn stack_high_water() -> usize {
+    let (bottom, top) = stack_bounds();
+    let mut p = bottom as *const u32;
+    // SAFETY: reads words of the painted region, which lies in RAM below the stack top.
+    while (p as usize) < top as usize && unsafe { p.read_volatile() } == PAINT {
+        // SAFETY: as above.
+        p = unsafe { p.add(1) };
+    }
+    top as usize - p as usize
+}
+
+/// The QEMU instruction counter counts from here... (never inlined, never merged).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_start() {
+    cortex_m::asm::nop();
+}
+
+/// ...to here.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_stop() {
+    cortex_m::asm::nop();
+    cortex_m::asm::nop();
+}
+
+/// Streams `windows` x `steps` samples through the model (state reset per window), prints each
+/// output, and compares it with the host's `expected` output; returns whether all matched.
+/// Steps of the first window are bracketed by [`bench_start`]/[`bench_stop`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_vectors<W: Word, const L: usize>(
+    blob: &[u8],
+    input: &[f32],
+    expected: &[f32],
+    windows: usize,
+    steps: usize,
+    tolerance: f32,
+    state: &mut [W],
+    scratch: &mut [W],
+    out: &mut [f32],
+) -> bool {
+    let model = match Model::<'_, L>::from_bytes_with_capacity(blob) {
+        Ok(m) => m,
+        Err(e) => {
+            hprintln!("load failed: {}", e);
+            return false;
+        }
+    };
+    hprintln!(
+        "model value: {} bytes; stack after load: {} bytes",
+        core::mem::size_of::<Model<'_, L>>(),
+        stack_high_water()
+    );
+    let features = model.input_features();
+    let width = model.output_width();
+    let mut worst = 0.0f32;
+    let mut identical = true;
+    let mut ok = true;
+    for w in 0..windows {
+        model.reset_state(state);
+        for t in 0..steps {
+            let at = (w * steps + t) * features;
+            let x = &input[at..at + features];
+            if w == 0 {
+                bench_start();
+            }
+            let result = model.step(x, state, scratch, out);
+            if w == 0 {
+                bench_stop();
+            }
+            if let Err(e) = result {
+                hprintln!("step failed: {}", e);
+                return false;
+            }
+            let want = &expected[(w * steps + t) * width..][..width];
+            for (&got, &exp) in out[..width].iter().zip(want) {
+                identical &= got.to_bits() == exp.to_bits();
+                let err = (got - exp).abs() / exp.abs().max(1.0);
+                if !(err <= tolerance) {
+                    ok = false;
+                }
+                worst = if err > worst { err } else { worst };
+            }
+            hprintln!("window {} step {}: {:?}", w, t, &out[..width]);
+        }
+    }
+    hprintln!(
+        "{} outputs checked against the host: max scaled error {:e}, bit-identical: {}, {}",
+        windows * steps * width,
+        worst,
+        identical,
+        if ok { "MATCH" } else { "MISMATCH" }
+    );
+    ok
+}

@@ -1,0 +1,58 @@
+//! Streams the bundled sensor windows through the model one sample at a time (f32, then the
+//! same model quantized to int8), prints every output, checks it against the host's output for
+//! the same blob and input, and exits 0 on a match (1 otherwise). Runs under QEMU (`cargo run --release`) or on a board with probe-rs.
+
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use panic_semihosting as _;
+
+mod model;
+mod model_int8;
+
+/// f32 results must match the host within `|d| / max(1, |expected|)`; they are usually
+/// bit-identical (same code, no fused multiply-add).
+const TOLERANCE: f32 = 1e-5;
+
+#[entry]
+fn main() -> ! {
+    firmware_common::paint_stack();
+    let ok = firmware_common::run_vectors::<model::Word, { model::LAYERS }>(
+        &model::MODEL.0,
+        &model::VECTOR_INPUT,
+        &model::VECTOR_EXPECTED,
+        model::VECTOR_WINDOWS,
+        model::VECTOR_STEPS,
+        TOLERANCE,
+        &mut [model::Word::default(); model::STATE_LEN],
+        &mut [model::Word::default(); model::STEP_SCRATCH_LEN],
+        &mut [0.0; model::OUTPUT_WIDTH],
+    );
+    // The same model quantized to int8 must match the host bit for bit on this core too.
+    let ok = ok
+        && firmware_common::run_vectors::<model_int8::Word, { model_int8::LAYERS }>(
+            &model_int8::MODEL.0,
+            &model_int8::VECTOR_INPUT,
+            &model_int8::VECTOR_EXPECTED,
+            model_int8::VECTOR_WINDOWS,
+            model_int8::VECTOR_STEPS,
+            0.0,
+            &mut [model_int8::Word::default(); model_int8::STATE_LEN],
+            &mut [model_int8::Word::default(); model_int8::STEP_SCRATCH_LEN],
+            &mut [0.0; model_int8::OUTPUT_WIDTH],
+        );
+    hprintln!(
+        "stack high-water: {} bytes",
+        firmware_common::stack_high_water()
+    );
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
