@@ -64,8 +64,11 @@
 //! Quantization parameters, fixed-point requantization (one rounding rule), and integer
 //! sigmoid/tanh by table with their measured errors.
 //!
-//! ### [`kernels`]: matrix-vector products
-//! A generic scalar reference, always compiled; per-architecture kernels override it.
+//! ### [`kernels`]: matrix-vector products and gate activations
+//! A complete generic table (the scalar reference, always compiled) that per-architecture
+//! tables override: AVX2 + FMA on x86_64, picked at run time with `std` or at compile time
+//! from the target features. Integer kernels give the same bits everywhere; float kernels may
+//! round differently from the reference, but one process always runs one table.
 //!
 //! ### [`math`]: activations
 //! Keras 3 definitions on `f32`, via `libm`.
@@ -92,11 +95,14 @@
 //!
 //! * `defmt`: `defmt::Format` for errors and public enums, for logging on MCUs. Adds the `defmt`
 //!   crate; costs nothing unless something is logged.
+//! * `std`: links `std` to detect SIMD support (AVX2 + FMA) at run time, once, cached; for
+//!   hosts and gateways. Without it SIMD kernels are chosen at compile time
+//!   (`-C target-feature=+avx2,+fma`). No other cost.
 
 #![no_std]
 #![deny(unsafe_code)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 pub mod cell;

@@ -236,3 +236,29 @@ fn window_models_refuse_to_stream() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_json_reports_mode_speed_and_kernel() {
+    for mode in ["seq", "stream"] {
+        let o = edgernn(&[
+            "bench",
+            &demo("lstm_classifier.ern"),
+            "--mode",
+            mode,
+            "--steps",
+            "10",
+            "--seconds",
+            "0",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["kernel"], edgernn::kernels::kernel_name());
+        assert!(v["ns_per_step"].as_f64().unwrap() > 0.0);
+        assert!(v["gflops"].as_f64().unwrap() > 0.0);
+        assert!(v["samples"].as_u64().unwrap() >= 11);
+    }
+    let o = edgernn(&["bench", &demo("lstm_classifier.ern"), "--mode", "fast"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

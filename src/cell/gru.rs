@@ -12,8 +12,7 @@
 //! ```
 
 use super::{CellSpec, DirectionViews};
-use crate::kernels::{init_bias, matvec_acc};
-use crate::math;
+use crate::kernels::{activate, init_bias, matvec_acc};
 
 pub(crate) fn step(
     spec: &CellSpec,
@@ -37,23 +36,20 @@ pub(crate) fn step(
     let (a, ra) = (spec.activation, spec.recurrent_activation);
 
     let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
-    let (zx_z, zx_r) = zx_zr.split_at_mut(units);
     if reset_after {
         init_bias(w.recurrent_bias, zh);
         matvec_acc(&w.recurrent_kernel, h, zh);
         let (zh_zr, zh_h) = zh.split_at(2 * units);
-        let (zh_z, zh_r) = zh_zr.split_at(units);
-        let lanes = h
-            .iter_mut()
-            .zip(zx_z.iter())
-            .zip(zx_r.iter())
-            .zip(zx_h.iter());
-        for ((((hv, &xz), &xr), &xh), ((&hz, &hr), &hh)) in
-            lanes.zip(zh_z.iter().zip(zh_r).zip(zh_h))
-        {
-            let z = math::apply(ra, xz + hz);
-            let r = math::apply(ra, xr + hr);
-            let cand = math::apply(a, xh + r * hh);
+        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
+            *xv += hv;
+        }
+        activate(ra, zx_zr);
+        let (zx_z, zx_r) = zx_zr.split_at(units);
+        for ((xh, &r), &hh) in zx_h.iter_mut().zip(zx_r.iter()).zip(zh_h.iter()) {
+            *xh += r * hh;
+        }
+        activate(a, zx_h);
+        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
             *hv = z * *hv + (1.0 - z) * cand;
         }
     } else {
@@ -70,21 +66,17 @@ pub(crate) fn step(
             .unwrap_or_default();
         zh_zr.fill(0.0);
         matvec_acc(&recurrent_zr, h, zh_zr);
-        let (zh_z, zh_r) = zh_zr.split_at(units);
-        for ((((xz, xr), &hz), &hr), (rh, &hv)) in zx_z
-            .iter_mut()
-            .zip(zx_r.iter_mut())
-            .zip(zh_z)
-            .zip(zh_r)
-            .zip(reset_h.iter_mut().zip(h.iter()))
-        {
-            *xz = math::apply(ra, *xz + hz);
-            *xr = math::apply(ra, *xr + hr);
-            *rh = *xr * hv;
+        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
+            *xv += hv;
+        }
+        activate(ra, zx_zr);
+        let (zx_z, zx_r) = zx_zr.split_at(units);
+        for ((rh, &r), &hv) in reset_h.iter_mut().zip(zx_r.iter()).zip(h.iter()) {
+            *rh = r * hv;
         }
         matvec_acc(&recurrent_h, reset_h, zx_h);
-        for ((hv, &z), &xh) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
-            let cand = math::apply(a, xh);
+        activate(a, zx_h);
+        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
             *hv = z * *hv + (1.0 - z) * cand;
         }
     }

@@ -8,8 +8,7 @@
 //! ```
 
 use super::{CellSpec, DirectionViews};
-use crate::kernels::{init_bias, matvec_acc};
-use crate::math;
+use crate::kernels::{activate, init_bias, matvec_acc};
 
 pub(crate) fn step(
     spec: &CellSpec,
@@ -29,26 +28,23 @@ pub(crate) fn step(
     init_bias(w.bias, z);
     matvec_acc(&w.kernel, x, z);
     matvec_acc(&w.recurrent_kernel, h, z);
-    let mut gates = z.chunks_exact(units);
-    let (Some(zi), Some(zf), Some(zc), Some(zo)) =
-        (gates.next(), gates.next(), gates.next(), gates.next())
-    else {
-        return;
-    };
     let (a, ra) = (spec.activation, spec.recurrent_activation);
-    let lanes = h
-        .iter_mut()
-        .zip(c.iter_mut())
-        .zip(zi)
-        .zip(zf)
-        .zip(zc)
-        .zip(zo);
-    for (((((hv, cv), &zi), &zf), &zc), &zo) in lanes {
-        let i = math::apply(ra, zi);
-        let f = math::apply(ra, zf);
-        let g = math::apply(a, zc);
-        let o = math::apply(ra, zo);
+    // Gates block by block (i, f | c | o), so the kernel activates whole vectors.
+    let (ifg, zo) = z.split_at_mut(3 * units);
+    let (zif, zc) = ifg.split_at_mut(2 * units);
+    activate(ra, zif);
+    activate(a, zc);
+    activate(ra, zo);
+    let (zi, zf) = zif.split_at_mut(units);
+    for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
         *cv = f * *cv + i * g;
-        *hv = o * math::apply(a, *cv);
+    }
+    // a(c') into the spent input-gate block, then h' = o * a(c').
+    for (t, &cv) in zi.iter_mut().zip(c.iter()) {
+        *t = cv;
+    }
+    activate(a, zi);
+    for ((hv, &o), &t) in h.iter_mut().zip(zo.iter()).zip(zi.iter()) {
+        *hv = o * t;
     }
 }

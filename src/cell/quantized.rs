@@ -6,7 +6,7 @@
 
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
-use crate::kernels::{dot_i8, I32View, RequantView};
+use crate::kernels::{dot_rows_i8, I32View, RequantView};
 use crate::quant::fixed::{sat_i16, shift_round};
 use crate::quant::lut;
 
@@ -39,8 +39,11 @@ pub struct IntCell {
     pub hi: i32,
 }
 
+/// Rows per call of the integer dot-product kernel: its i64 results live on the stack.
+const ROW_BLOCK: usize = 32;
+
 /// `out[k] (+)= requant[k + requant_first](bias[r] + W[r] . x)` for `r = first_row + k` over the
-/// rows of `out`.
+/// rows of `out` (rows the weights do not hold are left untouched).
 #[allow(clippy::too_many_arguments)]
 fn project(
     weights: &[u8],
@@ -56,13 +59,28 @@ fn project(
     if cols == 0 {
         return;
     }
-    let rows = weights.chunks_exact(cols).skip(first_row);
-    for (k, (o, row)) in out.iter_mut().zip(rows).enumerate() {
-        let r = first_row + k;
-        let acc = i64::from(bias.get_or_zero(r)) + dot_i8(row, x);
-        let v = requant.get(requant_first + k).apply(acc);
-        let v = if accumulate { i64::from(*o) + v } else { v };
-        *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    let Some(weights) = first_row
+        .checked_mul(cols)
+        .and_then(|from| weights.get(from..))
+    else {
+        return;
+    };
+    let rows = out.len().min(weights.len() / cols);
+    let mut dots = [0i64; ROW_BLOCK];
+    for (b, (outs, block)) in out[..rows]
+        .chunks_mut(ROW_BLOCK)
+        .zip(weights.chunks(ROW_BLOCK * cols))
+        .enumerate()
+    {
+        let dots = &mut dots[..outs.len()];
+        dot_rows_i8(block, x, dots);
+        for (j, (o, &dot)) in outs.iter_mut().zip(dots.iter()).enumerate() {
+            let k = b * ROW_BLOCK + j;
+            let acc = i64::from(bias.get_or_zero(first_row + k)) + dot;
+            let v = requant.get(requant_first + k).apply(acc);
+            let v = if accumulate { i64::from(*o) + v } else { v };
+            *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        }
     }
 }
 

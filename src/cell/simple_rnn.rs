@@ -2,8 +2,7 @@
 
 use super::DirectionViews;
 use crate::format::Activation;
-use crate::kernels::{init_bias, matvec_acc};
-use crate::math;
+use crate::kernels::{activate, init_bias, matvec_acc};
 
 pub(crate) fn step(
     activation: Activation,
@@ -19,7 +18,6 @@ pub(crate) fn step(
     init_bias(w.bias, pre);
     matvec_acc(&w.kernel, x, pre);
     matvec_acc(&w.recurrent_kernel, h, pre);
-    for (hv, &p) in h.iter_mut().zip(pre.iter()) {
-        *hv = math::apply(activation, p);
-    }
+    activate(activation, pre);
+    h.copy_from_slice(pre);
 }

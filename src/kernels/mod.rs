@@ -1,10 +1,37 @@
 //! Hot-path kernels: matrix-vector products over weights read in place from the blob.
 //!
-//! `generic` is the reference and always compiles. Per-architecture kernels (later) live in
-//! `kernels/<arch>/<isa>` and override entries of the dispatch below; they are the only place
-//! `unsafe` is allowed.
+//! # Dispatch
+//!
+//! A [`Kernels`] table names one implementation of every kernel. [`GENERIC`] is complete and
+//! always compiles (`generic/`, the reference every other kernel is tested against);
+//! per-architecture modules (`<arch>/<isa>/`, e.g. `x86_64/avx2/`) build a table that starts
+//! from it and overrides entries. [`active`] picks the best table the CPU can run:
+//!
+//! * with the `std` feature (host tools), by runtime detection (`is_x86_feature_detected!`),
+//!   done once and cached in an atomic;
+//! * without it (MCUs, `no_std` binaries), at compile time from `cfg!(target_feature = ...)`:
+//!   build with `-C target-feature=+avx2,+fma` (or `-C target-cpu=native`) to get AVX2.
+//!
+//! A table for an ISA is only ever handed out after that check, so a kernel value exists only
+//! on a CPU that can run it. The arch modules are the only place `unsafe` is allowed.
+//!
+//! # Numerics
+//!
+//! Integer kernels are exact (64-bit sums, or 32-bit partial sums bounded so they cannot
+//! overflow), so every kernel gives the same bits. Float kernels may sum in a different order
+//! than the generic one (SIMD lanes, then a fixed reduction tree); their results differ from the
+//! generic kernel's by rounding only (the conformance suite states the bound). One process
+//! always runs one table, so [`crate::Model::step`] and the sequence call still agree bit for
+//! bit.
 
 pub mod generic;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod x86_64;
+
+#[cfg(test)]
+mod tests;
 
 /// A read-only view of little-endian f32 values inside a blob, never copied to RAM.
 ///
@@ -183,21 +210,69 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// One implementation of every kernel: [`GENERIC`], or an ISA's table that overrides some of
+/// its entries. Obtain the one to run with [`active`].
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Short name for reports and tests (`"generic"`, `"avx2"`, ...).
+    pub name: &'static str,
+    /// `y[r] += sum_c W[r, c] * x[c]` for `y.len()` rows of `x.len()` columns of little-endian
+    /// f32 (see [`generic::matvec_acc_f32`]).
+    pub matvec_f32: fn(F32View<'_>, &[f32], &mut [f32]),
+    /// `y[r] += scale[r] * sum_c W[r, c] * x[c]` with int8 `W` (see [`generic::matvec_acc_i8w`]).
+    pub matvec_i8w: fn(&[u8], F32View<'_>, &[f32], &mut [f32]),
+    /// `out[r] = sum_c W[r, c] * x[c]`, int8 `W` and integer codes, exact (see
+    /// [`generic::dot_rows_i8`]).
+    pub dot_rows_i8: fn(&[u8], &[i32], &mut [i64]),
+    /// An element-wise activation in place (never softmax; see [`generic::activate`]).
+    pub activate: fn(crate::format::Activation, &mut [f32]),
+}
+
+impl core::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernels").field("name", &self.name).finish()
+    }
+}
+
+/// The portable scalar table: the reference, complete, available everywhere.
+pub const GENERIC: Kernels = Kernels {
+    name: "generic",
+    matvec_f32: generic::matvec_acc_f32,
+    matvec_i8w: generic::matvec_acc_i8w,
+    dot_rows_i8: generic::dot_rows_i8,
+    activate: generic::activate,
+};
+
+/// The best kernel table this CPU can run (see the module docs for how it is chosen).
+#[inline]
+pub fn active() -> &'static Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = x86_64::best() {
+        return k;
+    }
+    &GENERIC
+}
+
+/// The name of the kernel table in use, for reports (`edgernn bench`) and tests.
+pub fn kernel_name() -> &'static str {
+    active().name
+}
+
 /// `y += W x` for `W` with `y.len()` rows and `x.len()` columns, row-major.
 ///
 /// Rows beyond the view are left untouched; the loader guarantees the view holds exactly
 /// `rows * cols` values, so this never happens for a loaded model.
 #[inline]
 pub fn matvec_acc_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
-    generic::matvec_acc_f32(w, x, y);
+    (active().matvec_f32)(w, x, y);
 }
 
 /// `y += W x` for either float-path matrix.
 #[inline]
 pub fn matvec_acc(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
     match *w {
-        Matrix::F32(w) => generic::matvec_acc_f32(w, x, y),
-        Matrix::I8 { weights, scales } => generic::matvec_acc_i8w(weights, scales, x, y),
+        Matrix::F32(w) => (active().matvec_f32)(w, x, y),
+        Matrix::I8 { weights, scales } => (active().matvec_i8w)(weights, scales, x, y),
     }
 }
 
@@ -205,6 +280,19 @@ pub fn matvec_acc(w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
 #[inline]
 pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
     generic::dot_i8(row, x)
+}
+
+/// `out[r] = sum_c W[r, c] * x[c]` for the rows of an int8 matrix with `x.len()` columns,
+/// exact in 64 bits (the same bits from every kernel).
+#[inline]
+pub fn dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
+    (active().dot_rows_i8)(weights, x, out);
+}
+
+/// An element-wise activation of `values` in place, by the active kernel table.
+#[inline]
+pub fn activate(activation: crate::format::Activation, values: &mut [f32]) {
+    (active().activate)(activation, values);
 }
 
 /// `y = b` (or zeros without a bias), the start of every affine map.

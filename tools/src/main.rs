@@ -119,6 +119,26 @@ enum Command {
         #[arg(long, default_value_t = 1e-5)]
         tolerance: f32,
     },
+    /// Time a model on this machine (single thread): ns per step and effective GFLOP/s.
+    Bench {
+        /// The model blob (.ern).
+        model: PathBuf,
+        /// stream: one step() per sample, state carried; seq: one sequence call per window.
+        #[arg(long, default_value = "seq")]
+        mode: String,
+        /// Steps per timed sample (the window length in seq mode).
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Independent streams advanced one sample each, round robin.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Least time spent timing, in seconds (after a warm-up; at least 11 samples).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -182,6 +202,21 @@ fn main() -> ExitCode {
             per_step,
             expect,
             tolerance,
+        }),
+        Command::Bench {
+            model,
+            mode,
+            steps,
+            streams,
+            seconds,
+            json,
+        } => cli::bench::run(&cli::bench::BenchOptions {
+            model,
+            mode,
+            steps,
+            streams,
+            seconds,
+            json,
         }),
     };
     match result {

@@ -50,6 +50,28 @@ pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
         .sum()
 }
 
+/// `out[r] = sum_c W[r, c] * x[c]` for the rows of an int8 matrix with `x.len()` columns, exact
+/// in i64. Rows the weights do not hold leave their `out` entry untouched; with no columns
+/// every `out` entry is 0 (the empty sum).
+pub fn dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
+    let cols = x.len();
+    if cols == 0 {
+        out.fill(0);
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(weights.chunks_exact(cols)) {
+        *o = dot_i8(row, x);
+    }
+}
+
+/// `v = act(v)` for every value, by [`crate::math::apply`] (softmax, which is not element-wise,
+/// is treated as linear there; the loader never lets it reach a cell).
+pub fn activate(activation: crate::format::Activation, values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v = crate::math::apply(activation, *v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The command implementations behind the `edgernn` binary.
 
+pub mod bench;
 pub mod export;
 pub mod import;
 pub mod inspect;

@@ -1,0 +1,434 @@
+//! The kernel conformance suite: one set of tests, instantiated by macro for every kernel table
+//! this build has (generic included), each compared with a naive oracle.
+//!
+//! * Integer kernels: bit-exact with the oracle (exact i64 sums).
+//! * Float kernels: `|got - exact| <= F32_TOL * (|y0| + sum_c |W[r,c] x[c]|)` per row, where
+//!   `exact` is the f64 sum and `y0` the value `y` held before: a sum of `n <= 67` f32 products
+//!   in any order is off by at most about `n * 2^-24` of that magnitude, so `F32_TOL = 2^-17`
+//!   leaves room without hiding a wrong lane.
+//!
+//! * Activations: sigmoid and tanh within [`ACTIVATION_TOL`] (absolute) of `libm`, NaN kept;
+//!   the others bit-exact.
+//!
+//! Sweeps: columns 0..67 (every SIMD tail), rows around the row-block sizes, weights starting
+//! 0..3 bytes past an aligned address, outputs holding garbage, and saturating values.
+//!
+//! A table missing on this CPU is skipped with a message; set `EDGERNN_REQUIRE_KERNELS` to a
+//! comma-separated list of table names (CI does) to make a missing table fail instead.
+
+use std::vec::Vec;
+
+use super::{F32View, Kernels};
+
+/// Relative bound of the float kernels against the exact sum (see the module docs).
+const F32_TOL: f64 = 1.0 / 131_072.0;
+const MAX_COLS: usize = 67;
+const ROW_COUNTS: [usize; 9] = [0, 1, 3, 4, 5, 7, 8, 9, 17];
+
+/// A fixed-seed xorshift generator: the same cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() % 20_001) as f32 / 10_000.0 - 1.0
+    }
+    fn i8(&mut self) -> i8 {
+        self.next() as i8
+    }
+    fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % (i64::from(hi) - i64::from(lo) + 1) as u64) as i32
+    }
+}
+
+/// `bytes` placed `offset` bytes past a 16-byte aligned address, and that slice's start.
+fn misaligned(bytes: &[u8], offset: usize) -> (Vec<u8>, usize) {
+    let mut buf = std::vec![0xAAu8; bytes.len() + 32];
+    let start = buf.as_ptr().align_offset(16) + offset;
+    buf[start..start + bytes.len()].copy_from_slice(bytes);
+    (buf, start)
+}
+
+/// Whether a table missing on this CPU must fail the run (`EDGERNN_REQUIRE_KERNELS`).
+pub(super) fn required(name: &str) -> bool {
+    std::env::var("EDGERNN_REQUIRE_KERNELS")
+        .map(|v| v.split(',').any(|n| n.trim() == name))
+        .unwrap_or(false)
+}
+
+/// The table, or `None` after printing why its tests are skipped (panics when required).
+pub(super) fn table_or_skip(
+    name: &str,
+    table: Option<&'static Kernels>,
+) -> Option<&'static Kernels> {
+    if table.is_none() {
+        assert!(
+            !required(name),
+            "kernel table `{name}` is required (EDGERNN_REQUIRE_KERNELS) but this CPU cannot run it"
+        );
+        std::eprintln!("SKIPPED: kernel table `{name}` is not available on this CPU");
+    }
+    table
+}
+
+fn check_f32(name: &str, what: &str, got: f32, exact: f64, magnitude: f64) {
+    let err = (f64::from(got) - exact).abs();
+    assert!(
+        err <= F32_TOL * magnitude + 1e-30,
+        "{name} {what}: got {got}, exact {exact}, error {err} > {F32_TOL} * {magnitude}"
+    );
+}
+
+pub(super) fn matvec_f32(name: &str, k: &Kernels) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for cols in 0..=MAX_COLS {
+        for rows in ROW_COUNTS {
+            for offset in 0..4 {
+                let w: Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
+                let x: Vec<f32> = (0..cols).map(|_| rng.f32()).collect();
+                let y0: Vec<f32> = (0..rows + 3).map(|_| rng.f32() * 100.0).collect();
+                let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let (buf, start) = misaligned(&bytes, offset);
+                let mut y = y0.clone();
+                (k.matvec_f32)(
+                    F32View::new(&buf[start..start + bytes.len()]),
+                    &x,
+                    &mut y[..rows],
+                );
+                for r in 0..rows {
+                    let row = &w[r * cols..(r + 1) * cols];
+                    let exact: f64 = f64::from(y0[r])
+                        + row
+                            .iter()
+                            .zip(&x)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum::<f64>();
+                    let mag: f64 = f64::from(y0[r].abs())
+                        + row
+                            .iter()
+                            .zip(&x)
+                            .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                            .sum::<f64>();
+                    let what = std::format!("{rows}x{cols} offset {offset} row {r}");
+                    check_f32(name, &what, y[r], exact, mag);
+                }
+                assert_eq!(y[rows..], y0[rows..], "{name}: wrote past the rows");
+            }
+        }
+    }
+}
+
+pub(super) fn matvec_f32_specials(name: &str, k: &Kernels) {
+    // NaN and infinities propagate; huge values overflow to infinity as in scalar code.
+    for cols in [1usize, 7, 8, 9, 17, 33] {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let w = std::vec![1.0f32; 9 * cols];
+            let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let mut x = std::vec![0.5f32; cols];
+            x[cols - 1] = bad;
+            let mut y = std::vec![0.0f32; 9];
+            (k.matvec_f32)(F32View::new(&bytes), &x, &mut y);
+            for v in &y {
+                assert!(
+                    if bad.is_nan() {
+                        v.is_nan()
+                    } else {
+                        *v == f32::INFINITY
+                    },
+                    "{name} {cols} cols: {bad} gave {v}"
+                );
+            }
+        }
+        let w = std::vec![f32::MAX; 9 * cols];
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut y = std::vec![0.0f32; 9];
+        (k.matvec_f32)(F32View::new(&bytes), &std::vec![2.0f32; cols], &mut y);
+        assert!(
+            y.iter().all(|v| *v == f32::INFINITY),
+            "{name} {cols}: {y:?}"
+        );
+    }
+}
+
+pub(super) fn matvec_i8w(name: &str, k: &Kernels) {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for cols in 0..=MAX_COLS {
+        for rows in ROW_COUNTS {
+            for offset in 0..4 {
+                let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+                let scales: Vec<f32> = (0..rows).map(|_| rng.f32() / 64.0).collect();
+                let x: Vec<f32> = (0..cols).map(|_| rng.f32()).collect();
+                let y0: Vec<f32> = (0..rows + 3).map(|_| rng.f32() * 10.0).collect();
+                let bytes: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+                let (wbuf, wstart) = misaligned(&bytes, offset);
+                let sbytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let (sbuf, sstart) = misaligned(&sbytes, (offset + 1) % 4);
+                let mut y = y0.clone();
+                (k.matvec_i8w)(
+                    &wbuf[wstart..wstart + bytes.len()],
+                    F32View::new(&sbuf[sstart..sstart + sbytes.len()]),
+                    &x,
+                    &mut y[..rows],
+                );
+                for r in 0..rows {
+                    let row = &w[r * cols..(r + 1) * cols];
+                    let s = f64::from(scales[r]);
+                    let dot: f64 = row
+                        .iter()
+                        .zip(&x)
+                        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                        .sum();
+                    let mag: f64 = f64::from(y0[r].abs())
+                        + s.abs()
+                            * row
+                                .iter()
+                                .zip(&x)
+                                .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                                .sum::<f64>();
+                    let what = std::format!("{rows}x{cols} offset {offset} row {r}");
+                    check_f32(name, &what, y[r], f64::from(y0[r]) + s * dot, mag);
+                }
+                assert_eq!(y[rows..], y0[rows..], "{name}: wrote past the rows");
+            }
+        }
+    }
+}
+
+fn oracle_dot(w: &[i8], x: &[i32]) -> i64 {
+    w.iter()
+        .zip(x)
+        .map(|(&a, &b)| i64::from(a) * i64::from(b))
+        .sum()
+}
+
+fn check_dot_rows(name: &str, k: &Kernels, w: &[i8], x: &[i32], rows: usize, offset: usize) {
+    let cols = x.len();
+    let bytes: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+    let (buf, start) = misaligned(&bytes, offset);
+    // Dirty output: every entry must be overwritten; the extra one must not be touched.
+    let mut out = std::vec![0x5A5A_5A5A_5A5A_5A5Ai64; rows + 1];
+    (k.dot_rows_i8)(&buf[start..start + bytes.len()], x, &mut out[..rows]);
+    for r in 0..rows {
+        let expected = oracle_dot(&w[r * cols..(r + 1) * cols], x);
+        assert_eq!(
+            out[r], expected,
+            "{name} {rows}x{cols} offset {offset} row {r}"
+        );
+    }
+    assert_eq!(
+        out[rows], 0x5A5A_5A5A_5A5A_5A5A,
+        "{name}: wrote past the rows"
+    );
+}
+
+pub(super) fn dot_rows_i8(name: &str, k: &Kernels) {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    // int8 codes, int16 codes, and codes outside i16 (the kernels must stay exact there too).
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    for cols in 0..=MAX_COLS {
+        for rows in ROW_COUNTS {
+            for (offset, &(lo, hi)) in (0..4).zip(ranges.iter().cycle()) {
+                let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+                let x: Vec<i32> = (0..cols).map(|_| rng.range(lo, hi)).collect();
+                check_dot_rows(name, k, &w, &x, rows, offset);
+            }
+        }
+    }
+}
+
+pub(super) fn dot_rows_i8_saturating(name: &str, k: &Kernels) {
+    // The extremes at the widest input the loader accepts: every product is 2^22, the row sum
+    // 2^34, far past i32; chunked 32-bit partial sums must not wrap.
+    let cols = crate::MAX_WIDTH;
+    for (wv, xv) in [
+        (-128i8, -32768i32),
+        (-128, 32767),
+        (127, -32768),
+        (127, 32767),
+    ] {
+        for rows in [1usize, 4, 5] {
+            let w = std::vec![wv; rows * cols];
+            let x = std::vec![xv; cols];
+            check_dot_rows(name, k, &w, &x, rows, 1);
+        }
+    }
+    // Widths around the chunk boundary, mixed signs.
+    let mut rng = Rng(7);
+    for cols in [2047usize, 2048, 2049, 2063, 4095] {
+        let w: Vec<i8> = (0..5 * cols)
+            .map(|_| {
+                if rng.next().is_multiple_of(2) {
+                    -128
+                } else {
+                    127
+                }
+            })
+            .collect();
+        let x: Vec<i32> = (0..cols)
+            .map(|_| {
+                if rng.next().is_multiple_of(3) {
+                    32767
+                } else {
+                    -32768
+                }
+            })
+            .collect();
+        check_dot_rows(name, k, &w, &x, 5, 3);
+    }
+}
+
+/// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
+const ACTIVATION_TOL: f32 = 1e-6;
+
+pub(super) fn activate(name: &str, k: &Kernels) {
+    use crate::format::Activation;
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    let specials = [
+        0.0f32,
+        -0.0,
+        1e-8,
+        -1e-8,
+        0.5,
+        -3.0,
+        8.9,
+        9.5,
+        -20.0,
+        87.0,
+        -88.0,
+        89.0,
+        -104.0,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for len in 0..=MAX_COLS {
+        let mut values: Vec<f32> = (0..len).map(|_| rng.f32() * 12.0).collect();
+        for (v, &s) in values.iter_mut().zip(specials.iter().cycle().skip(len)) {
+            if rng.next().is_multiple_of(3) {
+                *v = s;
+            }
+        }
+        for a in [
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::HardSigmoid,
+            Activation::Relu,
+            Activation::Linear,
+        ] {
+            let mut got = values.clone();
+            (k.activate)(a, &mut got);
+            let mut want = values.clone();
+            super::generic::activate(a, &mut want);
+            for ((&g, &w), &x) in got.iter().zip(&want).zip(&values) {
+                let ok = if w.is_nan() {
+                    g.is_nan()
+                } else if matches!(a, Activation::Sigmoid | Activation::Tanh) {
+                    (g - w).abs() <= ACTIVATION_TOL
+                } else {
+                    g.to_bits() == w.to_bits()
+                };
+                assert!(ok, "{name} {a:?}({x}) = {g}, generic {w} (length {len})");
+            }
+        }
+    }
+}
+
+/// Instantiates the whole suite for one kernel table.
+macro_rules! conformance {
+    ($module:ident, $name:literal, $table:expr) => {
+        mod $module {
+            use super::*;
+
+            fn table() -> Option<&'static Kernels> {
+                table_or_skip($name, $table)
+            }
+
+            #[test]
+            fn matvec_f32_matches_oracle() {
+                if let Some(k) = table() {
+                    assert_eq!(k.name, $name);
+                    matvec_f32($name, k);
+                }
+            }
+
+            #[test]
+            fn matvec_f32_propagates_non_finite() {
+                if let Some(k) = table() {
+                    matvec_f32_specials($name, k);
+                }
+            }
+
+            #[test]
+            fn matvec_i8w_matches_oracle() {
+                if let Some(k) = table() {
+                    matvec_i8w($name, k);
+                }
+            }
+
+            #[test]
+            fn activations_match_libm() {
+                if let Some(k) = table() {
+                    activate($name, k);
+                }
+            }
+
+            #[test]
+            fn dot_rows_i8_is_exact() {
+                if let Some(k) = table() {
+                    dot_rows_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn dot_rows_i8_is_exact_at_the_extremes() {
+                if let Some(k) = table() {
+                    dot_rows_i8_saturating($name, k);
+                }
+            }
+        }
+    };
+}
+
+conformance!(generic, "generic", Some(&crate::kernels::GENERIC));
+#[cfg(target_arch = "x86_64")]
+conformance!(avx2, "avx2", crate::kernels::x86_64::avx2::kernels());
+
+/// The dispatcher must hand out the AVX2 table on a CPU that has AVX2 + FMA, and the model's
+/// cells must then actually run it (the AVX2 kernels count their calls in test builds).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_path_runs_when_the_cpu_has_it() {
+    use core::sync::atomic::Ordering;
+    let has = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    if !has {
+        assert!(
+            !required("avx2"),
+            "EDGERNN_REQUIRE_KERNELS names avx2 but this CPU lacks AVX2 + FMA"
+        );
+        std::eprintln!("SKIPPED: this CPU lacks AVX2 + FMA; the AVX2 path cannot run");
+        assert_eq!(super::kernel_name(), "generic");
+        return;
+    }
+    assert_eq!(super::kernel_name(), "avx2");
+    let before = super::x86_64::avx2::CALLS.load(Ordering::Relaxed);
+    // Through the same entry points the cells use.
+    let w: Vec<u8> = [1.0f32; 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut y = [0.0f32; 2];
+    super::matvec_acc(&super::Matrix::F32(F32View::new(&w)), &[1.0; 8], &mut y);
+    assert_eq!(y, [8.0, 8.0]);
+    let mut dots = [0i64; 2];
+    super::dot_rows_i8(&[1u8; 16], &[3; 8], &mut dots);
+    assert_eq!(dots, [24, 24]);
+    let after = super::x86_64::avx2::CALLS.load(Ordering::Relaxed);
+    assert!(
+        after >= before + 2,
+        "AVX2 kernels were not called ({before} -> {after})"
+    );
+}
