@@ -46,6 +46,9 @@ pub enum LoadError {
     WeightBounds { layer: u8 },
     /// The combination of options is valid Keras but not supported by this build.
     Unsupported { layer: u8 },
+    /// A layer that must come first (Embedding; Normalization in the integer modes) does not,
+    /// or a RepeatVector does not follow a single vector.
+    BadPlacement { layer: u8 },
 }
 
 impl fmt::Display for LoadError {
@@ -100,6 +103,10 @@ impl fmt::Display for LoadError {
             Self::Unsupported { layer } => {
                 write!(f, "layer {layer}: option combination not supported")
             }
+            Self::BadPlacement { layer } => write!(
+                f,
+                "layer {layer}: layer not allowed at this position in the stack"
+            ),
         }
     }
 }
@@ -128,6 +135,8 @@ pub enum RunError {
     EmptySequence,
     /// A size computation overflowed `usize` (absurd step count).
     TooLarge,
+    /// An Embedding model got a value at `index` that is not a token id in `[0, vocab)`.
+    InvalidToken { index: u32 },
     /// The state/scratch element type does not fit the model: `i32` buffers for the integer
     /// modes, `f32` otherwise.
     BufferType,
@@ -153,6 +162,9 @@ impl fmt::Display for RunError {
             ),
             Self::EmptySequence => f.write_str("sequence has zero time steps"),
             Self::TooLarge => f.write_str("sequence too long for this platform's address space"),
+            Self::InvalidToken { index } => {
+                write!(f, "input value {index} is not a token id of the model's vocabulary")
+            }
             Self::BufferType => f.write_str(
                 "state and scratch must be i32 for integer-mode models and f32 otherwise",
             ),

@@ -213,11 +213,44 @@ pub struct DenseLayer {
     pub quant: Option<DenseQuant>,
 }
 
-/// One layer of the stack.
+/// Per-feature standardisation (Keras `Normalization`): `y = (x - mean) / std`, with
+/// `std = max(sqrt(variance), 1e-7)` computed in f32 by the writer as Keras does. In the
+/// integer modes it must be the first layer and runs on the f32 input before quantization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NormalizationLayer {
+    /// `[features]` f32.
+    pub mean: TensorRef,
+    /// `[features]` f32.
+    pub std: TensorRef,
+}
+
+/// Token lookup (Keras `Embedding`, `mask_zero = false`): the first layer, reading one token id
+/// per time step (an integer-valued f32 in `[0, vocab)`), writing row `id` of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingLayer {
+    pub vocab: u32,
+    pub dim: u32,
+    /// `[vocab, dim]`: f32, or i16 codes of `quant` in the integer modes.
+    pub table: TensorRef,
+    /// Integer modes only: the codes' parameters.
+    pub quant: Option<QParams>,
+}
+
+/// Keras `RepeatVector(times)`: a single vector becomes a sequence of `times` copies (the
+/// bridge from an encoder's summary to a decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepeatLayer {
+    pub times: u32,
+}
+
+/// One layer of the stack. New kinds are appended (postcard encodes the variant index).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
     Recurrent(RecurrentLayer),
     Dense(DenseLayer),
+    Normalization(NormalizationLayer),
+    Embedding(EmbeddingLayer),
+    RepeatVector(RepeatLayer),
 }
 
 /// The whole header.

@@ -69,8 +69,9 @@ pub mod crc32;
 pub mod header;
 
 pub use header::{
-    Activation, Cell, DenseLayer, DenseQuant, DirectionWeights, Header, Layer, Merge, QParams,
-    QuantMode, RecurrentLayer, RecurrentQuant, Requant, TensorRef,
+    Activation, Cell, DenseLayer, DenseQuant, DirectionWeights, EmbeddingLayer, Header, Layer,
+    Merge, NormalizationLayer, QParams, QuantMode, RecurrentLayer, RecurrentQuant, RepeatLayer,
+    Requant, TensorRef,
 };
 
 use crate::error::{sat_u32, LoadError};

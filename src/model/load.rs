@@ -1,13 +1,16 @@
 //! Building the layer plan: every shape, width, activation, quantization parameter and
 //! weight bound is checked here, once, so that running never has to.
 
-use super::{DensePlan, DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan};
+use super::{
+    DensePlan, DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model, NormalizationPlan,
+    RecurrentPlan, Table,
+};
 use crate::cell::quantized::{is_bounded, IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
 use crate::error::{sat_u32, LoadError};
 use crate::format::{
-    Activation, Blob, Cell, DenseLayer, DirectionWeights, Layer, Merge, QParams, QuantMode,
-    RecurrentLayer, TensorRef,
+    Activation, Blob, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Layer, Merge, QParams,
+    QuantMode, RecurrentLayer, TensorRef,
 };
 use crate::kernels::{F32View, I32View, Matrix, RequantView};
 use crate::{MAX_LAYERS, MAX_WIDTH};
@@ -215,7 +218,9 @@ impl<'a, const L: usize> Model<'a, L> {
             mode,
         };
         let input_features = first.width(info.input_features)?;
-        let input_quant = match (mode.is_integer(), info.input_quant) {
+        let reads_tokens = matches!(blob.layers().next(), Some(Ok(Layer::Embedding(_))));
+        // Token ids are not quantized; every other integer model quantizes its input.
+        let input_quant = match (mode.is_integer() && !reads_tokens, info.input_quant) {
             (true, Some(p)) => Some(first.qparams(p)?),
             (false, None) => None,
             _ => return Err(LoadError::BadQuantization { layer: 0 }),
@@ -231,6 +236,7 @@ impl<'a, const L: usize> Model<'a, L> {
         let mut streamable = true;
         let mut head_start = count;
         let mut output_quant = input_quant;
+        let mut repeated_steps = None;
 
         for (index, layer) in blob.layers().enumerate() {
             let layer = &layer?;
@@ -269,6 +275,42 @@ impl<'a, const L: usize> Model<'a, L> {
                     }
                     LayerPlan::Dense(plan)
                 }
+                Layer::Normalization(n) => {
+                    // Integer models normalise the f32 input on entry, before quantizing it.
+                    if mode.is_integer() && index != 0 {
+                        return Err(LoadError::BadPlacement { layer: ctx.layer });
+                    }
+                    LayerPlan::Normalization(
+                        NormalizationPlan {
+                            mean: ctx.f32s(n.mean, width)?,
+                            std: ctx.f32s(n.std, width)?,
+                        },
+                        width,
+                    )
+                }
+                Layer::Embedding(e) => {
+                    if index != 0 || input_features != 1 {
+                        return Err(LoadError::BadPlacement { layer: ctx.layer });
+                    }
+                    let plan = embedding_plan(&ctx, e)?;
+                    if let Some(p) = e.quant {
+                        output_quant = Some(p);
+                    }
+                    LayerPlan::Embedding(plan)
+                }
+                Layer::RepeatVector(r) => {
+                    if is_sequence {
+                        return Err(LoadError::BadPlacement { layer: ctx.layer });
+                    }
+                    let times = r.times as usize;
+                    if times == 0 || times > MAX_REPEAT {
+                        return Err(LoadError::BadWidth { layer: ctx.layer });
+                    }
+                    is_sequence = true;
+                    streamable = false;
+                    repeated_steps = Some(times);
+                    LayerPlan::Repeat(times, width)
+                }
             };
             width = plan.output_width();
             if width > MAX_WIDTH {
@@ -300,6 +342,8 @@ impl<'a, const L: usize> Model<'a, L> {
             max_cell_scratch,
             streamable,
             head_start,
+            repeated_steps,
+            reads_tokens,
         })
     }
 }
@@ -385,6 +429,29 @@ fn recurrent_plan<'a>(
     })
 }
 
+/// Largest vocabulary: token ids travel as f32, exact up to 2^24.
+pub const MAX_VOCAB: usize = 1 << 24;
+/// Largest RepeatVector count.
+pub const MAX_REPEAT: usize = 1 << 16;
+
+fn embedding_plan<'a>(ctx: &Ctx<'a>, e: &EmbeddingLayer) -> Result<EmbeddingPlan<'a>, LoadError> {
+    let vocab = e.vocab as usize;
+    if vocab == 0 || vocab > MAX_VOCAB {
+        return Err(LoadError::BadWidth { layer: ctx.layer });
+    }
+    let dim = ctx.width(e.dim)?;
+    let len = vocab.checked_mul(dim).ok_or(ctx.shape())?;
+    let table = match (ctx.mode.is_integer(), e.quant) {
+        (false, None) => Table::F32(ctx.f32s(e.table, len)?),
+        (true, Some(p)) => {
+            ctx.qparams(p)?;
+            Table::I16(ctx.bytes(e.table, len, 2)?)
+        }
+        _ => return Err(LoadError::BadQuantization { layer: ctx.layer }),
+    };
+    Ok(EmbeddingPlan { vocab, dim, table })
+}
+
 fn dense_plan<'a>(
     ctx: &Ctx<'a>,
     d: &DenseLayer,
@@ -421,7 +488,6 @@ fn dense_plan<'a>(
     };
     Ok(DensePlan {
         units,
-        input_width,
         activation: d.activation,
         weights,
     })

@@ -131,9 +131,31 @@ impl RecurrentPlan<'_> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DensePlan<'a> {
     pub units: usize,
-    pub input_width: usize,
     pub activation: Activation,
     pub weights: DenseWeights<'a>,
+}
+
+/// An Embedding table: f32 rows, or i16 codes in the integer modes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Table<'a> {
+    F32(F32View<'a>),
+    /// Little-endian i16 codes.
+    I16(&'a [u8]),
+}
+
+/// An Embedding layer ready to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EmbeddingPlan<'a> {
+    pub vocab: usize,
+    pub dim: usize,
+    pub table: Table<'a>,
+}
+
+/// A Normalization layer ready to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NormalizationPlan<'a> {
+    pub mean: F32View<'a>,
+    pub std: F32View<'a>,
 }
 
 // Plans live in a fixed-capacity array (no heap to box into); the size difference is the price.
@@ -142,6 +164,10 @@ pub(crate) struct DensePlan<'a> {
 pub(crate) enum LayerPlan<'a> {
     Recurrent(RecurrentPlan<'a>),
     Dense(DensePlan<'a>),
+    Normalization(NormalizationPlan<'a>, usize),
+    Embedding(EmbeddingPlan<'a>),
+    /// Repeats a vector this many times.
+    Repeat(usize, usize),
 }
 
 impl LayerPlan<'_> {
@@ -149,6 +175,8 @@ impl LayerPlan<'_> {
         match self {
             Self::Recurrent(r) => r.output_width(),
             Self::Dense(d) => d.units,
+            Self::Normalization(_, width) | Self::Repeat(_, width) => *width,
+            Self::Embedding(e) => e.dim,
         }
     }
 }
@@ -165,6 +193,12 @@ pub enum LayerKind {
     },
     /// A Dense layer.
     Dense,
+    /// Per-feature standardisation.
+    Normalization,
+    /// Token lookup.
+    Embedding { vocab: usize },
+    /// A vector repeated into a sequence of this many steps.
+    RepeatVector { times: usize },
 }
 
 /// Shape facts about one layer, for tools and logs.
@@ -213,6 +247,10 @@ pub struct Model<'a, const L: usize = DEFAULT_LAYERS> {
     max_units: usize,
     max_cell_scratch: usize,
     streamable: bool,
+    /// The window length after the last RepeatVector, which replaces the input's.
+    repeated_steps: Option<usize>,
+    /// The first layer reads token ids (Embedding).
+    reads_tokens: bool,
     /// Index of the first layer that reads a single vector (after a recurrent layer with
     /// `return_sequences = false`); `layers.len()` when every layer reads a sequence.
     head_start: usize,
@@ -244,10 +282,26 @@ impl<const L: usize> Model<'_, L> {
     /// overflow.
     pub fn output_len(&self, steps: usize) -> Option<usize> {
         if self.output_is_sequence {
-            steps.checked_mul(self.output_width)
+            self.repeated_steps
+                .unwrap_or(steps)
+                .checked_mul(self.output_width)
         } else {
             Some(self.output_width)
         }
+    }
+
+    /// Time steps of the output for an input window of `steps` (a RepeatVector sets its own).
+    pub fn output_steps(&self, steps: usize) -> usize {
+        if self.output_is_sequence {
+            self.repeated_steps.unwrap_or(steps)
+        } else {
+            1
+        }
+    }
+
+    /// Whether the model reads token ids (its first layer is an Embedding).
+    pub fn reads_tokens(&self) -> bool {
+        self.reads_tokens
     }
 
     /// Words of state (see the module docs for the layout).
@@ -292,9 +346,17 @@ impl<const L: usize> Model<'_, L> {
 
     fn layerwise_scratch_len(&self, steps: usize) -> Option<usize> {
         let per_step = self.max_width.checked_mul(2)?.checked_add(self.max_units)?;
-        steps
+        self.max_rows(steps)
             .checked_mul(per_step)?
             .checked_add(self.max_cell_scratch)
+    }
+
+    /// The longest sequence any layer sees for an input window of `steps`.
+    fn max_rows(&self, steps: usize) -> usize {
+        self.layers.iter().fold(steps, |rows, layer| match layer {
+            LayerPlan::Repeat(times, _) => rows.max(*times),
+            _ => rows,
+        })
     }
 
     /// Number of layers.
@@ -305,11 +367,23 @@ impl<const L: usize> Model<'_, L> {
     /// Shape facts about layer `index`, or `None` past the end.
     pub fn layer_summary(&self, index: usize) -> Option<LayerSummary> {
         let layer = self.layers.get(index)?;
-        let returns_sequence = index < self.head_start
-            && match layer {
-                LayerPlan::Recurrent(r) => r.return_sequences,
-                LayerPlan::Dense(_) => true,
-            };
+        let input_width = if index == 0 {
+            self.input_features
+        } else {
+            self.layers.get(index - 1)?.output_width()
+        };
+        let returns_sequence = self.sequence_after(index);
+        let plain = |kind, units, parameters| LayerSummary {
+            kind,
+            units,
+            input_width,
+            output_width: layer.output_width(),
+            returns_sequence,
+            parameters,
+            state_len: 0,
+            activation: Activation::Linear,
+            recurrent_activation: None,
+        };
         Some(match layer {
             LayerPlan::Recurrent(r) => {
                 let dirs = r.directions();
@@ -334,22 +408,42 @@ impl<const L: usize> Model<'_, L> {
                 }
             }
             LayerPlan::Dense(d) => LayerSummary {
-                kind: LayerKind::Dense,
-                units: d.units,
-                input_width: d.input_width,
-                output_width: d.units,
-                returns_sequence,
-                parameters: match &d.weights {
-                    DenseWeights::Float { kernel, bias } => {
-                        kernel.len() + bias.map_or(0, |b| b.len())
-                    }
-                    DenseWeights::Int(i) => i.kernel.len() + i.bias.len(),
-                },
-                state_len: 0,
                 activation: d.activation,
-                recurrent_activation: None,
+                ..plain(
+                    LayerKind::Dense,
+                    d.units,
+                    match &d.weights {
+                        DenseWeights::Float { kernel, bias } => {
+                            kernel.len() + bias.map_or(0, |b| b.len())
+                        }
+                        DenseWeights::Int(i) => i.kernel.len() + i.bias.len(),
+                    },
+                )
             },
+            LayerPlan::Normalization(n, width) => {
+                plain(LayerKind::Normalization, *width, n.mean.len() + n.std.len())
+            }
+            LayerPlan::Embedding(e) => plain(
+                LayerKind::Embedding { vocab: e.vocab },
+                e.dim,
+                e.vocab * e.dim,
+            ),
+            LayerPlan::Repeat(times, width) => {
+                plain(LayerKind::RepeatVector { times: *times }, *width, 0)
+            }
         })
+    }
+
+    /// Whether layer `index` outputs one vector per time step.
+    fn sequence_after(&self, index: usize) -> bool {
+        self.layers
+            .iter()
+            .take(index + 1)
+            .fold(true, |is_sequence, layer| match layer {
+                LayerPlan::Recurrent(r) => r.return_sequences,
+                LayerPlan::Repeat(..) => true,
+                _ => is_sequence,
+            })
     }
 
     /// Total weight values of the model.

@@ -3,7 +3,10 @@
 //! One generic driver walks the layers for both arithmetics ([`Arith`]); the float and
 //! integer cells differ only in what a layer step computes.
 
-use super::{DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan, Word};
+use super::{
+    DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model, NormalizationPlan, RecurrentPlan,
+    Table, Word,
+};
 use crate::cell::dense;
 use crate::error::{sat_u32, RunError};
 use crate::format::{Merge, QParams, QuantMode};
@@ -68,7 +71,41 @@ trait Arith {
     /// Merges a Bidirectional layer's forward and backward outputs (sum, ave, mul).
     fn merge(r: &RecurrentPlan<'_>, merge: Merge, forward: Self::V, backward: Self::V) -> Self::V;
     /// Writes the raw input in this arithmetic's values (a copy, or quantized codes).
-    fn load_input(input: Option<QParams>, mode: QuantMode, raw: &[f32], values: &mut [Self::V]);
+    fn load_input(front: &Front<'_>, raw: &[f32], values: &mut [Self::V]);
+    /// Normalization (integer models did it on entry: a copy here).
+    fn normalize(n: &NormalizationPlan<'_>, x: &[Self::V], y: &mut [Self::V]);
+    /// Embedding row of the (validated) token id `x[0]`.
+    fn embed(e: &EmbeddingPlan<'_>, x: &[Self::V], y: &mut [Self::V]);
+}
+
+/// How the raw f32 input enters the arithmetic.
+pub(crate) struct Front<'a> {
+    quant: Option<QParams>,
+    mode: QuantMode,
+    /// Integer models with a leading Normalization apply it before quantizing.
+    normalization: Option<NormalizationPlan<'a>>,
+    /// Token ids pass through as integers.
+    tokens: bool,
+}
+
+/// `(x - mean) / std` per feature.
+fn normalize_f32(n: &NormalizationPlan<'_>, x: &[f32], y: &mut [f32]) {
+    for (((out, &v), m), s) in y.iter_mut().zip(x).zip(n.mean.iter()).zip(n.std.iter()) {
+        *out = (v - m) / s;
+    }
+}
+
+/// The table row of token `id` (validated against the vocabulary before running).
+fn embedding_row<'t>(e: &EmbeddingPlan<'t>, id: usize) -> Table<'t> {
+    let start = id.saturating_mul(e.dim);
+    match e.table {
+        Table::F32(t) => Table::F32(t.slice(start, e.dim).unwrap_or_default()),
+        Table::I16(bytes) => Table::I16(
+            bytes
+                .get(start.saturating_mul(2)..(start + e.dim).saturating_mul(2))
+                .unwrap_or(&[]),
+        ),
+    }
 }
 
 struct Float;
@@ -104,8 +141,21 @@ impl Arith for Float {
         }
     }
 
-    fn load_input(_: Option<QParams>, _: QuantMode, raw: &[f32], values: &mut [f32]) {
+    fn load_input(_: &Front<'_>, raw: &[f32], values: &mut [f32]) {
         copy_into(values, raw);
+    }
+
+    fn normalize(n: &NormalizationPlan<'_>, x: &[f32], y: &mut [f32]) {
+        normalize_f32(n, x, y);
+    }
+
+    fn embed(e: &EmbeddingPlan<'_>, x: &[f32], y: &mut [f32]) {
+        let id = x.first().map_or(0, |&v| v as usize);
+        if let Table::F32(row) = embedding_row(e, id) {
+            for (o, v) in y.iter_mut().zip(row.iter()) {
+                *o = v;
+            }
+        }
     }
 }
 
@@ -146,17 +196,53 @@ impl Arith for Int {
         code.clamp(i64::from(int.lo), i64::from(int.hi)) as i32
     }
 
-    fn load_input(input: Option<QParams>, mode: QuantMode, raw: &[f32], values: &mut [i32]) {
-        quantize_codes(input, mode, raw, values);
+    fn load_input(front: &Front<'_>, raw: &[f32], values: &mut [i32]) {
+        if front.tokens {
+            for (q, &v) in values.iter_mut().zip(raw) {
+                *q = v as i32;
+            }
+        } else {
+            quantize_codes(front, raw, values);
+        }
+    }
+
+    fn normalize(_: &NormalizationPlan<'_>, x: &[i32], y: &mut [i32]) {
+        copy_into(y, x);
+    }
+
+    fn embed(e: &EmbeddingPlan<'_>, x: &[i32], y: &mut [i32]) {
+        let id = x.first().map_or(0, |&v| v.max(0) as usize);
+        if let Table::I16(row) = embedding_row(e, id) {
+            for (o, c) in y.iter_mut().zip(row.chunks_exact(2)) {
+                *o = i32::from(i16::from_le_bytes([c[0], c[1]]));
+            }
+        }
     }
 }
 
-/// Quantizes raw inputs into codes of the mode's range.
-fn quantize_codes(input: Option<QParams>, mode: QuantMode, raw: &[f32], codes: &mut [i32]) {
-    let (lo, hi) = mode.activation_range();
-    if let Some(p) = input {
-        for (q, &v) in codes.iter_mut().zip(raw) {
-            *q = quant::quantize(v, p, lo, hi);
+/// Quantizes raw inputs (normalised first when the model starts with Normalization) into
+/// codes of the mode's range.
+fn quantize_codes(front: &Front<'_>, raw: &[f32], codes: &mut [i32]) {
+    let (lo, hi) = front.mode.activation_range();
+    let Some(p) = front.quant else { return };
+    match &front.normalization {
+        Some(n) => {
+            let features = n.mean.len().max(1);
+            for (q_step, x_step) in codes.chunks_mut(features).zip(raw.chunks(features)) {
+                let lanes = q_step
+                    .iter_mut()
+                    .zip(x_step)
+                    .zip(n.mean.iter())
+                    .zip(n.std.iter());
+                for (((q, &v), m), s) in lanes {
+                    *q = quant::quantize((v - m) / s, p, lo, hi);
+                }
+            }
+        }
+        None => {
+            for (q, &v) in codes.iter_mut().zip(raw) {
+                *q = quant::quantize(v, p, lo, hi);
+            }
         }
     }
 }
@@ -184,8 +270,36 @@ impl<const L: usize> Model<'_, L> {
         }
     }
 
+    fn front(&self) -> Front<'_> {
+        Front {
+            quant: self.input_quant,
+            mode: self.mode,
+            normalization: match self.layers.first() {
+                Some(LayerPlan::Normalization(n, _)) if self.mode.is_integer() => Some(*n),
+                _ => None,
+            },
+            tokens: self.reads_tokens,
+        }
+    }
+
     fn quantize_into(&self, x: &[f32], codes: &mut [i32]) {
-        quantize_codes(self.input_quant, self.mode, x, codes);
+        Int::load_input(&self.front(), x, codes);
+    }
+
+    /// Token models: every input value must be an integer id in `[0, vocab)`.
+    fn check_tokens(&self, xs: &[f32]) -> Result<(), RunError> {
+        let Some(LayerPlan::Embedding(e)) = self.layers.first() else {
+            return Ok(());
+        };
+        match xs
+            .iter()
+            .position(|&v| !(v >= 0.0 && v < e.vocab as f32 && v == libm::truncf(v)))
+        {
+            Some(index) => Err(RunError::InvalidToken {
+                index: sat_u32(index),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn dequantize_into(&self, codes: &[i32], out: &mut [f32]) {
@@ -222,6 +336,7 @@ impl<const L: usize> Model<'_, L> {
             return Err(RunError::NotStreamable);
         }
         check_len(self.input_features, x.len())?;
+        self.check_tokens(x)?;
         self.check_state(state.len())?;
         self.check_output(out, self.output_width)?;
         let scratch = need(scratch, self.step_scratch_len())?;
@@ -274,6 +389,14 @@ impl<const L: usize> Model<'_, L> {
                 LayerPlan::Dense(d) => {
                     A::dense(d, input, dst.get_mut(..d.units).unwrap_or(&mut []));
                 }
+                LayerPlan::Normalization(n, w) => {
+                    A::normalize(n, input, dst.get_mut(..*w).unwrap_or(&mut []));
+                }
+                LayerPlan::Embedding(e) => {
+                    A::embed(e, input, dst.get_mut(..e.dim).unwrap_or(&mut []));
+                }
+                // Models with a RepeatVector are not streamable; a step never gets here.
+                LayerPlan::Repeat(_, w) => copy_into(dst, input.get(..*w).unwrap_or(&[])),
             }
             width = layer.output_width();
             core::mem::swap(&mut src, &mut dst);
@@ -314,6 +437,7 @@ impl<const L: usize> Model<'_, L> {
         if steps == 0 {
             return Err(RunError::EmptySequence);
         }
+        self.check_tokens(xs)?;
         self.check_state(state_len)?;
         let out_len = self.output_len(steps).ok_or(RunError::TooLarge)?;
         Ok((steps, out_len))
@@ -424,12 +548,13 @@ impl<const L: usize> Model<'_, L> {
         state: &mut [A::V],
         mut scratch: &'s mut [A::V],
     ) -> &'s [A::V] {
-        let seq_len = steps * self.max_width;
+        let max_rows = self.max_rows(steps);
+        let seq_len = max_rows * self.max_width;
         let mut src = take(&mut scratch, seq_len);
         let mut dst = take(&mut scratch, seq_len);
-        let backward_rows = take(&mut scratch, steps * self.max_units);
+        let backward_rows = take(&mut scratch, max_rows * self.max_units);
         let cell = scratch;
-        A::load_input(self.input_quant, self.mode, xs, src);
+        A::load_input(&self.front(), xs, src);
 
         let mut width = self.input_features;
         let mut rows = steps;
@@ -437,12 +562,28 @@ impl<const L: usize> Model<'_, L> {
             let input: &[A::V] = src;
             match layer {
                 LayerPlan::Recurrent(r) => {
-                    rows = recurrent_window::<A>(r, input, steps, state, dst, backward_rows, cell);
+                    rows = recurrent_window::<A>(r, input, rows, state, dst, backward_rows, cell);
                 }
                 LayerPlan::Dense(d) => {
                     for t in 0..rows {
                         A::dense(d, row(input, t, width), row_mut(dst, t, d.units));
                     }
+                }
+                LayerPlan::Normalization(n, w) => {
+                    for t in 0..rows {
+                        A::normalize(n, row(input, t, width), row_mut(dst, t, *w));
+                    }
+                }
+                LayerPlan::Embedding(e) => {
+                    for t in 0..rows {
+                        A::embed(e, row(input, t, width), row_mut(dst, t, e.dim));
+                    }
+                }
+                LayerPlan::Repeat(times, w) => {
+                    for t in 0..*times {
+                        copy_into(row_mut(dst, t, *w), row(input, 0, width));
+                    }
+                    rows = *times;
                 }
             }
             width = layer.output_width();

@@ -121,7 +121,8 @@ fn merge(name: &str) -> Merge {
 pub fn keras_case(path: &Path) -> GoldenCase {
     let json = read_json(path);
     let shape = dims(&json["input_shape"]);
-    let (batch, steps, features) = (shape[0], shape[1], shape[2]);
+    // Token-id inputs are [batch, time]: one id per step.
+    let (batch, steps, features) = (shape[0], shape[1], shape.get(2).copied().unwrap_or(1));
     let mut builder = ModelBuilder::new(features);
     for layer in json["layers"].as_array().expect("layers") {
         let config = &layer["config"];
@@ -180,6 +181,48 @@ pub fn keras_case(path: &Path) -> GoldenCase {
             }
             // Identity at inference.
             "Dropout" => {}
+            "Normalization" => {
+                // Given to the constructor, mean and variance live in the config.
+                let mean = floats(&config["mean"]);
+                let variance = floats(&config["variance"]);
+                builder
+                    .normalization(&mean, &variance)
+                    .expect("normalization");
+            }
+            "Embedding" => {
+                let table = weights
+                    .iter()
+                    .find(|w| w["name"] == "embeddings")
+                    .expect("embeddings");
+                let vocab = config["input_dim"].as_u64().expect("input_dim") as usize;
+                let dim = config["output_dim"].as_u64().expect("output_dim") as usize;
+                builder
+                    .embedding(vocab, dim, &floats(&table["values"]))
+                    .expect("embedding");
+            }
+            "RepeatVector" => {
+                builder
+                    .repeat_vector(config["n"].as_u64().expect("n") as usize)
+                    .expect("repeat");
+            }
+            "TimeDistributed" => {
+                // TimeDistributed(Dense) is the Dense on every time step.
+                let inner = &layer["keras_config"]["layer"]["config"];
+                let get = |name: &str| {
+                    weights
+                        .iter()
+                        .find(|w| w["name"] == name)
+                        .map(|w| floats(&w["values"]))
+                };
+                builder
+                    .dense(
+                        inner["units"].as_u64().expect("units") as usize,
+                        activation(inner["activation"].as_str().unwrap_or("linear")),
+                        &get("kernel").expect("kernel"),
+                        get("bias").as_deref(),
+                    )
+                    .expect("time-distributed dense");
+            }
             other => panic!("layer {other} is not part of this test"),
         }
     }
@@ -383,6 +426,10 @@ pub const NEEDS_SEQUENCE_LAYERS: [&str; 3] = [
     "seq2vec2seq_lstm_u16_rep5",
 ];
 
+/// Whether `all_cases` includes the sequence-layer cases (the runtime has their layers; the
+/// importer tests still check their own handling of them through `NEEDS_SEQUENCE_LAYERS`).
+pub const RUNTIME_HAS_SEQUENCE_LAYERS: bool = true;
+
 pub fn all_cases() -> Vec<GoldenCase> {
     let dir = golden_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -391,7 +438,7 @@ pub fn all_cases() -> Vec<GoldenCase> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .filter(|p| {
             let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            !NEEDS_SEQUENCE_LAYERS.contains(&stem)
+            RUNTIME_HAS_SEQUENCE_LAYERS || !NEEDS_SEQUENCE_LAYERS.contains(&stem)
         })
         .collect();
     paths.sort();

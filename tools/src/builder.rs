@@ -5,8 +5,9 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use edgernn::format::{
-    blob_crc, Activation, Cell, DenseLayer, DirectionWeights, Header, Layer, Merge, Preamble,
-    QuantMode, RecurrentLayer, TensorRef, CRC_OFFSET, FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
+    blob_crc, Activation, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Header, Layer, Merge,
+    NormalizationLayer, Preamble, QuantMode, RecurrentLayer, RepeatLayer, TensorRef, CRC_OFFSET,
+    FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
 };
 
 /// Options of a recurrent layer, as in Keras.
@@ -223,6 +224,104 @@ impl ModelBuilder {
             quant: None,
         }));
         self.width = units;
+        Ok(self)
+    }
+
+    /// Appends a Keras `Normalization` layer: `y = (x - mean) / max(sqrt(variance), 1e-7)` per
+    /// feature, the divisor computed in f32 as Keras does.
+    ///
+    /// # Errors
+    /// Lengths that do not match the current width, or negative/non-finite variances.
+    pub fn normalization(&mut self, mean: &[f32], variance: &[f32]) -> Result<&mut Self> {
+        let layer = self.layers.len();
+        let width = self.width;
+        ensure!(
+            mean.len() == width && variance.len() == width,
+            "layer {layer}: Normalization has {} means and {} variances, expected {width} each",
+            mean.len(),
+            variance.len()
+        );
+        ensure!(
+            variance.iter().all(|v| v.is_finite() && *v >= 0.0)
+                && mean.iter().all(|m| m.is_finite()),
+            "layer {layer}: Normalization mean and variance must be finite, variances >= 0"
+        );
+        /// Keras' `Normalization` epsilon.
+        const EPSILON: f32 = 1e-7;
+        let std: Vec<f32> = variance.iter().map(|v| v.sqrt().max(EPSILON)).collect();
+        self.normalization_with_std(mean, &std)
+    }
+
+    /// Appends a standardisation `y = (x - mean) / std` with the divisor given directly (as an
+    /// ONNX `Sub` + `Div` graph holds it).
+    ///
+    /// # Errors
+    /// Lengths that do not match the current width, or divisors that are not finite and
+    /// positive.
+    pub fn normalization_with_std(&mut self, mean: &[f32], std: &[f32]) -> Result<&mut Self> {
+        let layer = self.layers.len();
+        let width = self.width;
+        ensure!(
+            mean.len() == width && std.len() == width,
+            "layer {layer}: Normalization has {} means and {} divisors, expected {width} each",
+            mean.len(),
+            std.len()
+        );
+        ensure!(
+            std.iter().all(|s| s.is_finite() && *s > 0.0) && mean.iter().all(|m| m.is_finite()),
+            "layer {layer}: Normalization needs finite means and finite positive divisors"
+        );
+        let mean = self.push_tensor(mean)?;
+        let std = self.push_tensor(std)?;
+        self.layers
+            .push(Layer::Normalization(NormalizationLayer { mean, std }));
+        Ok(self)
+    }
+
+    /// Appends a Keras `Embedding(vocab, dim)` layer with `table` `[vocab, dim]`; it must be the
+    /// first layer of a model built with `ModelBuilder::new(1)` (one token id per step).
+    ///
+    /// # Errors
+    /// Not first, or a table of the wrong size.
+    pub fn embedding(&mut self, vocab: usize, dim: usize, table: &[f32]) -> Result<&mut Self> {
+        ensure!(
+            self.layers.is_empty() && self.input_features == 1,
+            "Embedding must be the first layer of a model reading one token id per step"
+        );
+        ensure!(
+            vocab > 0 && dim > 0 && table.len() == vocab * dim,
+            "Embedding table has {} values, expected [{vocab}, {dim}]",
+            table.len()
+        );
+        let t = self.push_tensor(table)?;
+        self.layers.push(Layer::Embedding(EmbeddingLayer {
+            vocab: u32::try_from(vocab).context("vocabulary too large")?,
+            dim: u32::try_from(dim).context("embedding too wide")?,
+            table: t,
+            quant: None,
+        }));
+        self.width = dim;
+        Ok(self)
+    }
+
+    /// Appends a Keras `RepeatVector(times)` after a layer that returns a single vector.
+    ///
+    /// # Errors
+    /// When the previous layer returns a sequence.
+    pub fn repeat_vector(&mut self, times: usize) -> Result<&mut Self> {
+        let layer = self.layers.len();
+        ensure!(
+            !self.returns_sequence,
+            "layer {layer}: RepeatVector needs a single vector, but the previous layer returns a sequence"
+        );
+        ensure!(
+            times > 0,
+            "layer {layer}: RepeatVector count must be positive"
+        );
+        self.layers.push(Layer::RepeatVector(RepeatLayer {
+            times: u32::try_from(times).context("repeat count too large")?,
+        }));
+        self.returns_sequence = true;
         Ok(self)
     }
 

@@ -99,6 +99,10 @@ pub fn macs_per_step(model: &Model<'_>) -> u64 {
                     directions * gates * units * (inputs + units)
                 }
                 LayerKind::Dense => units * inputs,
+                // Lookups, copies and one subtract/divide per feature: no MACs.
+                LayerKind::Normalization
+                | LayerKind::Embedding { .. }
+                | LayerKind::RepeatVector { .. } => 0,
             }
         })
         .sum()

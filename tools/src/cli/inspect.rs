@@ -109,6 +109,9 @@ fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report,
                 go_backwards,
             ),
             LayerKind::Dense => ("dense", None, None, false),
+            LayerKind::Normalization => ("normalization", None, None, false),
+            LayerKind::Embedding { .. } => ("embedding", None, None, false),
+            LayerKind::RepeatVector { .. } => ("repeat_vector", None, None, false),
         };
         layers.push(LayerReport {
             index,
@@ -188,7 +191,12 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
         let mut name = match (l.cell, l.bidirectional) {
             (Some(c), Some(m)) => format!("Bidirectional({c}, {m})"),
             (Some(c), None) => c.to_string(),
-            _ => "Dense".to_string(),
+            _ => match l.kind {
+                "normalization" => "Normalization".to_string(),
+                "embedding" => format!("Embedding({} tokens)", l.parameters / l.units.max(1)),
+                "repeat_vector" => "RepeatVector".to_string(),
+                _ => "Dense".to_string(),
+            },
         };
         if l.go_backwards {
             name.push_str(" backwards");

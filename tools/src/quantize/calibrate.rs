@@ -100,8 +100,18 @@ impl Calibration {
         let mut layers = Vec::new();
         for (index, layer) in header.layers.iter().enumerate() {
             let at = || format!("calibrating layer {index}");
-            let outs = run_all(&single(*layer, width, weights)?, &seqs, Feed::Sequence)
-                .with_context(at)?;
+            let outs = match layer {
+                // A RepeatVector cannot stand alone (it needs a vector before it): repeat here.
+                Layer::RepeatVector(r) => seqs
+                    .iter()
+                    .map(|s| {
+                        let row = &s[s.len().saturating_sub(width)..];
+                        row.repeat(r.times as usize)
+                    })
+                    .collect(),
+                _ => run_all(&single(*layer, width, weights)?, &seqs, Feed::Sequence)
+                    .with_context(at)?,
+            };
             let output = range_of(outs.iter().flatten(), percentile);
             let mut stats = LayerStats {
                 h: output,
@@ -163,6 +173,8 @@ impl Calibration {
                 };
             } else if let Layer::Dense(d) = layer {
                 width = d.units as usize;
+            } else if let Layer::Embedding(e) = layer {
+                width = e.dim as usize;
             }
             layers.push(stats);
             seqs = outs;

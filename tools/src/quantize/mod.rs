@@ -184,7 +184,14 @@ fn build(
     let mut out = WeightWriter::default();
     let mut layers = heapless::Vec::new();
     let integer = mode.is_integer();
-    let mut input_q = integer.then(|| qparams(cal.input, mode));
+    // What the first layer reads: token ids are not quantized; a leading Normalization runs
+    // on the f32 input before quantization, so the codes describe its output.
+    let entry_q = match header.layers.first() {
+        Some(Layer::Embedding(_)) => None,
+        Some(Layer::Normalization(_)) => cal.layers.first().map(|l| qparams(l.output, mode)),
+        _ => Some(qparams(cal.input, mode)),
+    };
+    let mut input_q = if integer { entry_q } else { None };
     let mut width = header.input_features as usize;
     for (index, layer) in header.layers.iter().enumerate() {
         let stats = &cal.layers[index];
@@ -255,6 +262,49 @@ fn build(
                     ..*r
                 })
             }
+            Layer::Normalization(n) => {
+                ensure!(
+                    !integer || index == 0,
+                    "layer {index}: integer modes support Normalization only as the first layer"
+                );
+                Layer::Normalization(edgernn::format::NormalizationLayer {
+                    mean: out.f32s(&f32s(weights, n.mean)?),
+                    std: out.f32s(&f32s(weights, n.std)?),
+                })
+            }
+            Layer::RepeatVector(r) => Layer::RepeatVector(*r),
+            Layer::Embedding(e) => {
+                let table = f32s(weights, e.table)?;
+                width = e.dim as usize;
+                if integer {
+                    // Any token may come, so the codes cover the whole table.
+                    let lo = table.iter().copied().fold(0.0f32, f32::min);
+                    let hi = table.iter().copied().fold(0.0f32, f32::max);
+                    let p = qparams(Range { lo, hi }, mode);
+                    let (qmin, qmax) = code_range(mode);
+                    let codes: Vec<i16> = table
+                        .iter()
+                        .map(|&v| {
+                            (f64::from(v) / f64::from(p.scale) + f64::from(p.zero_point))
+                                .round()
+                                .clamp(qmin, qmax) as i16
+                        })
+                        .collect();
+                    input_q = Some(p);
+                    Layer::Embedding(edgernn::format::EmbeddingLayer {
+                        table: out.i16s(&codes),
+                        quant: Some(p),
+                        ..*e
+                    })
+                } else {
+                    // int8-weights keeps lookup tables in f32: a lookup costs no arithmetic.
+                    Layer::Embedding(edgernn::format::EmbeddingLayer {
+                        table: out.f32s(&table),
+                        quant: None,
+                        ..*e
+                    })
+                }
+            }
             Layer::Dense(d) => {
                 let units = d.units as usize;
                 let kernel = f32s(weights, d.kernel)?;
@@ -316,7 +366,7 @@ fn build(
         Header {
             mode,
             input_features: header.input_features,
-            input_quant: integer.then(|| qparams(cal.input, mode)),
+            input_quant: if integer { entry_q } else { None },
             layers,
         },
         out.finish(),

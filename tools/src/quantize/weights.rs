@@ -35,6 +35,14 @@ impl WeightWriter {
         t
     }
 
+    pub fn i16s(&mut self, values: &[i16]) -> TensorRef {
+        let t = self.start(values.len());
+        values
+            .iter()
+            .for_each(|v| self.bytes.extend_from_slice(&v.to_le_bytes()));
+        t
+    }
+
     pub fn i8s(&mut self, values: &[i8]) -> TensorRef {
         let t = self.start(values.len());
         self.bytes.extend(values.iter().map(|&v| v as u8));
