@@ -29,7 +29,10 @@
 //! | LSTM | `activation` and `recurrent_activation` each tanh, sigmoid, hard_sigmoid, relu, linear; as above |
 //! | GRU | `reset_after` true (Keras 3, PyTorch, ONNX `linear_before_reset=1`) and false; as above |
 //! | Bidirectional | around any of the above; merge concat, sum, mul, ave (needs the whole window) |
-//! | Dense | linear, relu, tanh, sigmoid, hard_sigmoid, softmax; applied per step on sequences |
+//! | Dense | linear, relu, tanh, sigmoid, hard_sigmoid, softmax; applied per step on sequences (= `TimeDistributed(Dense)`) |
+//! | Normalization | per-feature `(x - mean) / max(sqrt(variance), 1e-7)`, so firmware feeds raw values |
+//! | Embedding | first layer; one token id per step (an integer-valued f32), validated against the vocabulary |
+//! | RepeatVector | after a single vector (encoder-decoder); the output window has its own length; needs the whole window |
 //!
 //! | mode | weights | activations, state | arithmetic | buffers |
 //! |---|---|---|---|---|
