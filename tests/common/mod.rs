@@ -163,7 +163,13 @@ pub fn keras_case(path: &Path) -> GoldenCase {
                     )
                     .expect("bidirectional");
             }
-            "Dense" => {
+            // TimeDistributed(Dense) is the Dense on every time step, as a plain Dense is.
+            class @ ("Dense" | "TimeDistributed") => {
+                let dense = if class == "Dense" {
+                    config
+                } else {
+                    &layer["keras_config"]["layer"]["config"]
+                };
                 let get = |name: &str| {
                     weights
                         .iter()
@@ -172,8 +178,8 @@ pub fn keras_case(path: &Path) -> GoldenCase {
                 };
                 builder
                     .dense(
-                        config["units"].as_u64().expect("units") as usize,
-                        activation(config["activation"].as_str().expect("activation")),
+                        dense["units"].as_u64().expect("units") as usize,
+                        activation(dense["activation"].as_str().unwrap_or("linear")),
                         &get("kernel").expect("kernel"),
                         get("bias").as_deref(),
                     )
@@ -204,24 +210,6 @@ pub fn keras_case(path: &Path) -> GoldenCase {
                 builder
                     .repeat_vector(config["n"].as_u64().expect("n") as usize)
                     .expect("repeat");
-            }
-            "TimeDistributed" => {
-                // TimeDistributed(Dense) is the Dense on every time step.
-                let inner = &layer["keras_config"]["layer"]["config"];
-                let get = |name: &str| {
-                    weights
-                        .iter()
-                        .find(|w| w["name"] == name)
-                        .map(|w| floats(&w["values"]))
-                };
-                builder
-                    .dense(
-                        inner["units"].as_u64().expect("units") as usize,
-                        activation(inner["activation"].as_str().unwrap_or("linear")),
-                        &get("kernel").expect("kernel"),
-                        get("bias").as_deref(),
-                    )
-                    .expect("time-distributed dense");
             }
             other => panic!("layer {other} is not part of this test"),
         }
