@@ -42,11 +42,22 @@ pub fn matvec_acc_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f
     }
 }
 
-/// `sum_c w[c] * x[c]` for int8 weights and integer codes (int8 or int16 range), in i64.
+/// Products summed in 32 bits before widening: codes are within the i16 range (every producer
+/// clamps them) and weights within i8, so a product is below 2^22 and 256 of them below 2^30.
+const I32_BLOCK: usize = 256;
+
+/// `sum_c w[c] * x[c]` for int8 weights and integer codes (int8 or int16 range), exact. Blocks
+/// of [`I32_BLOCK`] products are summed in i32 (cheap on 32-bit cores) and widened to i64.
 pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
-    row.iter()
-        .zip(x)
-        .map(|(&w, &xv)| i64::from(w as i8) * i64::from(xv))
+    row.chunks(I32_BLOCK)
+        .zip(x.chunks(I32_BLOCK))
+        .map(|(w, xs)| {
+            // Wrapping only to keep debug builds panic-free: with codes in range it never wraps.
+            let block = w.iter().zip(xs).fold(0i32, |acc, (&w, &xv)| {
+                acc.wrapping_add(i32::from(w as i8).wrapping_mul(xv))
+            });
+            i64::from(block)
+        })
         .sum()
 }
 
