@@ -12,4 +12,5 @@ int8_model=tests/vectors/lstm_dense_softmax3_u16_f3.int8.ern
 "$edgernn" export "$f32_model" --vectors "$data" --rust firmware-examples/cortex-m4f-anomaly/src/model.rs
 "$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/cortex-m4f-anomaly/src/model_int8.rs
 "$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/cortex-m0-int8/src/model.rs
+"$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/esp32c3/src/model.rs
 "$edgernn" export "$int8_model" --vectors "$data" --c firmware-examples/c/lstm_classifier_int8.h

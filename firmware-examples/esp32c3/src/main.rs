@@ -1,0 +1,73 @@
+//! Streams the bundled sensor windows through an int8 (integer-only) model one sample at a
+//! time on a RISC-V core without FPU (the ESP32-C3's ISA), checks every output bit for bit
+//! against the host's, and exits 0 on a match (1 otherwise).
+
+#![no_std]
+#![no_main]
+
+use edgernn::Model;
+use riscv_rt::entry;
+use riscv_semihosting::{debug, hprintln};
+
+mod model;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {}
+}
+
+#[entry]
+fn main() -> ! {
+    let ok = run();
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {}
+}
+
+fn run() -> bool {
+    let model = match Model::<'_, { model::LAYERS }>::from_bytes_with_capacity(&model::MODEL.0) {
+        Ok(m) => m,
+        Err(e) => {
+            hprintln!("load failed: {}", e);
+            return false;
+        }
+    };
+    let mut state = [model::Word::default(); model::STATE_LEN];
+    let mut scratch = [model::Word::default(); model::STEP_SCRATCH_LEN];
+    let mut out = [0.0f32; model::OUTPUT_WIDTH];
+    let (features, width) = (model::INPUT_FEATURES, model::OUTPUT_WIDTH);
+    let mut mismatches = 0usize;
+    for w in 0..model::VECTOR_WINDOWS {
+        model.reset_state(&mut state);
+        for t in 0..model::VECTOR_STEPS {
+            let at = (w * model::VECTOR_STEPS + t) * features;
+            if let Err(e) = model.step(
+                &model::VECTOR_INPUT[at..at + features],
+                &mut state,
+                &mut scratch,
+                &mut out,
+            ) {
+                hprintln!("step failed: {}", e);
+                return false;
+            }
+            let want = &model::VECTOR_EXPECTED[(w * model::VECTOR_STEPS + t) * width..][..width];
+            mismatches += out
+                .iter()
+                .zip(want)
+                .filter(|(g, e)| g.to_bits() != e.to_bits())
+                .count();
+        }
+    }
+    hprintln!(
+        "{} outputs checked against the host bit for bit: {} mismatches, {}",
+        model::VECTOR_WINDOWS * model::VECTOR_STEPS * width,
+        mismatches,
+        if mismatches == 0 { "MATCH" } else { "MISMATCH" }
+    );
+    mismatches == 0
+}
