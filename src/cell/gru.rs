@@ -29,22 +29,32 @@ pub(crate) fn step(
     let Some(scratch) = scratch.get_mut(..6 * units) else {
         return;
     };
-    let (zx, rest) = scratch.split_at_mut(3 * units);
-    let (zh, _) = rest.split_at_mut(3 * units);
+    let Some((zx, rest)) = scratch.split_at_mut_checked(3 * units) else {
+        return;
+    };
+    let Some((zh, _)) = rest.split_at_mut_checked(3 * units) else {
+        return;
+    };
     init_bias(w.bias, zx);
     matvec_acc(&w.kernel, x, zx);
     let (a, ra) = (spec.activation, spec.recurrent_activation);
 
-    let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
+    let Some((zx_zr, zx_h)) = zx.split_at_mut_checked(2 * units) else {
+        return;
+    };
     if reset_after {
         init_bias(w.recurrent_bias, zh);
         matvec_acc(&w.recurrent_kernel, h, zh);
-        let (zh_zr, zh_h) = zh.split_at(2 * units);
+        let Some((zh_zr, zh_h)) = zh.split_at_checked(2 * units) else {
+            return;
+        };
         for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
             *xv += hv;
         }
         activate(ra, zx_zr);
-        let (zx_z, zx_r) = zx_zr.split_at(units);
+        let Some((zx_z, zx_r)) = zx_zr.split_at_checked(units) else {
+            return;
+        };
         for ((xh, &r), &hh) in zx_h.iter_mut().zip(zx_r.iter()).zip(zh_h.iter()) {
             *xh += r * hh;
         }
@@ -54,8 +64,12 @@ pub(crate) fn step(
         }
     } else {
         // The candidate needs (r * h) U_h, so z and r are finished first and kept in zx.
-        let (zh_zr, rest) = zh.split_at_mut(2 * units);
-        let (reset_h, _) = rest.split_at_mut(units);
+        let Some((zh_zr, rest)) = zh.split_at_mut_checked(2 * units) else {
+            return;
+        };
+        let Some((reset_h, _)) = rest.split_at_mut_checked(units) else {
+            return;
+        };
         let recurrent_zr = w
             .recurrent_kernel
             .rows(0, 2 * units, units)
@@ -70,7 +84,9 @@ pub(crate) fn step(
             *xv += hv;
         }
         activate(ra, zx_zr);
-        let (zx_z, zx_r) = zx_zr.split_at(units);
+        let Some((zx_z, zx_r)) = zx_zr.split_at_checked(units) else {
+            return;
+        };
         for ((rh, &r), &hv) in reset_h.iter_mut().zip(zx_r.iter()).zip(h.iter()) {
             *rh = r * hv;
         }

@@ -30,12 +30,18 @@ pub(crate) fn step(
     matvec_acc(&w.recurrent_kernel, h, z);
     let (a, ra) = (spec.activation, spec.recurrent_activation);
     // Gates block by block (i, f | c | o), so the kernel activates whole vectors.
-    let (ifg, zo) = z.split_at_mut(3 * units);
-    let (zif, zc) = ifg.split_at_mut(2 * units);
+    let Some((ifg, zo)) = z.split_at_mut_checked(3 * units) else {
+        return;
+    };
+    let Some((zif, zc)) = ifg.split_at_mut_checked(2 * units) else {
+        return;
+    };
     activate(ra, zif);
     activate(a, zc);
     activate(ra, zo);
-    let (zi, zf) = zif.split_at_mut(units);
+    let Some((zi, zf)) = zif.split_at_mut_checked(units) else {
+        return;
+    };
     for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
         *cv = f * *cv + i * g;
     }

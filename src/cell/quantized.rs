@@ -7,7 +7,7 @@
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::{dot_rows_i8, I32View, RequantView};
-use crate::quant::fixed::{sat_i16, shift_round};
+use crate::quant::fixed::{clamp_to, sat_i16, shift_round};
 use crate::quant::lut;
 
 /// One direction's integer weights, as views into the blob.
@@ -69,7 +69,7 @@ fn project(
     let mut dots = [0i64; ROW_BLOCK];
     for (b, (outs, block)) in out[..rows]
         .chunks_mut(ROW_BLOCK)
-        .zip(weights.chunks(ROW_BLOCK * cols))
+        .zip(weights.chunks(ROW_BLOCK.saturating_mul(cols).max(1)))
         .enumerate()
     {
         let dots = &mut dots[..outs.len()];
@@ -110,7 +110,7 @@ impl IntCell {
     fn code_of(&self, q15: i32) -> i32 {
         let v = i64::from(self.quant.output.zero_point)
             + self.quant.output_requant.apply(i64::from(q15));
-        v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
+        clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32
     }
 
     fn h_q15(&self, code: i32) -> i32 {
@@ -134,7 +134,9 @@ impl IntCell {
         let Some(scratch) = scratch.get_mut(..self.spec.scratch_len()) else {
             return;
         };
-        let (h, c) = state.split_at_mut(units);
+        let Some((h, c)) = state.split_at_mut_checked(units) else {
+            return;
+        };
         match self.spec.cell {
             Cell::SimpleRnn => self.simple_rnn(w, x, h, scratch),
             Cell::Lstm => self.lstm(w, x, h, c, scratch),
@@ -143,7 +145,9 @@ impl IntCell {
     }
 
     fn simple_rnn(&self, w: &IntDirectionViews<'_>, x: &[i32], h: &mut [i32], pre: &mut [i32]) {
-        let pre = &mut pre[..h.len()];
+        let Some(pre) = pre.get_mut(..h.len()) else {
+            return;
+        };
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, pre, false);
         project(
             w.recurrent_kernel,
@@ -166,7 +170,7 @@ impl IntCell {
                 if activation == Activation::Relu {
                     v = v.max(i64::from(zero));
                 }
-                v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
+                clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32
             };
         }
     }
@@ -180,7 +184,9 @@ impl IntCell {
         gates: &mut [i32],
     ) {
         let units = h.len();
-        let gates = &mut gates[..4 * units];
+        let Some(gates) = gates.get_mut(..4 * units) else {
+            return;
+        };
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, gates, false);
         project(
             w.recurrent_kernel,
@@ -236,13 +242,23 @@ impl IntCell {
         scratch: &mut [i32],
     ) {
         let units = h.len();
-        let (zx, rest) = scratch.split_at_mut(3 * units);
-        let (zh, rest) = rest.split_at_mut(2 * units);
-        let reset_h = &mut rest[..units];
+        let Some((zx, rest)) = scratch.split_at_mut_checked(3 * units) else {
+            return;
+        };
+        let Some((zh, rest)) = rest.split_at_mut_checked(2 * units) else {
+            return;
+        };
+        let Some(reset_h) = rest.get_mut(..units) else {
+            return;
+        };
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, zx, false);
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
-        let (zx_zr, zx_h) = zx.split_at_mut(2 * units);
-        let (zx_z, zx_r) = zx_zr.split_at_mut(units);
+        let Some((zx_zr, zx_h)) = zx.split_at_mut_checked(2 * units) else {
+            return;
+        };
+        let Some((zx_z, zx_r)) = zx_zr.split_at_mut_checked(units) else {
+            return;
+        };
         project(
             w.recurrent_kernel,
             w.bias_h,
@@ -253,7 +269,9 @@ impl IntCell {
             zh,
             false,
         );
-        let (zh_z, zh_r) = zh.split_at_mut(units);
+        let Some((zh_z, zh_r)) = zh.split_at_mut_checked(units) else {
+            return;
+        };
         if reset_after {
             // The candidate rows' recurrent part is needed apart: r multiplies it.
             project(
@@ -266,25 +284,36 @@ impl IntCell {
                 reset_h,
                 false,
             );
-            for (j, cand) in zx_h.iter_mut().enumerate() {
-                let z = activate_q15(ra, zx_z[j].saturating_add(zh_z[j]));
-                let r = i64::from(activate_q15(ra, zx_r[j].saturating_add(zh_r[j])));
-                let pre = i64::from(*cand) + shift_round(r * i64::from(reset_h[j]), 15);
-                zx_z[j] = z;
+            let lanes = zx_h.iter_mut().zip(zx_z.iter_mut()).zip(zx_r.iter());
+            let recurrent = zh_z.iter().zip(zh_r.iter()).zip(reset_h.iter());
+            for (((cand, xz), &xr), ((&hz, &hr), &hh)) in lanes.zip(recurrent) {
+                let z = activate_q15(ra, xz.saturating_add(hz));
+                let r = i64::from(activate_q15(ra, xr.saturating_add(hr)));
+                let pre = i64::from(*cand) + shift_round(r * i64::from(hh), 15);
+                *xz = z;
                 *cand = activate_q15(a, i32::from(sat_i16(pre)));
             }
         } else {
             let qmax = i64::from(self.hi);
-            for j in 0..units {
-                let z = activate_q15(ra, zx_z[j].saturating_add(zh_z[j]));
-                let r = i64::from(activate_q15(ra, zx_r[j].saturating_add(zh_r[j])));
-                zx_z[j] = z;
+            let lanes = zx_z
+                .iter_mut()
+                .zip(zx_r.iter())
+                .zip(zh_z.iter().zip(zh_r.iter()));
+            for ((((xz, &xr), (&hz, &hr)), &hv), rh) in lanes.zip(h.iter()).zip(reset_h.iter_mut())
+            {
+                let z = activate_q15(ra, xz.saturating_add(hz));
+                let r = i64::from(activate_q15(ra, xr.saturating_add(hr)));
+                *xz = z;
                 // r * h in full-scale symmetric codes (scale 1 / qmax).
-                let rh = shift_round(r * i64::from(self.h_q15(h[j])) * qmax, 30);
-                reset_h[j] = rh.clamp(-qmax, qmax) as i32;
+                let product = shift_round(r * i64::from(self.h_q15(hv)) * qmax, 30);
+                *rh = clamp_to(product, -qmax, qmax) as i32;
             }
-            let (zr, _) = zh.split_at_mut(units);
-            let candidate = &mut zr[..units];
+            let Some((zr, _)) = zh.split_at_mut_checked(units) else {
+                return;
+            };
+            let Some(candidate) = zr.get_mut(..units) else {
+                return;
+            };
             project(
                 w.recurrent_kernel,
                 w.bias_h,
@@ -328,7 +357,7 @@ impl IntDense<'_> {
     pub fn forward(&self, x: &[i32], y: &mut [i32]) {
         project(self.kernel, self.bias, self.requant, 0, 0, x, y, false);
         let zero = i64::from(self.quant.output.zero_point);
-        let clamp = |v: i64| v.clamp(i64::from(self.lo), i64::from(self.hi)) as i32;
+        let clamp = |v: i64| clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32;
         match self.activation {
             Activation::Linear => y.iter_mut().for_each(|v| *v = clamp(zero + i64::from(*v))),
             Activation::Relu => y

@@ -70,8 +70,10 @@ impl<'a> F32View<'a> {
     /// The values in order.
     pub fn iter(&self) -> impl Iterator<Item = f32> + 'a {
         self.bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|c| f32::from_le_bytes(*c))
     }
 
     /// The sub-view of `len` values starting at value `start`, or `None` if out of range.
@@ -112,8 +114,10 @@ impl<'a> I32View<'a> {
     /// The values in order.
     pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
         self.bytes
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|c| i32::from_le_bytes(*c))
     }
 
     /// The value at `index`, or 0 past the end (the loader checks every length).

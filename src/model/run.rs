@@ -193,7 +193,7 @@ impl Arith for Int {
             _ => f + b,
         };
         let code = i64::from(out.zero_point) + requant.apply(v);
-        code.clamp(i64::from(int.lo), i64::from(int.hi)) as i32
+        crate::quant::fixed::clamp_to(code, i64::from(int.lo), i64::from(int.hi)) as i32
     }
 
     fn load_input(front: &Front<'_>, raw: &[f32], values: &mut [i32]) {
@@ -213,8 +213,8 @@ impl Arith for Int {
     fn embed(e: &EmbeddingPlan<'_>, x: &[i32], y: &mut [i32]) {
         let id = x.first().map_or(0, |&v| v.max(0) as usize);
         if let Table::I16(row) = embedding_row(e, id) {
-            for (o, c) in y.iter_mut().zip(row.chunks_exact(2)) {
-                *o = i32::from(i16::from_le_bytes([c[0], c[1]]));
+            for (o, c) in y.iter_mut().zip(row.as_chunks::<2>().0) {
+                *o = i32::from(i16::from_le_bytes(*c));
             }
         }
     }
@@ -432,7 +432,7 @@ impl<const L: usize> Model<'_, L> {
 
     fn check_sequence(&self, xs: &[f32], state_len: usize) -> Result<(usize, usize), RunError> {
         let features = self.input_features;
-        let steps = xs.len() / features;
+        let steps = xs.len().checked_div(features).unwrap_or(0);
         check_len(steps * features, xs.len())?;
         if steps == 0 {
             return Err(RunError::EmptySequence);
@@ -455,13 +455,14 @@ impl<const L: usize> Model<'_, L> {
         let (steps, out_len) = self.check_sequence(xs, state.len())?;
         self.check_output(out, out_len)?;
         let scratch = need(scratch, self.step_scratch_len())?;
+        let scratch_len = scratch.len();
         let width = self.output_width;
         let integer = self.mode.is_integer();
         if let (Some(state), false) = (W::as_f32(state), integer) {
             let Some(scratch) = W::as_f32(scratch) else {
                 return Err(RunError::BufferType);
             };
-            for (t, x) in xs.chunks_exact(self.input_features).enumerate() {
+            for (t, x) in xs.chunks_exact(self.input_features.max(1)).enumerate() {
                 let upto = self.upto(t + 1 == steps);
                 let y = self.step_layers::<Float>(x, state, scratch, upto);
                 if upto == self.layers.len() {
@@ -479,8 +480,13 @@ impl<const L: usize> Model<'_, L> {
         else {
             return Err(RunError::BufferType);
         };
-        let (codes, rest) = scratch.split_at_mut(self.input_features);
-        for (t, x) in xs.chunks_exact(self.input_features).enumerate() {
+        let Some((codes, rest)) = scratch.split_at_mut_checked(self.input_features) else {
+            return Err(RunError::ScratchTooSmall {
+                needed: sat_u32(self.step_scratch_len()),
+                found: sat_u32(scratch_len),
+            });
+        };
+        for (t, x) in xs.chunks_exact(self.input_features.max(1)).enumerate() {
             self.quantize_into(x, codes);
             let upto = self.upto(t + 1 == steps);
             let y = self.step_layers::<Int>(codes, state, rest, upto);

@@ -130,6 +130,13 @@ pub fn shift_round(a: i64, n: u32) -> i64 {
     }
 }
 
+/// `v` limited to `[lo, hi]` (`lo` wins if the bounds cross). Unlike `Ord::clamp`, it has no
+/// panic path for bounds the compiler cannot see are ordered.
+#[inline]
+pub fn clamp_to(v: i64, lo: i64, hi: i64) -> i64 {
+    v.min(hi).max(lo)
+}
+
 /// Saturates to `i16`.
 #[inline]
 pub fn sat_i16(v: i64) -> i16 {

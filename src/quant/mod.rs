@@ -53,10 +53,10 @@ pub fn quantize(x: f32, p: QParams, lo: i32, hi: i32) -> i32 {
     let v = libm::rintf(x / p.scale);
     // NaN and infinities saturate instead of panicking: NaN becomes the zero point.
     if v.is_nan() {
-        return p.zero_point.clamp(lo, hi);
+        return fixed::clamp_to(i64::from(p.zero_point), i64::from(lo), i64::from(hi)) as i32;
     }
     let v = v.clamp(-1.0e9, 1.0e9) as i64 + i64::from(p.zero_point);
-    v.clamp(i64::from(lo), i64::from(hi)) as i32
+    fixed::clamp_to(v, i64::from(lo), i64::from(hi)) as i32
 }
 
 /// The real value of a code.

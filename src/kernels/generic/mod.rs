@@ -15,8 +15,8 @@ pub fn matvec_acc_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
     };
     for (out, row) in y.iter_mut().zip(w.as_bytes().chunks_exact(row_bytes)) {
         let mut acc = 0.0f32;
-        for (wb, &xv) in row.chunks_exact(4).zip(x) {
-            acc += f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]) * xv;
+        for (wb, &xv) in row.as_chunks::<4>().0.iter().zip(x) {
+            acc += f32::from_le_bytes(*wb) * xv;
         }
         *out += acc;
     }
