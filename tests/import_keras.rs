@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-use common::{aligned, golden_dir, keras_case, scaled_error, NEEDS_SEQUENCE_LAYERS, TOLERANCE};
+use common::{aligned, golden_dir, keras_case, scaled_error, TOLERANCE};
 use edgernn::Model;
 use edgernn_tools::import::keras::{import_h5, import_keras_zip};
 use edgernn_tools::import::{import_file, ImportError, Imported};
@@ -40,6 +40,14 @@ fn keras_cases() -> Vec<String> {
 
 fn golden(case: &str, ext: &str) -> PathBuf {
     golden_dir().join(format!("{case}.{ext}"))
+}
+
+/// Token-id inputs `[batch, time]` (Embedding cases) as the blob reads them: `[batch, time, 1]`.
+fn model_input(mut input: Array) -> Array {
+    if input.shape.len() == 2 {
+        input.shape.push(1);
+    }
+    input
 }
 
 fn expect_err(result: Result<Imported, ImportError>) -> String {
@@ -102,16 +110,13 @@ fn run_and_compare(
 }
 
 #[test]
-fn every_supported_golden_case_imports_exactly_in_both_forms() {
+fn every_golden_case_imports_exactly_in_both_forms() {
     println!("| case | form | source | seq max err | stream max err | notes |");
     println!("|---|---|---|---:|---:|---|");
     let mut imported_count = 0;
     for case in keras_cases() {
-        if NEEDS_SEQUENCE_LAYERS.contains(&case.as_str()) {
-            continue;
-        }
         let reference = keras_case(&golden(&case, "json"));
-        let input = read_npy(&golden(&case, "input.npy")).unwrap();
+        let input = model_input(read_npy(&golden(&case, "input.npy")).unwrap());
         let expected = read_npy(&golden(&case, "expected.npy")).unwrap();
         for form in FORMS {
             let path = golden(&case, form);
@@ -139,7 +144,7 @@ fn every_supported_golden_case_imports_exactly_in_both_forms() {
             imported_count += 1;
         }
     }
-    assert_eq!(imported_count, 22, "11 supported Keras cases x 2 forms");
+    assert_eq!(imported_count, 28, "14 Keras cases x 2 forms");
 }
 
 #[test]
@@ -156,39 +161,228 @@ fn sources_name_the_format_and_version() {
 }
 
 #[test]
-fn layers_the_runtime_lacks_are_refused_by_name() {
-    let expected = [
+fn sequence_layers_import_with_notes() {
+    let embedding = import_file(&golden("embedding_lstm_softmax4_v20", "keras")).unwrap();
+    assert_eq!(
+        embedding.notes,
+        [
+            "layer 0 'embedding_0' (Embedding): the model reads token ids [batch, time]; the blob \
+          reads them as float32 values [batch, time, 1], each an integer id from 0 to 19"
+        ]
+    );
+    let blob = aligned(&embedding.blob);
+    let model = Model::from_bytes(blob.bytes()).unwrap();
+    assert!(model.reads_tokens());
+    assert_eq!(model.input_features(), 1);
+    let seq2seq = import_file(&golden("seq2vec2seq_lstm_u16_rep5", "h5")).unwrap();
+    let blob = aligned(&seq2seq.blob);
+    let model = Model::from_bytes(blob.bytes()).unwrap();
+    // RepeatVector(5): five output steps whatever the input length.
+    assert_eq!(model.output_len(10).unwrap(), 5 * 2);
+    assert_eq!(model.output_len(3).unwrap(), 5 * 2);
+}
+
+#[test]
+fn unsupported_forms_of_the_sequence_layers_are_refused() {
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: [(&str, &str, Edit, &str); 8] = [
         (
             "embedding_lstm_softmax4_v20",
-            "layer 0 'embedding_0' (Embedding): Embedding layers are not supported",
+            "mask_zero.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["mask_zero"] = json!(true)),
+            "mask_zero.keras: layer 0 'embedding_0' (Embedding): mask_zero=True makes the layers \
+             after it skip the time steps of token 0 (padding); the runtime processes every time \
+             step: use mask_zero=False",
         ),
         (
             "normalization_gru_dense1_f3",
-            "layer 0 'normalization_0' (Normalization): Normalization layers are not supported",
+            "invert.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["invert"] = json!(true)),
+            "invert.keras: layer 0 'normalization_0' (Normalization): invert=True (the inverse, \
+             x * sqrt(variance) + mean) is not supported; the runtime standardises \
+             (x - mean) / sqrt(variance)",
+        ),
+        (
+            "normalization_gru_dense1_f3",
+            "norm_axis.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["axis"] = json!([1])),
+            "norm_axis.keras: layer 0 'normalization_0' (Normalization): axis=[1]: only the last \
+             axis (axis=-1, a mean and variance per feature) or axis=None (one mean and variance) \
+             is supported",
+        ),
+        (
+            "normalization_gru_dense1_f3",
+            "norm_mean_only.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["variance"] = Value::Null),
+            "layer 0 'normalization_0' (Normalization): the config gives only one of mean and \
+             variance; Keras needs both or neither",
+        ),
+        (
+            "normalization_gru_dense1_f3",
+            "norm_width.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["mean"] = json!([1.0, 2.0])),
+            "layer 0 'normalization_0' (Normalization): the mean has 2 values; expected 3 (one \
+             per feature of the 3 features, or one)",
         ),
         (
             "seq2vec2seq_lstm_u16_rep5",
-            "layer 1 'repeatvector_0' (RepeatVector): RepeatVector layers are not supported",
+            "td_lstm.keras",
+            Box::new(|c| {
+                let inner = &mut layers_of(c)[4]["config"]["layer"];
+                inner["class_name"] = json!("LSTM");
+            }),
+            "td_lstm.keras: layer 3 'timedistributed_0' (TimeDistributed): TimeDistributed around \
+             a LSTM layer is not supported; supported: TimeDistributed(Dense)",
+        ),
+        (
+            "seq2vec2seq_lstm_u16_rep5",
+            "repeat_after_sequence.keras",
+            Box::new(|c| layers_of(c)[1]["config"]["return_sequences"] = json!(true)),
+            "layer 1 'repeatvector_0' (RepeatVector): layer 1: RepeatVector needs a single \
+             vector, but the previous layer returns a sequence",
+        ),
+        (
+            "embedding_lstm_softmax4_v20",
+            "embedding_second.keras",
+            Box::new(|c| {
+                let layers = layers_of(c);
+                layers.swap(1, 2);
+            }),
+            "layer 1 'embedding_0' (Embedding): an Embedding is supported only as the first \
+             layer (it reads the model's token ids), but it follows layer 0 'lstm_0' (LSTM)",
         ),
     ];
-    assert_eq!(expected.len(), NEEDS_SEQUENCE_LAYERS.len());
-    for (case, want) in expected {
-        assert!(NEEDS_SEQUENCE_LAYERS.contains(&case));
-        for form in FORMS {
-            let message = expect_err(import_file(&golden(case, form)));
-            println!("{case}.{form}: {message}");
-            assert!(message.contains(want), "{message}");
-            assert!(
-                message.contains("supported: InputLayer, SimpleRNN, LSTM, GRU"),
-                "{message}"
-            );
+    for (case, name, edit, want) in cases {
+        let message = crafted_error(case, name, edit);
+        assert!(message.contains(want), "{message}");
+    }
+}
+
+/// `normalization_gru_dense1_f3` as after `adapt()`: no statistics in the config, the layer's
+/// weights `mean`, `variance` and `count` in `model.weights.h5`.
+#[test]
+fn adapted_normalization_reads_its_weights() {
+    let case = "normalization_gru_dense1_f3";
+    let mut zip = read_keras(case);
+    let layer = &mut layers_of(&mut zip.config)[1]["config"];
+    let mean = layer["mean"].take();
+    let variance = layer["variance"].take();
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let mut tree = Tree::default();
+    for (path, shape, values) in all_datasets(&zip.weights) {
+        tree.dataset(&path, shape, Data::F32(values));
+    }
+    let vars = "layers/normalization/vars";
+    tree.dataset(&format!("{vars}/0"), vec![3], Data::F32(floats(&mean)));
+    tree.dataset(&format!("{vars}/1"), vec![3], Data::F32(floats(&variance)));
+    tree.dataset(&format!("{vars}/2"), vec![], Data::F32(vec![100.0]));
+    let adapted = tree.bytes();
+    zip.weights = adapted.clone();
+    let imported = import_crafted("adapted.keras", &zip.bytes()).unwrap();
+    assert!(imported.blob == golden_blob(case));
+    // Without the count (or with other variables) the weights do not match the layer.
+    let mut tree = Tree::default();
+    for (path, shape, values) in all_datasets(&adapted) {
+        if path != format!("{vars}/2") {
+            tree.dataset(&path, shape, Data::F32(values));
         }
     }
-    let message = expect_err(import_file(&golden("seq2vec2seq_lstm_u16_rep5", "keras")));
+    zip.weights = tree.bytes();
+    let message = expect_err(import_crafted("adapted_no_count.keras", &zip.bytes()));
     assert!(
-        message.contains("(also not supported: layer 3 'timedistributed_0' (TimeDistributed))"),
+        message.contains(
+            "layer 0 'normalization_0' (Normalization): 'layers/normalization/vars' holds \
+             variables [0, 1], expected 3 (mean, variance, count) from the layer config"
+        ),
         "{message}"
     );
+    // Statistics in the config and weights in the file disagree.
+    let mut zip = read_keras(case);
+    zip.weights = adapted;
+    let message = expect_err(import_crafted("stats_twice.keras", &zip.bytes()));
+    assert!(
+        message.contains(
+            "'layers/normalization/vars' holds variables [0, 1, 2], expected none (the layer \
+             config gives the layer no weights)"
+        ),
+        "{message}"
+    );
+}
+
+/// The same as a legacy `.h5` file: weights `mean`, `variance`, `count` listed in the layer's
+/// `weight_names`.
+#[test]
+fn adapted_normalization_reads_its_weights_from_legacy_h5() {
+    let case = "normalization_gru_dense1_f3";
+    let zip = read_keras(case);
+    let mut config = zip.config.clone();
+    let layer = &mut layers_of(&mut config)[1]["config"];
+    let stats: Vec<Vec<f32>> = ["mean", "variance"]
+        .iter()
+        .map(|k| {
+            layer[*k]
+                .take()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let original = std::fs::read(golden(case, "h5")).unwrap();
+    let ascii = |s: &str| AttrValue::AsciiString(s.into());
+    let names = |v: &[&str]| AttrValue::AsciiStringArray(v.iter().map(|s| (*s).into()).collect());
+    let mut tree = Tree {
+        attrs: vec![
+            ("model_config".into(), ascii(&config.to_string())),
+            ("keras_version".into(), ascii("3.15.1")),
+            ("backend".into(), ascii("jax")),
+        ],
+        ..Tree::default()
+    };
+    tree.group("model_weights").attrs = vec![(
+        "layer_names".into(),
+        names(&["normalization_0", "gru_0", "dense_0"]),
+    )];
+    for (path, shape, values) in all_datasets(&original) {
+        tree.dataset(&path, shape, Data::F32(values));
+    }
+    let prefix = format!("{case}/normalization_0");
+    for (role, shape, values) in [
+        ("mean", vec![3], stats[0].clone()),
+        ("variance", vec![3], stats[1].clone()),
+        ("count", vec![], vec![64.0]),
+    ] {
+        let path = format!("model_weights/normalization_0/{prefix}/{role}");
+        tree.dataset(&path, shape, Data::F32(values));
+    }
+    tree.group("model_weights/normalization_0").attrs = vec![(
+        "weight_names".into(),
+        names(&[
+            &format!("{prefix}/mean"),
+            &format!("{prefix}/variance"),
+            &format!("{prefix}/count"),
+        ]),
+    )];
+    for layer in ["gru_0", "dense_0"] {
+        let file = hdf5_pure::File::from_bytes(original.clone()).unwrap();
+        let attrs = file
+            .group(&format!("model_weights/{layer}"))
+            .unwrap()
+            .attrs()
+            .unwrap();
+        let listed: Vec<String> = attrs["weight_names"].as_strings().unwrap().to_vec();
+        tree.group(&format!("model_weights/{layer}")).attrs =
+            vec![("weight_names".into(), AttrValue::AsciiStringArray(listed))];
+    }
+    let imported = import_crafted("adapted.h5", &tree.bytes()).unwrap();
+    assert!(imported.blob == golden_blob(case));
 }
 
 // ---------------------------------------------------------------------------------------------

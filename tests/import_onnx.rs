@@ -165,9 +165,6 @@ fn expected_refusal(case: &str, kind: Kind) -> Option<&'static str> {
         (_, Kind::KerasExport) => {
             Some("Loop-based recurrence (Keras model.export) is not supported")
         }
-        ("embedding_lstm_softmax4_v20", _) => Some("an Embedding layer"),
-        ("normalization_gru_dense1_f3", _) => Some("Normalization"),
-        ("seq2vec2seq_lstm_u16_rep5", _) => Some("RepeatVector"),
         _ => None,
     }
 }
@@ -649,6 +646,176 @@ fn last_step_of_a_bidirectional_output_is_refused() {
         "{err}"
     );
     assert_eq!(err.location.as_deref(), Some("node 4 'pick_last' (Gather)"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Sequence layers: Embedding (Gather), Normalization (Sub + Div), RepeatVector (Tile/Expand)
+
+/// Imports an edited golden graph, returning the error (with its node) as text.
+fn edited_err(case: &str, edit: impl FnOnce(&mut GraphProto)) -> (ImportError, String) {
+    let mut m = load_model(&golden(&format!("{case}.onnx")));
+    edit(graph_mut(&mut m));
+    let err = import_model(&m).expect_err("refused");
+    let text = shown(case, &err);
+    (err, text)
+}
+
+fn edited_blob(case: &str, edit: impl FnOnce(&mut GraphProto)) -> Vec<u8> {
+    let mut m = load_model(&golden(&format!("{case}.onnx")));
+    edit(graph_mut(&mut m));
+    import_model(&m)
+        .unwrap_or_else(|e| panic!("{case}: {e}"))
+        .blob
+}
+
+#[test]
+fn sequence_layer_graph_variants_import() {
+    let blob = |case: &str| {
+        import(&golden(&format!("{case}.onnx")))
+            .expect("imports")
+            .blob
+    };
+    // Token ids cast to int64 before the Gather (as converters write it).
+    let emb = "embedding_lstm_softmax4_v20";
+    let cast = edited_blob(emb, |g| {
+        g.node.insert(
+            0,
+            node(
+                "Cast",
+                "cast_ids",
+                &["input"],
+                &["ids64"],
+                vec![attr_int("to", 7)],
+            ),
+        );
+        g.node[1].input[1] = "ids64".into();
+    });
+    assert!(cast == blob(emb), "Cast before Gather changes the blob");
+    // RepeatVector as Unsqueeze + Expand([1, n, units]) instead of Tile([1, n, 1]).
+    let rep = "seq2vec2seq_lstm_u16_rep5";
+    let expand = edited_blob(rep, |g| {
+        g.initializer
+            .push(tensor_i64("expand_shape", &[3], &[1, 5, 16]));
+        let tile = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type() == "Tile")
+            .expect("Tile");
+        tile.op_type = Some("Expand".into());
+        tile.input[1] = "expand_shape".into();
+    });
+    assert!(expand == blob(rep), "Expand differs from Tile");
+    // Div alone is a Normalization with mean 0; Sub alone one with divisor 1.
+    let norm = "normalization_gru_dense1_f3";
+    for drop in [0, 1] {
+        let edited = edited_blob(norm, |g| bypass(g, drop));
+        let bytes = aligned(&edited);
+        let model = Model::from_bytes(bytes.bytes()).expect("loads");
+        assert_eq!(model.input_features(), 3);
+    }
+}
+
+#[test]
+fn unsupported_forms_of_the_sequence_layers_are_refused() {
+    let emb = "embedding_lstm_softmax4_v20";
+    let (err, text) = edited_err(emb, |g| set_int_attr(&mut g.node[0], "axis", 1));
+    assert_eq!(err.location.as_deref(), Some("node 0 'Gather_3' (Gather)"));
+    assert!(
+        text.contains(
+            "gathers along axis 1 of the constant table [20, 8]; an Embedding looks up rows (axis 0)"
+        ),
+        "{text}"
+    );
+    let norm = "normalization_gru_dense1_f3";
+    // A table looked up with float activations: an Embedding that is not the first layer.
+    let (err, text) = edited_err(norm, |g| {
+        g.initializer
+            .push(tensor_f32("table", &[20, 8], &[0.5; 160]));
+        g.node.insert(
+            2,
+            node(
+                "Gather",
+                "late_gather",
+                &["table", "div_5"],
+                &["looked_up"],
+                vec![],
+            ),
+        );
+        g.node[3].input[0] = "looked_up".into();
+    });
+    assert_eq!(
+        err.location.as_deref(),
+        Some("node 2 'late_gather' (Gather)")
+    );
+    assert!(
+        text.contains(
+            "looks up rows of the constant table [20, 8] at positions taken from the activations \
+             [input axis 0, input axis 1, features=3]: an Embedding is supported only as the first \
+             layer, reading the graph's integer token ids [batch, time]"
+        ),
+        "{text}"
+    );
+    // Scaling by a multiplication (x * (1 / std)) is not the exact Keras division.
+    let (err, text) = edited_err(norm, |g| g.node[1].op_type = Some("Mul".into()));
+    assert_eq!(err.location.as_deref(), Some("node 1 'Div_6' (Mul)"));
+    assert!(
+        text.contains(
+            "multiplies the activations by a constant, which the runtime does not do; supported: \
+             Sub then Div of per-feature constants ((x - mean) / std, a Keras Normalization), and \
+             Add as the bias of a Dense layer after MatMul"
+        ),
+        "{text}"
+    );
+    // mean - x is not a Normalization.
+    let (_, text) = edited_err(norm, |g| g.node[0].input.swap(0, 1));
+    assert!(
+        text.contains("subtracts the activations from a constant, which the runtime does not do"),
+        "{text}"
+    );
+    // A divisor per time step, not per feature.
+    let (_, text) = edited_err(norm, |g| {
+        g.initializer
+            .push(tensor_f32("std_t", &[4, 1], &[1.0, 2.0, 3.0, 4.0]));
+        g.node[1].input[1] = "std_t".into();
+    });
+    assert!(
+        text.contains(
+            "divides by a constant of shape [4, 1], which is not one value per feature of the 3 \
+             features"
+        ),
+        "{text}"
+    );
+    let rep = "seq2vec2seq_lstm_u16_rep5";
+    // Repeating the sequence instead of a vector.
+    let (err, text) = edited_err(rep, |g| {
+        g.initializer.push(tensor_i64("reps2", &[3], &[2, 5, 1]));
+        let tile = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type() == "Tile")
+            .expect("Tile");
+        tile.input[1] = "reps2".into();
+    });
+    assert_eq!(err.location.as_deref(), Some("node 4 'Tile_17' (Tile)"));
+    assert!(
+        text.contains("repeats several axes of the activations [batch, 1, features=16]"),
+        "{text}"
+    );
+    let (_, text) = edited_err(rep, |g| {
+        // Tile the time-major sequence of the first LSTM (its Y) instead of its last output.
+        let tile = g
+            .node
+            .iter()
+            .position(|n| n.op_type() == "Tile")
+            .expect("Tile");
+        g.node[tile].input[0] = "lstm_6".into();
+        g.initializer.push(tensor_i64("reps4", &[4], &[1, 1, 5, 1]));
+        g.node[tile].input[1] = "reps4".into();
+    });
+    assert!(
+        text.contains("repeats axis 2 of the activations [time, directions=1, batch, features=16]"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

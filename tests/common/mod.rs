@@ -188,9 +188,16 @@ pub fn keras_case(path: &Path) -> GoldenCase {
             // Identity at inference.
             "Dropout" => {}
             "Normalization" => {
-                // Given to the constructor, mean and variance live in the config.
-                let mean = floats(&config["mean"]);
-                let variance = floats(&config["variance"]);
+                // Given to the constructor, mean and variance live in the config; after
+                // `adapt()`, in the weights `mean` and `variance`.
+                let stat = |name: &str| match &config[name] {
+                    Value::Null => {
+                        floats(&weights.iter().find(|w| w["name"] == name).expect(name)["values"])
+                    }
+                    v => floats(v),
+                };
+                let mean = stat("mean");
+                let variance = stat("variance");
                 builder
                     .normalization(&mean, &variance)
                     .expect("normalization");
@@ -406,28 +413,12 @@ pub fn torch_case(path: &Path) -> GoldenCase {
     }
 }
 
-/// Golden cases whose layers (Embedding, Normalization, RepeatVector, TimeDistributed) the
-/// runtime does not have yet; the importers must refuse them with a clear error.
-pub const NEEDS_SEQUENCE_LAYERS: [&str; 3] = [
-    "embedding_lstm_softmax4_v20",
-    "normalization_gru_dense1_f3",
-    "seq2vec2seq_lstm_u16_rep5",
-];
-
-/// Whether `all_cases` includes the sequence-layer cases (the runtime has their layers; the
-/// importer tests still check their own handling of them through `NEEDS_SEQUENCE_LAYERS`).
-pub const RUNTIME_HAS_SEQUENCE_LAYERS: bool = true;
-
 pub fn all_cases() -> Vec<GoldenCase> {
     let dir = golden_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/golden")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter(|p| {
-            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            RUNTIME_HAS_SEQUENCE_LAYERS || !NEEDS_SEQUENCE_LAYERS.contains(&stem)
-        })
         .collect();
     paths.sort();
     let mut cases: Vec<GoldenCase> = paths.iter().map(|p| keras_case(p)).collect();

@@ -81,7 +81,35 @@ pub(super) enum Kind {
         units: usize,
         activation: Activation,
         use_bias: bool,
+        /// Wrapped in `TimeDistributed`: the weights are the inner Dense's.
+        wrapped: bool,
     },
+    /// `Embedding(vocab, dim)`, the first layer; the table is the weight `embeddings`.
+    Embedding {
+        vocab: usize,
+        dim: usize,
+    },
+    /// `Normalization` on the last axis (or with one mean and variance for all features when
+    /// `scalar`). `stats` holds `(mean, variance)` from the config; `None` means they are the
+    /// layer's `mean` / `variance` weights (after `adapt()`).
+    Normalization {
+        stats: Option<(Vec<f32>, Vec<f32>)>,
+        scalar: bool,
+    },
+    RepeatVector {
+        times: usize,
+    },
+}
+
+impl Kind {
+    /// Whether the layer's weights are read from the file.
+    pub fn has_weights(&self) -> bool {
+        match self {
+            Kind::Recurrent { .. } | Kind::Dense { .. } | Kind::Embedding { .. } => true,
+            Kind::Normalization { stats, .. } => stats.is_none(),
+            Kind::RepeatVector { .. } => false,
+        }
+    }
 }
 
 const RECURRENT: [&str; 3] = ["SimpleRNN", "LSTM", "GRU"];
@@ -94,10 +122,17 @@ const INFERENCE_NO_OPS: [&str; 6] = [
     "AlphaDropout",
     "ActivityRegularization",
 ];
+/// Layers without a recurrence that shape or encode the sequence.
+const SEQUENCE_LAYERS: [&str; 4] = [
+    "Embedding",
+    "Normalization",
+    "RepeatVector",
+    "TimeDistributed",
+];
 const MODELS: [&str; 3] = ["Sequential", "Functional", "Model"];
 const SUPPORTED: &str = "supported: InputLayer, SimpleRNN, LSTM, GRU, Bidirectional, Dense, \
-     Activation right after a linear Dense, nested Sequential/Functional models, and the \
-     inference no-ops Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout, AlphaDropout, \
+     Embedding (first layer), Normalization, RepeatVector, TimeDistributed(Dense), Activation \
+     right after a linear Dense, nested Sequential/Functional models, and the inference no-ops Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout, AlphaDropout, \
      ActivityRegularization";
 const RECURRENT_ACTIVATIONS: &str = "tanh, sigmoid, hard_sigmoid, relu, linear";
 const DENSE_ACTIVATIONS: &str = "linear, relu, tanh, sigmoid, hard_sigmoid, softmax";
@@ -136,13 +171,53 @@ pub(super) fn plan(path: &Path, model: &Value, version: KerasVersion) -> Result<
         notes: Vec::new(),
         layers: Vec::new(),
         input_shape: None,
+        input_dtype: None,
     };
     parser.model(model, "", &[], None)?;
     if parser.input_shape.is_none() {
         parser.input_shape = fallback_input_shape(model);
     }
+    let embedding = match parser.layers.first() {
+        Some(PlannedLayer {
+            kind: Kind::Embedding { vocab, .. },
+            location,
+            ..
+        }) => Some((location.clone(), *vocab)),
+        _ => None,
+    };
+    match (&embedding, parser.input_dtype.take()) {
+        (Some((at, vocab)), _) => parser.notes.push(format!(
+            "{at}: the model reads token ids [batch, time]; the blob reads them as float32 \
+             values [batch, time, 1], each an integer id from 0 to {}",
+            vocab - 1
+        )),
+        (None, Some((at, dtype))) if dtype != "float32" => parser.notes.push(format!(
+            "{at}: the model input is declared {dtype}; the runtime reads float32 values"
+        )),
+        _ => {}
+    }
     let input_features = match &parser.input_shape {
-        None => None,
+        None => embedding.as_ref().map(|_| 1),
+        Some((at, dims)) if embedding.is_some() => {
+            if dims.len() != 2 {
+                return Err(ImportError::at(
+                    path,
+                    at.clone(),
+                    format!(
+                        "the model input has shape {}; a model starting with an Embedding \
+                         reads token ids [batch, time]",
+                        shape_text(dims)
+                    ),
+                ));
+            }
+            if let Some(steps) = dims[1] {
+                parser.notes.push(format!(
+                    "{at}: the model was built for {steps} time steps; the runtime runs any \
+                     number of steps"
+                ));
+            }
+            Some(1)
+        }
         Some((at, dims)) => {
             if dims.len() != 3 {
                 return Err(ImportError::at(
@@ -169,6 +244,16 @@ pub(super) fn plan(path: &Path, model: &Value, version: KerasVersion) -> Result<
         notes: parser.notes,
         input_features,
     })
+}
+
+/// Numbers of a (possibly nested) JSON list, or one number; false when something else is in it.
+fn flatten_numbers(v: &Value, out: &mut Vec<f32>) -> bool {
+    match v {
+        #[allow(clippy::cast_possible_truncation)] // Keras computes in float32
+        Value::Number(n) => n.as_f64().map(|x| out.push(x as f32)).is_some(),
+        Value::Array(items) => items.iter().all(|i| flatten_numbers(i, out)),
+        _ => false,
+    }
 }
 
 /// `(None, None, 3)`, as Keras prints shapes.
@@ -318,16 +403,6 @@ fn location(prefix: &str, pos: Option<usize>, entry: &Value) -> String {
 /// Why a layer class cannot be imported, with a hint where one helps.
 fn unsupported_message(class: &str) -> String {
     let hint = match class {
-        "Embedding" => " (token lookup is not in the runtime yet: feed the embedded vectors)",
-        "Normalization" => {
-            " (not in the runtime yet: apply (x - mean) / sqrt(variance) to the inputs before \
-             the model)"
-        }
-        "RepeatVector" => " (not in the runtime yet)",
-        "TimeDistributed" => {
-            " (not in the runtime yet; TimeDistributed(Dense) computes the same as a plain Dense \
-             on a sequence)"
-        }
         "Masking" => " (the runtime always processes every time step)",
         _ => "",
     };
@@ -358,6 +433,7 @@ fn scan_unsupported(
             || class == "Bidirectional"
             || class == "Dense"
             || class == "Activation"
+            || SEQUENCE_LAYERS.contains(&class)
             || RECURRENT.contains(&class)
             || INFERENCE_NO_OPS.contains(&class))
         {
@@ -489,6 +565,8 @@ struct Parser<'a> {
     layers: Vec<PlannedLayer>,
     /// Where the input shape was declared, and the shape.
     input_shape: Option<(String, Vec<Option<usize>>)>,
+    /// Where the input dtype was declared, and the dtype.
+    input_dtype: Option<(String, String)>,
 }
 
 impl Parser<'_> {
@@ -727,11 +805,8 @@ impl Parser<'_> {
                     }
                 }
                 if let Some(dtype) = cfg.get("dtype").and_then(Value::as_str) {
-                    if dtype != "float32" {
-                        self.notes.push(format!(
-                            "{at}: the model input is declared {dtype}; the runtime reads float32 \
-                             values"
-                        ));
+                    if self.input_dtype.is_none() && self.layers.is_empty() {
+                        self.input_dtype = Some((at.to_string(), dtype.to_string()));
                     }
                 }
                 return Ok(());
@@ -759,7 +834,11 @@ impl Parser<'_> {
                 }
             }
             "Bidirectional" => self.bidirectional(cfg, at)?,
-            "Dense" => self.dense(cfg, at)?,
+            "Dense" => self.dense(cfg, at, false)?,
+            "TimeDistributed" => self.time_distributed(cfg, at)?,
+            "Embedding" => self.embedding(cfg, at)?,
+            "Normalization" => self.normalization(entry, cfg, at)?,
+            "RepeatVector" => self.repeat_vector(cfg, at)?,
             // scan_unsupported has refused everything else.
             other => return Err(self.err(at, unsupported_message(other))),
         };
@@ -1055,7 +1134,12 @@ impl Parser<'_> {
         })
     }
 
-    fn dense(&mut self, cfg: &Map<String, Value>, at: &str) -> Result<Kind, ImportError> {
+    fn dense(
+        &mut self,
+        cfg: &Map<String, Value>,
+        at: &str,
+        wrapped: bool,
+    ) -> Result<Kind, ImportError> {
         self.check_dtype(cfg, at)?;
         let units = self.units(cfg, at)?;
         let activation = self.activation(
@@ -1082,7 +1166,173 @@ impl Parser<'_> {
             units,
             activation,
             use_bias: self.flag(cfg, "use_bias", true, at)?,
+            wrapped,
         })
+    }
+
+    /// `TimeDistributed(Dense)`: a Dense applies to the last axis, so on a sequence it already
+    /// runs on every time step.
+    fn time_distributed(
+        &mut self,
+        cfg: &Map<String, Value>,
+        at: &str,
+    ) -> Result<Kind, ImportError> {
+        self.check_dtype(cfg, at)?;
+        let inner = cfg
+            .get("layer")
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| self.err(at, "the TimeDistributed config has no 'layer'"))?;
+        if let Some(custom) = custom_class(inner) {
+            return Err(self.err(
+                at,
+                format!("TimeDistributed around custom layer class '{custom}' is not supported"),
+            ));
+        }
+        let class = class_of(inner);
+        if class != "Dense" {
+            return Err(self.err(
+                at,
+                format!(
+                    "TimeDistributed around a {class} layer is not supported; supported: \
+                     TimeDistributed(Dense)"
+                ),
+            ));
+        }
+        let empty = Map::new();
+        self.dense(config_of(inner).unwrap_or(&empty), at, true)
+    }
+
+    fn embedding(&mut self, cfg: &Map<String, Value>, at: &str) -> Result<Kind, ImportError> {
+        self.check_dtype(cfg, at)?;
+        if let Some(first) = self.layers.first() {
+            return Err(self.err(
+                at,
+                format!(
+                    "an Embedding is supported only as the first layer (it reads the model's \
+                     token ids), but it follows {}",
+                    first.location
+                ),
+            ));
+        }
+        let size = |key: &str| -> Result<usize, ImportError> {
+            cfg.get(key)
+                .and_then(Value::as_u64)
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v > 0)
+                .ok_or_else(|| self.err(at, format!("the config has no positive integer '{key}'")))
+        };
+        let vocab = size("input_dim")?;
+        let dim = size("output_dim")?;
+        if dim > edgernn::MAX_WIDTH {
+            return Err(self.err(
+                at,
+                format!(
+                    "output_dim={dim}: the runtime supports 1 to {} features",
+                    edgernn::MAX_WIDTH
+                ),
+            ));
+        }
+        if self.flag(cfg, "mask_zero", false, at)? {
+            return Err(self.err(
+                at,
+                "mask_zero=True makes the layers after it skip the time steps of token 0 \
+                 (padding); the runtime processes every time step: use mask_zero=False",
+            ));
+        }
+        if cfg.get("lora_rank").is_some_and(|r| !r.is_null()) {
+            return Err(self.err(
+                at,
+                "LoRA is enabled (lora_rank is set); merge the LoRA weights into the table \
+                 (layer.disable_lora()) before saving",
+            ));
+        }
+        if cfg.get("quantization_config").is_some_and(|q| !q.is_null()) {
+            return Err(self.err(
+                at,
+                "the layer is quantized; only float32 layers are supported",
+            ));
+        }
+        Ok(Kind::Embedding { vocab, dim })
+    }
+
+    fn normalization(
+        &mut self,
+        entry: &Value,
+        cfg: &Map<String, Value>,
+        at: &str,
+    ) -> Result<Kind, ImportError> {
+        self.check_dtype(cfg, at)?;
+        if self.flag(cfg, "invert", false, at)? {
+            return Err(self.err(
+                at,
+                "invert=True (the inverse, x * sqrt(variance) + mean) is not supported; the \
+                 runtime standardises (x - mean) / sqrt(variance)",
+            ));
+        }
+        // Keras keeps `axis` as a tuple: `None` is `()`, one mean and variance for everything.
+        let axes: Option<Vec<i64>> = match cfg.get("axis") {
+            None | Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Number(n)) => n.as_i64().map(|a| vec![a]),
+            Some(Value::Array(items)) => items.iter().map(Value::as_i64).collect(),
+            Some(_) => None,
+        };
+        // The rank of the layer's input, when the file records it.
+        let rank = entry
+            .get("build_config")
+            .and_then(|b| b.get("input_shape"))
+            .and_then(Value::as_array)
+            .and_then(|s| i64::try_from(s.len()).ok());
+        let scalar = match axes.as_deref() {
+            Some([]) => true,
+            Some([-1]) => false,
+            Some([a]) if rank.is_some_and(|r| *a == r - 1) => false,
+            _ => {
+                let shown = cfg.get("axis").map_or_else(String::new, Value::to_string);
+                return Err(self.err(
+                    at,
+                    format!(
+                        "axis={shown}: only the last axis (axis=-1, a mean and variance per \
+                         feature) or axis=None (one mean and variance) is supported"
+                    ),
+                ));
+            }
+        };
+        let stat = |key: &str| -> Result<Option<Vec<f32>>, ImportError> {
+            match cfg.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => {
+                    let mut out = Vec::new();
+                    if flatten_numbers(v, &mut out) && !out.is_empty() {
+                        Ok(Some(out))
+                    } else {
+                        Err(self.err(
+                            at,
+                            format!("'{key}' in the config is not a list of numbers"),
+                        ))
+                    }
+                }
+            }
+        };
+        let stats =
+            match (stat("mean")?, stat("variance")?) {
+                (Some(m), Some(v)) => Some((m, v)),
+                (None, None) => None,
+                _ => return Err(self.err(
+                    at,
+                    "the config gives only one of mean and variance; Keras needs both or neither",
+                )),
+            };
+        Ok(Kind::Normalization { stats, scalar })
+    }
+
+    fn repeat_vector(&mut self, cfg: &Map<String, Value>, at: &str) -> Result<Kind, ImportError> {
+        let times = cfg
+            .get("n")
+            .and_then(Value::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|&v| v > 0)
+            .ok_or_else(|| self.err(at, "the config has no positive integer 'n'"))?;
+        Ok(Kind::RepeatVector { times })
     }
 
     /// An `Activation` layer is exact when it follows a linear Dense: it becomes that Dense's

@@ -11,18 +11,23 @@
 //!
 //! Supported: `Sequential` and `Functional` models (nested ones too) that are a linear chain
 //! of `InputLayer`, `SimpleRNN`, `LSTM`, `GRU` (`reset_after` true or false), `Bidirectional`
-//! (`merge_mode` concat, sum, mul, ave) and `Dense` layers, with the inference no-ops
-//! `Dropout`, `SpatialDropout1D`, `GaussianNoise`, `GaussianDropout`, `AlphaDropout` and
-//! `ActivityRegularization` skipped (with a note), and an `Activation` layer folded into the
-//! linear `Dense` before it. Recurrent activations: tanh, sigmoid, hard_sigmoid, relu, linear;
-//! Dense also softmax. `stateful` and `unroll` do not change results (noted).
+//! (`merge_mode` concat, sum, mul, ave), `Dense`, `Embedding` (first layer only; the token ids
+//! `[batch, time]` become a blob input `[batch, time, 1]`), `Normalization` (last axis or
+//! `axis=None`; mean/variance from the config or, after `adapt()`, from the `mean`/`variance`
+//! weights), `RepeatVector` and `TimeDistributed(Dense)` (a Dense on every step) layers, with
+//! the inference no-ops `Dropout`, `SpatialDropout1D`, `GaussianNoise`, `GaussianDropout`,
+//! `AlphaDropout` and `ActivityRegularization` skipped (with a note), and an `Activation` layer
+//! folded into the linear `Dense` before it. Recurrent activations: tanh, sigmoid,
+//! hard_sigmoid, relu, linear; Dense also softmax. `stateful` and `unroll` do not change
+//! results (noted).
 //!
-//! Refused, with the layer named: every other layer (Embedding, Normalization, RepeatVector,
-//! TimeDistributed, Masking, convolutions, attention, custom classes, ...), other activations,
-//! `return_state=True`, `merge_mode=None`, a Bidirectional around a `go_backwards` layer,
-//! branching or multi-input/output graphs, shared layers, non-float32 dtype policies or
-//! weights, LoRA or quantized Dense layers, `hard_sigmoid` from Keras 2 (a different function),
-//! and weights that do not match the config.
+//! Refused, with the layer named: every other layer (Masking, convolutions, attention, custom
+//! classes, ...), `Embedding` with `mask_zero=True` or not first, `Normalization` with
+//! `invert=True` or another axis, `TimeDistributed` around anything but a Dense, other
+//! activations, `return_state=True`, `merge_mode=None`, a Bidirectional around a `go_backwards`
+//! layer, branching or multi-input/output graphs, shared layers, non-float32 dtype policies or
+//! weights, LoRA or quantized Dense/Embedding layers, `hard_sigmoid` from Keras 2 (a different
+//! function), and weights that do not match the config.
 //!
 //! Robustness: the zip members are read through [`Read::take`] with the limits below, so a
 //! zip bomb cannot exhaust memory; every weight's shape and type are checked against the config
@@ -281,7 +286,7 @@ fn build(
         return Err(ImportError::file(
             path,
             format!(
-                "the model has {} layers with weights; the runtime runs at most {}",
+                "the model has {} layers (not counting skipped ones); the runtime runs at most {}",
                 plan.layers.len(),
                 edgernn::MAX_LAYERS
             ),
@@ -296,14 +301,27 @@ fn build(
     locator.finish()?;
     let features = match plan.input_features {
         Some(f) => f,
-        None => locator.rows(&located[0].forward.kernel).ok_or_else(|| {
-            ImportError::at(
-                path,
-                plan.layers[0].location.clone(),
-                "the config does not declare the input features and the kernel's shape cannot \
-                 be read",
-            )
-        })?,
+        None => {
+            // The first kernel's rows, when only Normalization layers (which keep the width)
+            // come before it.
+            let first = plan
+                .layers
+                .iter()
+                .position(|l| !matches!(l.kind, Kind::Normalization { .. }))
+                .unwrap_or(0);
+            located[first]
+                .forward
+                .get("kernel")
+                .and_then(|k| locator.rows(k))
+                .ok_or_else(|| {
+                    ImportError::at(
+                        path,
+                        plan.layers[first].location.clone(),
+                        "the config does not declare the input features and the kernel's shape \
+                         cannot be read",
+                    )
+                })?
+        }
     };
     if !(1..=edgernn::MAX_WIDTH).contains(&features) {
         return Err(ImportError::file(
@@ -324,50 +342,53 @@ fn build(
                 let units = spec.units;
                 let gates = spec.cell.gates();
                 let rows = gates * units;
-                let read_direction =
-                    |t: &TensorPaths, direction: &str| -> Result<KerasWeights, ImportError> {
-                        let what = |w: &str| format!("{direction}{w}");
-                        let recurrent = t.recurrent_kernel.as_deref().ok_or_else(|| {
-                            ImportError::at(path, at, "no recurrent_kernel weight")
-                        })?;
-                        let kernel = locator.read(
-                            at,
-                            &t.kernel,
-                            &what("kernel"),
-                            &[width, rows],
-                            &format!("{width} input features, {gates} gate(s) x {units} units"),
-                        )?;
-                        let recurrent_kernel = locator.read(
-                            at,
-                            recurrent,
-                            &what("recurrent_kernel"),
-                            &[units, rows],
-                            &format!("{units} units, {gates} gate(s) x {units} units"),
-                        )?;
-                        let bias = match &t.bias {
-                            None => None,
-                            Some(b) => {
-                                let (shape, why) = if spec.cell == (Cell::Gru { reset_after: true })
-                                {
-                                    (
-                                        vec![2, rows],
-                                        format!(
-                                            "GRU reset_after=True: input and recurrent bias, 3 \
+                let read_direction = |t: &TensorPaths,
+                                      direction: &str|
+                 -> Result<KerasWeights, ImportError> {
+                    let what = |w: &str| format!("{direction}{w}");
+                    let recurrent = t
+                        .get("recurrent_kernel")
+                        .ok_or_else(|| ImportError::at(path, at, "no recurrent_kernel weight"))?;
+                    let kernel_path = t
+                        .get("kernel")
+                        .ok_or_else(|| ImportError::at(path, at, "no kernel weight"))?;
+                    let kernel = locator.read(
+                        at,
+                        kernel_path,
+                        &what("kernel"),
+                        &[width, rows],
+                        &format!("{width} input features, {gates} gate(s) x {units} units"),
+                    )?;
+                    let recurrent_kernel = locator.read(
+                        at,
+                        recurrent,
+                        &what("recurrent_kernel"),
+                        &[units, rows],
+                        &format!("{units} units, {gates} gate(s) x {units} units"),
+                    )?;
+                    let bias = match t.get("bias") {
+                        None => None,
+                        Some(b) => {
+                            let (shape, why) = if spec.cell == (Cell::Gru { reset_after: true }) {
+                                (
+                                    vec![2, rows],
+                                    format!(
+                                        "GRU reset_after=True: input and recurrent bias, 3 \
                                              gates x {units} units"
-                                        ),
-                                    )
-                                } else {
-                                    (vec![rows], format!("{gates} gate(s) x {units} units"))
-                                };
-                                Some(locator.read(at, b, &what("bias"), &shape, &why)?)
-                            }
-                        };
-                        Ok(KerasWeights {
-                            kernel,
-                            recurrent_kernel,
-                            bias,
-                        })
+                                    ),
+                                )
+                            } else {
+                                (vec![rows], format!("{gates} gate(s) x {units} units"))
+                            };
+                            Some(locator.read(at, b, &what("bias"), &shape, &why)?)
+                        }
                     };
+                    Ok(KerasWeights {
+                        kernel,
+                        recurrent_kernel,
+                        bias,
+                    })
+                };
                 let (forward, backward) = match &weights.backward {
                     None => (read_direction(&weights.forward, "")?, None),
                     Some(b) => (
@@ -387,14 +408,18 @@ fn build(
                 units, activation, ..
             } => {
                 let units = *units;
+                let kernel_path = weights
+                    .forward
+                    .get("kernel")
+                    .ok_or_else(|| ImportError::at(path, at, "no kernel weight"))?;
                 let kernel = locator.read(
                     at,
-                    &weights.forward.kernel,
+                    kernel_path,
                     "kernel",
                     &[width, units],
                     &format!("{width} input features, {units} units"),
                 )?;
-                let bias = match &weights.forward.bias {
+                let bias = match weights.forward.get("bias") {
                     None => None,
                     Some(b) => {
                         Some(locator.read(at, b, "bias", &[units], &format!("{units} units"))?)
@@ -404,6 +429,72 @@ fn build(
                     .dense(units, *activation, &kernel, bias.as_deref())
                     .map_err(builder_error)?;
                 width = units;
+            }
+            Kind::Embedding { vocab, dim } => {
+                let (vocab, dim) = (*vocab, *dim);
+                let table_path = weights
+                    .forward
+                    .get("embeddings")
+                    .ok_or_else(|| ImportError::at(path, at, "no embeddings weight"))?;
+                let table = locator.read(
+                    at,
+                    table_path,
+                    "embeddings",
+                    &[vocab, dim],
+                    &format!("input_dim {vocab}, output_dim {dim}"),
+                )?;
+                builder
+                    .embedding(vocab, dim, &table)
+                    .map_err(builder_error)?;
+                width = dim;
+            }
+            Kind::Normalization { stats, scalar } => {
+                let (mean, variance) = match stats {
+                    Some((m, v)) => (m.clone(), v.clone()),
+                    None => {
+                        let (shape, why) = if *scalar {
+                            (vec![], "axis=None: one mean and variance".to_string())
+                        } else {
+                            (vec![width], format!("{width} features"))
+                        };
+                        let read = |role: &str| -> Result<Vec<f32>, ImportError> {
+                            let p = weights.forward.get(role).ok_or_else(|| {
+                                ImportError::at(path, at, format!("no {role} weight"))
+                            })?;
+                            locator.read(at, p, role, &shape, &why)
+                        };
+                        (read("mean")?, read("variance")?)
+                    }
+                };
+                // One value (axis=None, or a scalar given to the constructor) applies to
+                // every feature, as Keras broadcasts it.
+                let spread = |v: Vec<f32>, what: &str| -> Result<Vec<f32>, ImportError> {
+                    match v.len() {
+                        1 => Ok(vec![v[0]; width]),
+                        n if n == width && !*scalar => Ok(v),
+                        n => Err(ImportError::at(
+                            path,
+                            at,
+                            format!(
+                                "the {what} has {n} values; expected {} ({})",
+                                if *scalar { 1 } else { width },
+                                if *scalar {
+                                    "axis=None: one for all features".to_string()
+                                } else {
+                                    format!("one per feature of the {width} features, or one")
+                                }
+                            ),
+                        )),
+                    }
+                };
+                let mean = spread(mean, "mean")?;
+                let variance = spread(variance, "variance")?;
+                builder
+                    .normalization(&mean, &variance)
+                    .map_err(builder_error)?;
+            }
+            Kind::RepeatVector { times } => {
+                builder.repeat_vector(*times).map_err(builder_error)?;
             }
         }
     }

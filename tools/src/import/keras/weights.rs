@@ -42,12 +42,17 @@ pub(super) enum Layout {
     Legacy,
 }
 
-/// Dataset paths of one direction (or of a Dense layer, without `recurrent_kernel`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Dataset paths of one direction or layer by weight role (`kernel`, `recurrent_kernel`,
+/// `bias`, `embeddings`, `mean`, `variance`, `count`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct TensorPaths {
-    pub kernel: String,
-    pub recurrent_kernel: Option<String>,
-    pub bias: Option<String>,
+    pub paths: BTreeMap<&'static str, String>,
+}
+
+impl TensorPaths {
+    pub fn get(&self, role: &str) -> Option<&str> {
+        self.paths.get(role).map(String::as_str)
+    }
 }
 
 /// Where one planned layer's weights are.
@@ -160,7 +165,7 @@ impl<'a> Locator<'a> {
                 ));
             }
         }
-        let expect = |vars: &str, names: &[&str]| -> Result<TensorPaths, ImportError> {
+        let expect = |vars: &str, names: &[&'static str]| -> Result<TensorPaths, ImportError> {
             let group = self.file.group(vars).map_err(|e| {
                 self.err(
                     at,
@@ -178,33 +183,62 @@ impl<'a> Locator<'a> {
             let wanted: BTreeSet<String> = (0..names.len()).map(|i| i.to_string()).collect();
             if found != wanted {
                 let found: Vec<&str> = found.iter().map(String::as_str).collect();
+                let expected = if names.is_empty() {
+                    "none (the layer config gives the layer no weights)".to_string()
+                } else {
+                    format!(
+                        "{} ({}) from the layer config",
+                        names.len(),
+                        names.join(", ")
+                    )
+                };
                 return Err(self.err(
                     at,
                     format!(
-                        "'{vars}' holds variables [{}], expected {} ({}) from the layer config",
+                        "'{vars}' holds variables [{}], expected {expected}",
                         found.join(", "),
-                        names.len(),
-                        names.join(", ")
                     ),
                 ));
             }
-            let slot = |role: &str| {
-                names
-                    .iter()
-                    .position(|n| *n == role)
-                    .map(|i| format!("{vars}/{i}"))
-            };
             Ok(TensorPaths {
-                kernel: format!("{vars}/0"),
-                recurrent_kernel: slot("recurrent_kernel"),
-                bias: slot("bias"),
+                paths: names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| (n, format!("{vars}/{i}")))
+                    .collect(),
+            })
+        };
+        let single = |forward| {
+            Ok(Located {
+                forward,
+                backward: None,
             })
         };
         match &layer.kind {
-            Kind::Dense { use_bias, .. } => Ok(Located {
-                forward: expect(&own_vars, dense_roles(*use_bias))?,
-                backward: None,
-            }),
+            Kind::Dense {
+                use_bias,
+                wrapped: false,
+                ..
+            } => single(expect(&own_vars, dense_roles(*use_bias))?),
+            Kind::Dense {
+                use_bias,
+                wrapped: true,
+                ..
+            } => single(expect(
+                &format!("{base}/layer/vars"),
+                dense_roles(*use_bias),
+            )?),
+            Kind::Embedding { .. } => single(expect(&own_vars, &["embeddings"])?),
+            kind @ (Kind::Normalization { .. } | Kind::RepeatVector { .. }) => {
+                if kind.has_weights() {
+                    return single(expect(&own_vars, &NORMALIZATION_ROLES)?);
+                }
+                // No variables: the group is absent or empty.
+                if self.file.group(&own_vars).is_ok() {
+                    expect(&own_vars, &[])?;
+                }
+                single(TensorPaths::default())
+            }
             Kind::Recurrent {
                 use_bias,
                 inner_names: None,
@@ -254,6 +288,12 @@ impl<'a> Locator<'a> {
 
     fn legacy(&mut self, layer: &PlannedLayer) -> Result<Located, ImportError> {
         let at = layer.location.clone();
+        if !layer.kind.has_weights() {
+            return Ok(Located {
+                forward: TensorPaths::default(),
+                backward: None,
+            });
+        }
         self.legacy_names(&layer.legacy_group, &at)?;
         let (names, claimed) = &self.legacy[&layer.legacy_group];
         // Unclaimed weights of this layer: the whole group, or inside a nested model those
@@ -263,9 +303,19 @@ impl<'a> Locator<'a> {
             .filter(|&i| !layer.nested || names[i].split('/').any(|c| c == layer.name))
             .collect();
         let prefix = format!("model_weights/{}", layer.legacy_group);
+        let single_roles: Option<&[&'static str]> = match &layer.kind {
+            Kind::Dense { use_bias, .. } => Some(dense_roles(*use_bias)),
+            Kind::Embedding { .. } => Some(&["embeddings"]),
+            Kind::Normalization { .. } | Kind::RepeatVector { .. } => Some(&NORMALIZATION_ROLES),
+            Kind::Recurrent { .. } => None,
+        };
         let (located, used) = match &layer.kind {
-            Kind::Dense { use_bias, .. } => {
-                let t = self.by_role(&at, &prefix, names, &mine, dense_roles(*use_bias))?;
+            Kind::Dense { .. }
+            | Kind::Embedding { .. }
+            | Kind::Normalization { .. }
+            | Kind::RepeatVector { .. } => {
+                let roles = single_roles.unwrap_or_default();
+                let t = self.by_role(&at, &prefix, names, &mine, roles)?;
                 (
                     Located {
                         forward: t,
@@ -323,7 +373,7 @@ impl<'a> Locator<'a> {
         prefix: &str,
         names: &[String],
         indices: &[usize],
-        roles: &[&str],
+        roles: &[&'static str],
     ) -> Result<TensorPaths, ImportError> {
         let mut found: HashMap<&str, &str> = HashMap::new();
         for &i in indices {
@@ -345,7 +395,6 @@ impl<'a> Locator<'a> {
                 ));
             }
         }
-        let get = |r: &str| found.get(r).map(|n| format!("{prefix}/{n}"));
         let missing: Vec<&str> = roles
             .iter()
             .copied()
@@ -363,9 +412,10 @@ impl<'a> Locator<'a> {
             ));
         }
         Ok(TensorPaths {
-            kernel: get("kernel").expect("checked above"),
-            recurrent_kernel: get("recurrent_kernel"),
-            bias: get("bias"),
+            paths: roles
+                .iter()
+                .filter_map(|&r| found.get(r).map(|n| (r, format!("{prefix}/{n}"))))
+                .collect(),
         })
     }
 
@@ -507,6 +557,9 @@ impl<'a> Locator<'a> {
         Ok(values)
     }
 }
+
+/// The variables of an adapted `Normalization`, in creation order.
+const NORMALIZATION_ROLES: [&str; 3] = ["mean", "variance", "count"];
 
 fn dense_roles(use_bias: bool) -> &'static [&'static str] {
     if use_bias {

@@ -9,7 +9,8 @@
 //!   `onnx.proto`). Tensors in external data files are refused, and so are opsets below
 //!   [`MIN_OPSET`].
 //! - The graph must have one input (`[batch, time, features]` or `[time, batch, features]`,
-//!   float32, fixed feature size) and one output, and reduce to one chain of layers between
+//!   float32, fixed feature size; or integer token ids `[batch, time]` read by an Embedding
+//!   `Gather`, which the blob reads as `[batch, time, 1]`) and one output, and reduce to one chain of layers between
 //!   them. Which input axis is time is read from the first recurrent node (its `layout` and
 //!   the `Transpose`s before it); a time-major model sets [`Imported::time_major_input`].
 //!
@@ -22,7 +23,10 @@
 //! | `Y` (all steps) / `Y_h`, `Gather(-1)` of `Y` on time, `h_n[-1]` of stacked `Y_h` | `return_sequences` true / false |
 //! | GRU `linear_before_reset` 1 / 0 | `reset_after` true / false |
 //! | `activations` Sigmoid, Tanh, Relu, HardSigmoid(1/6, 0.5), Affine(1, 0) | sigmoid, tanh, relu, hard_sigmoid, linear |
-//! | `MatMul` [+ `Add`] or `Gemm` [+ `Relu`/`Tanh`/`Sigmoid`/`HardSigmoid`/`Softmax`] | Dense |
+//! | `MatMul` [+ `Add`] or `Gemm` [+ `Relu`/`Tanh`/`Sigmoid`/`HardSigmoid`/`Softmax`] | Dense (on rank 3: TimeDistributed(Dense)) |
+//! | `Gather(table, token_ids, axis=0)` on the graph input (optionally after an integer `Cast`) | Embedding (first layer) |
+//! | `Sub` and/or `Div` by per-feature constants | Normalization (`(x - mean) / std`, divisor kept exact) |
+//! | `Unsqueeze` + `Tile([1, n, 1])` or `Expand([.., n, ..])` of a layer's last output | RepeatVector(n) |
 //! | per-step `MatMul + Add + Add + Tanh/Relu` stacked by `Concat` (dynamo's `nn.RNN`) | SimpleRNN |
 //! | `Transpose`, `Reshape`, `Squeeze`, `Unsqueeze`, `Identity`, `Cast`, `Dropout`, shape arithmetic | layout only, checked |
 //! | zero `initial_h`/`initial_c`/`P` (absent, zero constants, `ConstantOfShape`/`Expand` of 0) | zero initial state |
@@ -30,9 +34,10 @@
 //! Refused, naming the node: peepholes, `clip`, `input_forget`, `sequence_lens`, non-zero
 //! initial states, other activations, LSTM output activation `h` different from `g`,
 //! `y[:, -1]` of a bidirectional layer (the backward direction after one step), `Loop`/`Scan`
-//! recurrences (Keras' own `model.export`), Embedding (`Gather` of a table), Normalization
-//! (`Sub`/`Div`), RepeatVector (`Tile`), branches and merges of several tensors, and every
-//! other operator.
+//! recurrences (Keras' own `model.export`), a `Gather` of a table that does not read the graph's
+//! token ids (an Embedding that is not first), `Mul` scaling and `constant - x`, `Tile` of
+//! anything but a single vector, branches and merges of several tensors, and every other
+//! operator.
 //!
 //! # Limits
 //!
@@ -181,6 +186,37 @@ pub fn import_onnx(path: &Path, bytes: &[u8]) -> Result<Imported, ImportError> {
                 bias,
             } => builder
                 .dense(*units, *activation, kernel, bias.as_deref())
+                .map(|_| ())
+                .map_err(|e| ImportError::at(path, location.clone(), format!("{e:#}"))),
+            Layer::Embedding {
+                location,
+                vocab,
+                dim,
+                table,
+            } => builder
+                .embedding(*vocab, *dim, table)
+                .map(|_| ())
+                .map_err(|e| ImportError::at(path, location.clone(), format!("{e:#}"))),
+            Layer::Normalization {
+                location,
+                mean,
+                std,
+            } => {
+                let ones;
+                let std = match std {
+                    Some(s) => s,
+                    None => {
+                        ones = vec![1.0; mean.len()];
+                        &ones
+                    }
+                };
+                builder
+                    .normalization_with_std(mean, std)
+                    .map(|_| ())
+                    .map_err(|e| ImportError::at(path, location.clone(), format!("{e:#}")))
+            }
+            Layer::RepeatVector { location, times } => builder
+                .repeat_vector(*times)
                 .map(|_| ())
                 .map_err(|e| ImportError::at(path, location.clone(), format!("{e:#}"))),
         };

@@ -5,7 +5,9 @@
 //! one value (`ConstantOfShape`/`Expand`, used for zero initial states), or **the** activation
 //! tensor: the one value on the path from the graph input to the graph output, described by
 //! the meaning of its axes (batch, time, directions, features, size-1). Recurrent nodes,
-//! `MatMul`/`Gemm` (+`Add`) and activations append layers; the glue between them (`Transpose`,
+//! `MatMul`/`Gemm` (+`Add`), activations, an Embedding `Gather` of a table by the input's token
+//! ids, `Sub`/`Div` by per-feature constants (Normalization) and `Tile`/`Expand` of a vector
+//! (RepeatVector, whose new axis is time from then on) append layers; the glue between them (`Transpose`,
 //! `Reshape`, `Squeeze`, `Slice`, `Gather`, ...) only changes how the activation axes are laid
 //! out, and is checked to be exactly what a Keras model computes. Anything else is refused,
 //! naming the node. Per-step values of unrolled recurrences (no RNN node) live in [`unrolled`].
@@ -98,7 +100,7 @@ enum Value {
     Refused(String),
 }
 
-const TILE_REFUSAL: &str = "repeats a tensor (Tile, e.g. Keras RepeatVector), which the runtime does not support; supported glue: Transpose, Reshape, Squeeze, Unsqueeze, Slice, Gather, Concat of shapes, Identity, Cast, Dropout";
+const TILE_REFUSAL: &str = "repeats a tensor (Tile) other than a layer's single output vector; supported is Keras' RepeatVector: Unsqueeze to [batch, 1, features] then Tile([1, n, 1]) or Expand([batch, n, features]) of a layer's last output";
 
 const STACK_USE: &str = "uses the stacked final states of several layers (h_n) other than by picking one entry (h_n[-1]), which is the only supported use";
 
@@ -117,6 +119,21 @@ pub(super) enum Layer {
         kernel: Vec<f32>,
         bias: Option<Vec<f32>>,
     },
+    /// `Gather(table, token_ids, axis=0)` on the graph input: Keras `Embedding`.
+    Embedding {
+        location: String,
+        vocab: usize,
+        dim: usize,
+        table: Vec<f32>,
+    },
+    /// `Sub(x, mean)` then `Div(., std)`: Keras `Normalization`. `None` means no `Div` (yet).
+    Normalization {
+        location: String,
+        mean: Vec<f32>,
+        std: Option<Vec<f32>>,
+    },
+    /// `Unsqueeze` + `Tile`/`Expand` of a vector: Keras `RepeatVector`.
+    RepeatVector { location: String, times: usize },
 }
 
 /// What the interpreter found.
@@ -154,6 +171,8 @@ struct Interp<'g> {
     computed: usize,
     /// Unrolled recurrences seen, by the layer index of their input projection.
     unrolled: HashMap<usize, Unrolled>,
+    /// The graph input holds integer token ids `[batch, time]`.
+    token_ids: bool,
 }
 
 /// Runs the live nodes and checks the graph output.
@@ -195,8 +214,7 @@ pub(super) fn run(graph: &Graph<'_>, opset: i64) -> Result<Outcome, InterpError>
     // TensorProto.DataType: FLOAT 1; integer types 2-7 and 12-13 (token ids).
     let token_ids = matches!(elem_type, 2..=7 | 12 | 13);
     let axes = match (dims.len(), token_ids) {
-        // Token ids [batch, time]: only an Embedding can read them, and the Gather that
-        // implements it is refused by name.
+        // Token ids [batch, time]: only an Embedding (a Gather of a table) can read them.
         (2, true) => vec![Axis::In(0), Axis::In(1)],
         (3, _) => match dims[2] {
             Some(f) if f > 0 && usize::try_from(f).is_ok_and(|f| f <= MAX_TENSOR_ELEMENTS) => {
@@ -240,6 +258,7 @@ pub(super) fn run(graph: &Graph<'_>, opset: i64) -> Result<Outcome, InterpError>
         location: String::new(),
         computed: 0,
         unrolled: HashMap::new(),
+        token_ids,
     };
     interp.values.insert(
         input.name(),
@@ -291,7 +310,8 @@ pub(super) fn run(graph: &Graph<'_>, opset: i64) -> Result<Outcome, InterpError>
         Some(v) => v.clone(),
         None => return Err((out_loc(), "has no value".into())),
     };
-    if elem_type != 1 {
+    let embedded = matches!(interp.layers.first(), Some(Layer::Embedding { .. }));
+    if elem_type != 1 && !(token_ids && embedded) {
         return Err((
             input_loc(),
             format!(
@@ -304,7 +324,7 @@ pub(super) fn run(graph: &Graph<'_>, opset: i64) -> Result<Outcome, InterpError>
     let time_major_input = interp.finish(&value).map_err(|msg| (out_loc(), msg))?;
     Ok(Outcome {
         layers: interp.layers,
-        input_features: features,
+        input_features: if embedded { 1 } else { features },
         time_major_input,
         notes: interp.notes,
     })
@@ -550,12 +570,9 @@ impl<'g> Interp<'g> {
             "ReduceSum" | "ReduceMean" | "ReduceProd" => self.reduce(node),
             "RNN" | "LSTM" | "GRU" => self.recurrent(node),
             "Loop" | "Scan" => Err(LOOP_REFUSAL.into()),
-            "Tile" => match self.get(node, 0)?.as_deref() {
-                Some(Value::Splat(v, _)) => one(Value::Splat(*v, None)),
-                _ => Err(TILE_REFUSAL.into()),
-            },
+            "Tile" => self.tile(node),
             other => Err(format!(
-                "op {other} is not supported; supported are RNN, LSTM, GRU, MatMul/Gemm (+ Add bias), Relu, Tanh, Sigmoid, HardSigmoid, Softmax, ReduceSum/ReduceMean/ReduceProd (direction merges) and the layout glue Transpose, Reshape, Squeeze, Unsqueeze, Slice, Gather, Concat, Shape, Constant, ConstantOfShape, Expand, Identity, Cast, Dropout"
+                "op {other} is not supported; supported are RNN, LSTM, GRU, MatMul/Gemm (+ Add bias), Relu, Tanh, Sigmoid, HardSigmoid, Softmax, ReduceSum/ReduceMean/ReduceProd (direction merges), Gather of a table (Embedding), Sub/Div by constants (Normalization), Tile (RepeatVector) and the layout glue Transpose, Reshape, Squeeze, Unsqueeze, Slice, Gather, Concat, Shape, Constant, ConstantOfShape, Expand, Identity, Cast, Dropout"
             )),
         }
     }
@@ -598,6 +615,8 @@ impl<'g> Interp<'g> {
         }
         match &*x {
             Value::Act(_) if to == 1 => Ok(vec![x]),
+            // Token ids change integer width before the Embedding's Gather.
+            Value::Act(a) if to_int && self.is_token_ids(a) => Ok(vec![x]),
             Value::Act(a) => Err(format!(
                 "casts {} to element type {to}; the runtime computes in float32",
                 self.describe_act(a)
@@ -715,10 +734,10 @@ impl<'g> Interp<'g> {
         let indices = self.need(node, 1, "indices")?;
         let axis = attr_int(node, "axis")?.unwrap_or(0);
         match (&*data, &*indices) {
-            (Value::Floats(table), Value::Act(_)) => Err(format!(
-                "looks up rows of the constant table {:?} at positions taken from the input: an Embedding layer, which the runtime does not have; feed the embedded vectors instead (Gather is supported only to pick the last time step)",
-                table.shape
-            )),
+            (Value::Floats(table), Value::Act(a)) => {
+                let (table, a) = (table.clone(), a.clone());
+                one(Value::Act(self.embedding(table, a, axis)?))
+            }
             (Value::Ints(d), Value::Ints(ix)) => {
                 if d.scalar || norm_axis(axis, 1)? != 0 {
                     return Err("gathers from an integer scalar".into());
@@ -851,9 +870,13 @@ impl<'g> Interp<'g> {
 
     fn layer_location(&self, k: usize) -> String {
         match self.layers.get(k) {
-            Some(Layer::Recurrent { location, .. } | Layer::Dense { location, .. }) => {
-                location.clone()
-            }
+            Some(
+                Layer::Recurrent { location, .. }
+                | Layer::Dense { location, .. }
+                | Layer::Embedding { location, .. }
+                | Layer::Normalization { location, .. }
+                | Layer::RepeatVector { location, .. },
+            ) => location.clone(),
             None => format!("layer {k}"),
         }
     }
@@ -1561,6 +1584,39 @@ impl<'g> Interp<'g> {
                 let single = f.data.len() == 1 && shape.as_ref().is_some_and(|d| d.len() >= f.shape.len());
                 one(Value::Splat(f.data[0], if single { shape } else { None }))
             }
+            Value::Act(a) => {
+                let shape = shape.ok_or("has a target shape that is not an integer vector")?;
+                let a = a.clone();
+                if shape.len() != a.axes.len() {
+                    return Err(format!(
+                        "expands {} to a shape of rank {}; supported is RepeatVector's [batch, 1, features] -> [batch, n, features]",
+                        self.describe_act(&a),
+                        shape.len()
+                    ));
+                }
+                let mut reps = Vec::with_capacity(shape.len());
+                for (&ax, &d) in a.axes.iter().zip(&shape) {
+                    reps.push(match (ax, d) {
+                        (_, Dim::Known(1)) => 1,
+                        (Axis::In(s), Dim::Sym(t)) if s == t => 1,
+                        (Axis::Dir { n, .. } | Axis::Feat(n), Dim::Known(k))
+                            if i64::try_from(n).is_ok_and(|n| n == k) =>
+                        {
+                            1
+                        }
+                        (Axis::One, Dim::Known(k)) if k > 1 => {
+                            u64::try_from(k).map_err(|_| "has a huge target shape".to_string())?
+                        }
+                        _ => {
+                            return Err(format!(
+                                "expands {} to {shape:?}; supported is RepeatVector's [batch, 1, features] -> [batch, n, features] with a constant n",
+                                self.describe_act(&a)
+                            ))
+                        }
+                    });
+                }
+                one(Value::Act(self.repeat(a, &reps)?))
+            }
             other => Err(format!(
                 "broadcasts {} (Expand), which is supported only for constant fills such as zero initial states",
                 self.describe(other)
@@ -1607,14 +1663,18 @@ impl<'g> Interp<'g> {
                 let act = act.clone();
                 one(Value::Act(self.bias(act, c)?))
             }
+            (Value::Act(act), Value::Floats(c)) if op == "Sub" || op == "Div" => {
+                let act = act.clone();
+                one(Value::Act(self.normalization(act, c, op == "Sub")?))
+            }
             (Value::Act(_), Value::Floats(_)) | (Value::Floats(_), Value::Act(_)) => {
                 let what = match op {
-                    "Sub" => "subtracts a constant from the activations",
-                    "Div" => "divides the activations by a constant",
+                    "Sub" => "subtracts the activations from a constant",
+                    "Div" => "divides a constant by the activations",
                     _ => "multiplies the activations by a constant",
                 };
                 Err(format!(
-                    "{what} (a Keras Normalization layer or feature scaling?), which the runtime does not do; normalise the data before feeding it (Add is supported as the bias of a Dense layer after MatMul)"
+                    "{what}, which the runtime does not do; supported: Sub then Div of per-feature constants ((x - mean) / std, a Keras Normalization), and Add as the bias of a Dense layer after MatMul"
                 ))
             }
             (Value::Act(_), Value::Act(_)) => Err(format!(
@@ -1681,6 +1741,170 @@ impl<'g> Interp<'g> {
                 self.describe_act(act)
             )),
         }
+    }
+
+    /// Whether `act` is the graph input's token ids, before any layer.
+    fn is_token_ids(&self, act: &Act) -> bool {
+        self.token_ids
+            && act.origin == 0
+            && self.layers.is_empty()
+            && act.axes.len() == 2
+            && act.axes.contains(&Axis::In(0))
+            && act.axes.contains(&Axis::In(1))
+    }
+
+    /// `Gather(table, token_ids, axis=0)`: a Keras Embedding, which must read the graph input.
+    fn embedding(&mut self, table: Floats, act: Act, axis: i64) -> R<Act> {
+        let [vocab, dim] = table.shape.as_slice() else {
+            return Err(format!(
+                "looks up entries of a constant of shape {:?} at positions taken from {}; an Embedding table is [vocab, dim]",
+                table.shape,
+                self.describe_act(&act)
+            ));
+        };
+        let (vocab, dim) = (*vocab, *dim);
+        if norm_axis(axis, 2)? != 0 {
+            return Err(format!(
+                "gathers along axis {axis} of the constant table [{vocab}, {dim}]; an Embedding looks up rows (axis 0)"
+            ));
+        }
+        if !self.is_token_ids(&act) {
+            return Err(format!(
+                "looks up rows of the constant table [{vocab}, {dim}] at positions taken from {}: an Embedding is supported only as the first layer, reading the graph's integer token ids [batch, time]",
+                self.describe_act(&act)
+            ));
+        }
+        self.take(&act)?;
+        self.layers.push(Layer::Embedding {
+            location: self.location.clone(),
+            vocab,
+            dim,
+            table: table.data,
+        });
+        self.note("the model reads integer token ids [batch, time]; the blob reads them as float32 values [batch, time, 1]");
+        let mut out = act;
+        out.axes.push(Axis::Feat(dim));
+        out.origin = self.layers.len();
+        Ok(out)
+    }
+
+    /// `x - mean` (`sub`) or `x / std` by per-feature constants: a Keras Normalization. A `Div`
+    /// right after the `Sub` sets that layer's divisor.
+    fn normalization(&mut self, act: Act, c: &Floats, sub: bool) -> R<Act> {
+        let (op, what) = if sub {
+            ("Sub", "subtracts")
+        } else {
+            ("Div", "divides by")
+        };
+        let width = self.check_plain(&act, &format!("applies {op} to"))?;
+        let values = broadcast_bias(c, width).ok_or_else(|| {
+            format!(
+                "{what} a constant of shape {:?}, which is not one value per feature of the {width} features",
+                c.shape
+            )
+        })?;
+        let fresh = act.origin == self.layers.len();
+        if !sub && fresh {
+            if let Some(Layer::Normalization {
+                std: std @ None, ..
+            }) = self.layers.last_mut()
+            {
+                *std = Some(values);
+                return Ok(act);
+            }
+        }
+        self.take(&act)?;
+        let (mean, std) = if sub {
+            (values, None)
+        } else {
+            (vec![0.0; width], Some(values))
+        };
+        self.layers.push(Layer::Normalization {
+            location: self.location.clone(),
+            mean,
+            std,
+        });
+        let mut out = act;
+        out.origin = self.layers.len();
+        out.last_of = None;
+        out.dense = None;
+        Ok(out)
+    }
+
+    fn tile(&mut self, node: &NodeProto) -> R<Vec<Rc<Value>>> {
+        let x = self.need(node, 0, "input")?;
+        match &*x {
+            Value::Splat(v, _) => one(Value::Splat(*v, None)),
+            Value::Act(a) => {
+                let repeats = self
+                    .known_ints(node, 1, "repeats")?
+                    .ok_or("has no repeats")?;
+                if repeats.len() != a.axes.len() {
+                    return Err(format!(
+                        "has {} repeats for {}",
+                        repeats.len(),
+                        self.describe_act(a)
+                    ));
+                }
+                let reps = repeats
+                    .iter()
+                    .map(|&r| u64::try_from(r).map_err(|_| format!("has repeats {repeats:?}")))
+                    .collect::<R<Vec<u64>>>()?;
+                let a = a.clone();
+                one(Value::Act(self.repeat(a, &reps)?))
+            }
+            _ => Err(TILE_REFUSAL.into()),
+        }
+    }
+
+    /// Repeats a size-1 axis of a layer's single output vector `reps[k]` times: a Keras
+    /// RepeatVector, whose new axis is the time axis from here on.
+    fn repeat(&mut self, mut act: Act, reps: &[u64]) -> R<Act> {
+        let repeated: Vec<usize> = (0..reps.len()).filter(|&k| reps[k] != 1).collect();
+        let [k] = repeated.as_slice() else {
+            if repeated.is_empty() {
+                return Ok(act);
+            }
+            return Err(format!(
+                "repeats several axes of {}; {TILE_REFUSAL}",
+                self.describe_act(&act)
+            ));
+        };
+        let k = *k;
+        let times = usize::try_from(reps[k])
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| format!("repeats an axis {} times", reps[k]))?;
+        self.check_plain(&act, "repeats")?;
+        let Some(roles) = self.roles else {
+            return Err(format!(
+                "repeats {} before any recurrent node; {TILE_REFUSAL}",
+                self.describe_act(&act)
+            ));
+        };
+        let vector = act.axes[k] == Axis::One
+            && act.axes.contains(&Axis::In(roles.batch))
+            && !act.axes.contains(&Axis::In(roles.time))
+            && act.reversed.is_none();
+        if !vector {
+            return Err(format!(
+                "repeats axis {k} of {}; {TILE_REFUSAL}",
+                self.describe_act(&act)
+            ));
+        }
+        self.take(&act)?;
+        self.layers.push(Layer::RepeatVector {
+            location: self.location.clone(),
+            times,
+        });
+        // From here on the time axis has `times` steps, whatever the input's length.
+        self.static_sizes[usize::from(roles.time)] = Some(times as u64);
+        act.axes[k] = Axis::In(roles.time);
+        act.origin = self.layers.len();
+        act.seq_of = None;
+        act.last_of = None;
+        act.dense = None;
+        Ok(act)
     }
 
     fn dense(
