@@ -47,7 +47,7 @@ pub fn matvec_acc_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f
 const I32_BLOCK: usize = 256;
 
 /// `sum_c w[c] * x[c]` for int8 weights and integer codes (int8 or int16 range), exact. Blocks
-/// of [`I32_BLOCK`] products are summed in i32 (cheap on 32-bit cores) and widened to i64.
+/// of 256 products are summed in i32 (cheap on 32-bit cores) and widened to i64.
 pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
     row.chunks(I32_BLOCK)
         .zip(x.chunks(I32_BLOCK))
