@@ -9,3 +9,5 @@ pub mod import;
 pub mod io;
 pub mod quantize;
 pub mod runner;
+#[cfg(feature = "train")]
+pub mod train;

@@ -139,6 +139,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a SimpleRNN/LSTM/GRU model on a CSV time series and write its blob.
+    #[cfg(feature = "train")]
+    Train(Box<cli::train::TrainArgs>),
 }
 
 fn main() -> ExitCode {
@@ -218,6 +221,8 @@ fn main() -> ExitCode {
             seconds,
             json,
         }),
+        #[cfg(feature = "train")]
+        Command::Train(args) => cli::train::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

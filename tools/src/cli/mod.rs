@@ -6,6 +6,8 @@ pub mod import;
 pub mod inspect;
 pub mod quantize;
 pub mod run;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod verify;
 
 use std::fmt::Display;
