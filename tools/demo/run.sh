@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --release --locked -p edgernn-tools --bin edgernn
+# The demo needs no training, so candle (the `train` feature) is left out of this build.
+cargo build --release --locked -p edgernn-tools --no-default-features --bin edgernn
 edgernn=target/release/edgernn
 demo=tools/demo
 
