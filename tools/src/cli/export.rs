@@ -62,49 +62,38 @@ fn vectors(model: &Model<'_>, path: &Path) -> Result<Vectors, Failure> {
     })
 }
 
-fn rust_f32_array(name: &str, doc: &str, values: &[f32]) -> String {
-    let mut s = format!(
-        "/// {doc}\n#[rustfmt::skip]\npub static {name}: [f32; {}] = [\n",
-        values.len()
-    );
-    for chunk in values.chunks(8) {
-        s.push_str("    ");
-        for v in chunk {
-            // Bits, so the firmware gets exactly the host's values.
-            let _ = write!(s, "f32::from_bits(0x{:08x}), ", v.to_bits());
-        }
-        s.truncate(s.trim_end().len());
-        s.push('\n');
+/// `items` as source lines of `per_line` comma-terminated values, indented by four spaces.
+fn value_lines<T>(items: &[T], per_line: usize, item: impl Fn(&T) -> String) -> String {
+    let mut s = String::new();
+    for chunk in items.chunks(per_line) {
+        let cells: Vec<String> = chunk.iter().map(|v| format!("{},", item(v))).collect();
+        let _ = writeln!(s, "    {}", cells.join(" "));
     }
-    s.push_str("];\n");
     s
+}
+
+fn rust_f32_array(name: &str, doc: &str, values: &[f32]) -> String {
+    format!(
+        "/// {doc}\n#[rustfmt::skip]\npub static {name}: [f32; {}] = [\n{}];\n",
+        values.len(),
+        // Bits, so the firmware gets exactly the host's values.
+        value_lines(values, 8, |v| format!(
+            "f32::from_bits(0x{:08x})",
+            v.to_bits()
+        ))
+    )
 }
 
 fn c_f32_array(name: &str, values: &[f32]) -> String {
-    let mut s = format!("static const uint32_t {name}_BITS[{}] = {{\n", values.len());
-    for chunk in values.chunks(8) {
-        s.push_str("    ");
-        for v in chunk {
-            let _ = write!(s, "0x{:08x}u, ", v.to_bits());
-        }
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-    }
-    s.push_str("};\n");
-    s
+    format!(
+        "static const uint32_t {name}_BITS[{}] = {{\n{}}};\n",
+        values.len(),
+        value_lines(values, 8, |v| format!("0x{:08x}u", v.to_bits()))
+    )
 }
 
-fn bytes_lines(bytes: &[u8], indent: &str) -> String {
-    let mut s = String::new();
-    for chunk in bytes.chunks(16) {
-        s.push_str(indent);
-        for b in chunk {
-            let _ = write!(s, "0x{b:02x}, ");
-        }
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-    }
-    s
+fn bytes_lines(bytes: &[u8]) -> String {
+    value_lines(bytes, 16, |b| format!("0x{b:02x}"))
 }
 
 fn rust_source(source: &Path, bytes: &[u8], model: &Model<'_>, v: Option<&Vectors>) -> String {
@@ -144,7 +133,7 @@ fn rust_source(source: &Path, bytes: &[u8], model: &Model<'_>, v: Option<&Vector
         model.step_scratch_len(),
         model.mode(),
     );
-    s.push_str(&bytes_lines(bytes, "    "));
+    s.push_str(&bytes_lines(bytes));
     s.push_str("]);\n");
     if let Some(v) = v {
         let _ = write!(
@@ -185,7 +174,7 @@ fn c_source(source: &Path, bytes: &[u8], model: &Model<'_>, v: Option<&Vectors>)
         model.step_scratch_len(),
         u8::from(model.uses_integer_buffers()),
     );
-    s.push_str(&bytes_lines(bytes, "    "));
+    s.push_str(&bytes_lines(bytes));
     s.push_str("};\n");
     if let Some(v) = v {
         let _ = write!(
