@@ -9,8 +9,8 @@ data=tools/demo/lstm_classifier.input.npy
 f32_model=tools/demo/lstm_classifier.ern
 int8_model=tests/vectors/lstm_dense_softmax3_u16_f3.int8.ern
 
-"$edgernn" export "$f32_model" --vectors "$data" --rust firmware-examples/cortex-m4f-anomaly/src/model.rs
-"$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/cortex-m4f-anomaly/src/model_int8.rs
-"$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/cortex-m0-int8/src/model.rs
-"$edgernn" export "$int8_model" --vectors "$data" --rust firmware-examples/esp32c3/src/model.rs
-"$edgernn" export "$int8_model" --vectors "$data" --c firmware-examples/c/lstm_classifier_int8.h
+# One generated source per model, shared by the examples through `#[path]`.
+out=firmware-examples/models
+"$edgernn" export "$f32_model" --vectors "$data" --rust "$out/lstm_classifier_f32.rs"
+"$edgernn" export "$int8_model" --vectors "$data" --rust "$out/lstm_classifier_int8.rs"
+"$edgernn" export "$int8_model" --vectors "$data" --c "$out/lstm_classifier_int8.h"

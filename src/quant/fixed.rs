@@ -37,7 +37,7 @@ impl Requant {
         if factor == 0.0 {
             return Some(Self::default());
         }
-        let (mantissa, exp) = frexp(factor);
+        let (mantissa, exp) = libm::frexp(factor);
         // factor = mantissa * 2^exp with mantissa in [0.5, 1): m = mantissa * 2^31.
         let mut m = libm::round(mantissa * (1u64 << 31) as f64) as i64;
         let mut exp = exp;
@@ -113,11 +113,6 @@ impl Requant {
     }
 }
 
-/// `x = mantissa * 2^exp` with `mantissa` in `[0.5, 1)`, for positive finite `x`.
-fn frexp(x: f64) -> (f64, i32) {
-    let (m, e) = libm::frexp(x);
-    (m, e)
-}
 
 /// Rounds a right shift by `n` bits half toward positive infinity (`n` in `0..=62`).
 #[inline]

@@ -10,6 +10,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 
+#[path = "../../models/lstm_classifier_int8.rs"]
 mod model;
 
 /// Integer models must reproduce the host's outputs bit for bit.

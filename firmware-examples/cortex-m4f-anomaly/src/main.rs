@@ -9,7 +9,9 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 
+#[path = "../../models/lstm_classifier_f32.rs"]
 mod model;
+#[path = "../../models/lstm_classifier_int8.rs"]
 mod model_int8;
 
 /// f32 results must match the host within `|d| / max(1, |expected|)`; they are usually

@@ -9,6 +9,7 @@ use edgernn::Model;
 use riscv_rt::entry;
 use riscv_semihosting::{debug, hprintln};
 
+#[path = "../../models/lstm_classifier_int8.rs"]
 mod model;
 
 #[panic_handler]
