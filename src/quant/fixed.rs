@@ -113,7 +113,6 @@ impl Requant {
     }
 }
 
-
 /// Rounds a right shift by `n` bits half toward positive infinity (`n` in `0..=62`).
 #[inline]
 pub fn shift_round(a: i64, n: u32) -> i64 {
