@@ -49,6 +49,9 @@ pub enum LoadError {
     /// A layer that must come first (Embedding; Normalization in the integer modes) does not,
     /// or a RepeatVector does not follow a single vector.
     BadPlacement { layer: u8 },
+    /// A format version 2 extension (detector parameters, vocabulary) is out of range or does
+    /// not fit the model.
+    BadExtension,
 }
 
 impl fmt::Display for LoadError {
@@ -107,6 +110,9 @@ impl fmt::Display for LoadError {
                 f,
                 "layer {layer}: layer not allowed at this position in the stack"
             ),
+            Self::BadExtension => {
+                f.write_str("detector parameters or vocabulary out of range for this model")
+            }
         }
     }
 }

@@ -109,6 +109,7 @@
 extern crate std;
 
 pub mod cell;
+pub mod detect;
 mod error;
 pub mod format;
 pub mod kernels;

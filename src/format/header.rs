@@ -1,9 +1,10 @@
 //! The model header: the postcard-encoded description of layers, shapes, activations and
 //! where each weight tensor lives in the weight section.
 //!
-//! These types are the schema of format version 1. Postcard encodes enums by variant index and
-//! structs by field order, so reordering variants or fields is a format change: append only, and
-//! bump [`super::FORMAT_VERSION`] when the meaning of existing bytes changes.
+//! These types are the schema of format versions 1 and 2 (version 2 appends [`Extensions`] after
+//! the layer list). Postcard encodes enums by variant index and structs by field order, so
+//! reordering variants or fields is a format change: append only, and bump
+//! [`super::FORMAT_VERSION`] when the meaning of existing bytes changes.
 
 use serde::{Deserialize, Serialize};
 
@@ -263,4 +264,50 @@ pub struct Header {
     pub input_quant: Option<QParams>,
     /// Layers in execution order.
     pub layers: heapless::Vec<Layer, MAX_LAYERS>,
+}
+
+/// Parameters of the streaming anomaly detector ([`crate::detect`]) that runs around a
+/// one-step forecasting model: the model reads the last `window` raw samples and forecasts the
+/// next one; the detector scores how unusual the recent forecast errors are.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DetectorParams {
+    /// Past samples the model reads to forecast the next one (its training window).
+    pub window: u32,
+    /// The model forecasts the change from the window's last sample, not the next value:
+    /// such models keep forecasting sensibly when the signal leaves the range it was trained
+    /// on (after a level shift, say).
+    pub forecasts_change: bool,
+    /// Forecast errors averaged into the short-term error that is scored.
+    pub short_window: u32,
+    /// Memory, in samples, of the long-term error statistics (exponential forgetting).
+    pub long_window: u32,
+    /// Forecasts, after the first one, during which the score is 0 while the statistics settle.
+    pub warmup: u32,
+    /// Score at or above which an alarm is raised and the flag rises.
+    pub flag_on: f32,
+    /// Score below which a raised flag falls (at most `flag_on`: the hysteresis band).
+    pub flag_off: f32,
+    /// Samples after an alarm during which the reported score is 0, so one event raises one
+    /// alarm rather than a burst.
+    pub refractory: u32,
+}
+
+/// Optional parts of the header after the layer list, present from format version 2 (a
+/// writer emits version 1 when all are absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extensions<'a> {
+    /// The anomaly detector configured for this model.
+    pub detector: Option<DetectorParams>,
+    /// Text models: the character of each token id, in id order (token `i` is the `i`-th
+    /// `char`), so tools and firmware turn ids into text without a side file.
+    #[serde(borrow)]
+    pub vocabulary: Option<&'a str>,
+}
+
+impl Extensions<'_> {
+    /// Whether nothing is present (the blob can be written as format version 1).
+    pub fn is_empty(&self) -> bool {
+        self.detector.is_none() && self.vocabulary.is_none()
+    }
 }

@@ -8,7 +8,7 @@
 //! | offset | size | field | rule |
 //! |---:|---:|---|---|
 //! | 0 | 4 | magic | `b"ERNN"` |
-//! | 4 | 2 | format version | [`FORMAT_VERSION`] (= 1) |
+//! | 4 | 2 | format version | 1, or 2 when the header carries [`Extensions`] ([`FORMAT_VERSION`]) |
 //! | 6 | 2 | flags | 0 (reserved) |
 //! | 8 | 4 | total length | bytes in the blob, preamble included |
 //! | 12 | 4 | header length | postcard bytes starting at offset 32 |
@@ -16,7 +16,7 @@
 //! | 20 | 4 | weight length | bytes, multiple of 4; `weight offset + weight length = total length` |
 //! | 24 | 4 | CRC-32 | IEEE CRC-32 of all `total length` bytes with this field read as zero |
 //! | 28 | 4 | reserved | 0 |
-//! | 32 | h | header | postcard encoding of [`Header`] (the schema is in [`header`]) |
+//! | 32 | h | header | postcard encoding of [`Header`], then in version 2 of [`Extensions`] (the schema is in [`header`]) |
 //! | 32 + h | .. | padding | zeros up to the weight offset |
 //! | weight offset | w | weights | f32 little-endian tensors, each at a 4-byte aligned offset |
 //!
@@ -53,7 +53,10 @@
 //!
 //! # Versioning
 //!
-//! Readers accept exactly the versions they know ([`FORMAT_VERSION`]) and refuse any other with
+//! Version 2 differs from version 1 only by the [`Extensions`] record after the layer list
+//! (detector parameters, a text model's vocabulary).
+//!
+//! Readers accept exactly the versions they know (1 to [`FORMAT_VERSION`]) and refuse any other with
 //! [`LoadError::UnsupportedVersion`]: a blob never runs with a meaning its writer did not intend.
 //! Any change to the preamble, the header schema or the weight layout bumps the version; a
 //! writer emits the oldest version that can express the model, so old firmware keeps loading
@@ -69,9 +72,9 @@ pub mod crc32;
 pub mod header;
 
 pub use header::{
-    Activation, Cell, DenseLayer, DenseQuant, DirectionWeights, EmbeddingLayer, Header, Layer,
-    Merge, NormalizationLayer, QParams, QuantMode, RecurrentLayer, RecurrentQuant, RepeatLayer,
-    Requant, TensorRef,
+    Activation, Cell, DenseLayer, DenseQuant, DetectorParams, DirectionWeights, EmbeddingLayer,
+    Extensions, Header, Layer, Merge, NormalizationLayer, QParams, QuantMode, RecurrentLayer,
+    RecurrentQuant, RepeatLayer, Requant, TensorRef,
 };
 
 use crate::error::{sat_u32, LoadError};
@@ -79,8 +82,10 @@ use crate::MAX_LAYERS;
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"ERNN";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this build writes and reads (it reads every version from 1).
+pub const FORMAT_VERSION: u16 = 2;
+/// The version of blobs without [`Extensions`].
+pub const FORMAT_VERSION_PLAIN: u16 = 1;
 /// Size of the fixed preamble.
 pub const PREAMBLE_LEN: usize = 32;
 /// Alignment of the weight section's offset within the blob, so SIMD kernels can use aligned
@@ -221,6 +226,7 @@ pub struct Blob<'a> {
     info: HeaderInfo,
     /// The encoded layer list (after its length prefix).
     layer_bytes: &'a [u8],
+    extensions: Extensions<'a>,
     weights: &'a [u8],
     total_len: usize,
 }
@@ -264,7 +270,7 @@ impl<'a> Blob<'a> {
     /// Never.
     pub fn new_checked(bytes: &'a [u8]) -> Result<Self, LoadError> {
         let pre = Preamble::parse(bytes)?;
-        if pre.version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_PLAIN..=FORMAT_VERSION).contains(&pre.version) {
             return Err(LoadError::UnsupportedVersion { found: pre.version });
         }
         if pre.flags != 0 || pre.reserved != 0 {
@@ -321,7 +327,7 @@ impl<'a> Blob<'a> {
         if layer_count > MAX_LAYERS {
             return Err(LoadError::LayerCount { found: count });
         }
-        let blob = Self {
+        let mut blob = Self {
             info: HeaderInfo {
                 mode,
                 input_features,
@@ -329,15 +335,24 @@ impl<'a> Blob<'a> {
                 layer_count,
             },
             layer_bytes,
+            extensions: Extensions::default(),
             weights,
             total_len: total,
         };
-        // Every layer must decode and nothing may follow the last one.
+        // Every layer must decode, then version 2 has its extensions, and nothing may follow.
         let mut layers = blob.layers();
         for layer in layers.by_ref() {
             layer?;
         }
-        if !layers.rest.is_empty() {
+        let mut rest = layers.rest;
+        if pre.version >= 2 {
+            let (extensions, after) = postcard::take_from_bytes::<Extensions<'a>>(rest)
+                .map_err(|_| LoadError::HeaderDecode)?;
+            check_extensions(&extensions)?;
+            blob.extensions = extensions;
+            rest = after;
+        }
+        if !rest.is_empty() {
             return Err(LoadError::HeaderDecode);
         }
         Ok(blob)
@@ -346,6 +361,11 @@ impl<'a> Blob<'a> {
     /// The fixed part of the header.
     pub fn info(&self) -> HeaderInfo {
         self.info
+    }
+
+    /// The optional header parts of format version 2 (all absent in version 1).
+    pub fn extensions(&self) -> Extensions<'a> {
+        self.extensions
     }
 
     /// The layer descriptions, decoded one at a time.
@@ -389,4 +409,15 @@ impl<'a> Blob<'a> {
     pub fn is_empty(&self) -> bool {
         false
     }
+}
+
+/// Range checks of the extension records, so the detector and text tools can trust them.
+fn check_extensions(extensions: &Extensions<'_>) -> Result<(), LoadError> {
+    if let Some(d) = extensions.detector {
+        crate::detect::check_params(&d)?;
+    }
+    if extensions.vocabulary == Some("") {
+        return Err(LoadError::BadExtension);
+    }
+    Ok(())
 }

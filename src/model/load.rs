@@ -344,6 +344,7 @@ impl<'a, const L: usize> Model<'a, L> {
             head_start,
             repeated_steps,
             reads_tokens,
+            extensions: blob.extensions(),
         })
     }
 }

@@ -19,7 +19,7 @@ mod run;
 
 use crate::cell::quantized::{IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
-use crate::format::{Activation, Merge, QParams, QuantMode};
+use crate::format::{Activation, DetectorParams, Extensions, Merge, QParams, QuantMode};
 use crate::kernels::{F32View, Matrix};
 
 mod sealed {
@@ -254,6 +254,25 @@ pub struct Model<'a, const L: usize = DEFAULT_LAYERS> {
     /// Index of the first layer that reads a single vector (after a recurrent layer with
     /// `return_sequences = false`); `layers.len()` when every layer reads a sequence.
     head_start: usize,
+    /// Format version 2 records (detector parameters, vocabulary).
+    extensions: Extensions<'a>,
+}
+
+impl<'a, const L: usize> Model<'a, L> {
+    /// The anomaly detector parameters stored in the blob, if any (see [`crate::detect`]).
+    pub fn detector_params(&self) -> Option<DetectorParams> {
+        self.extensions.detector
+    }
+
+    /// A text model's characters in token-id order, if the blob stores them.
+    pub fn vocabulary(&self) -> Option<&'a str> {
+        self.extensions.vocabulary
+    }
+
+    /// Every format version 2 record of the blob.
+    pub fn extensions(&self) -> Extensions<'a> {
+        self.extensions
+    }
 }
 
 impl<const L: usize> Model<'_, L> {

@@ -5,9 +5,9 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use edgernn::format::{
-    blob_crc, Activation, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Header, Layer, Merge,
-    NormalizationLayer, Preamble, QuantMode, RecurrentLayer, RepeatLayer, TensorRef, CRC_OFFSET,
-    FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
+    blob_crc, Activation, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Extensions, Header,
+    Layer, Merge, NormalizationLayer, Preamble, QuantMode, RecurrentLayer, RepeatLayer, TensorRef,
+    CRC_OFFSET, FORMAT_VERSION, FORMAT_VERSION_PLAIN, PREAMBLE_LEN, WEIGHT_ALIGN,
 };
 
 /// Options of a recurrent layer, as in Keras.
@@ -352,13 +352,32 @@ impl ModelBuilder {
 /// # Errors
 /// When the blob is too large for the format or refused by the core's loader.
 pub fn write_blob(header: &Header, weights: &[u8]) -> Result<Vec<u8>> {
-    let header_bytes = postcard::to_allocvec(header).context("encoding the header")?;
+    write_blob_with(header, &Extensions::default(), weights)
+}
+
+/// [`write_blob`] with format version 2 records; the blob is version 1 when `extensions` is
+/// empty, so firmware built before version 2 keeps loading models that do not need it.
+///
+/// # Errors
+/// As [`write_blob`].
+pub fn write_blob_with(
+    header: &Header,
+    extensions: &Extensions<'_>,
+    weights: &[u8],
+) -> Result<Vec<u8>> {
+    let mut header_bytes = postcard::to_allocvec(header).context("encoding the header")?;
+    let version = if extensions.is_empty() {
+        FORMAT_VERSION_PLAIN
+    } else {
+        header_bytes.extend(postcard::to_allocvec(extensions).context("encoding the extensions")?);
+        FORMAT_VERSION
+    };
     let header_end = PREAMBLE_LEN + header_bytes.len();
     let weight_offset = header_end.div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
     let total = weight_offset + weights.len();
     let too_big = || anyhow::anyhow!("blob of {total} bytes exceeds the 4 GiB format limit");
     let preamble = Preamble {
-        version: FORMAT_VERSION,
+        version,
         flags: 0,
         total_len: u32::try_from(total).map_err(|_| too_big())?,
         header_len: u32::try_from(header_bytes.len()).map_err(|_| too_big())?,

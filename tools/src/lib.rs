@@ -5,8 +5,11 @@
 pub mod blob_file;
 pub mod builder;
 pub mod cli;
+pub mod detect;
 pub mod import;
 pub mod io;
+pub mod nab;
+mod plot_png;
 pub mod quantize;
 pub mod runner;
 #[cfg(feature = "train")]

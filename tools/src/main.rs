@@ -139,9 +139,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score a directory of detector results (`<category>/<name>.csv` with an anomaly_score
+    /// column) with the Numenta Anomaly Benchmark's windows, for NAB's three profiles.
+    Evaluate {
+        /// The results directory.
+        #[arg(long)]
+        results: PathBuf,
+        /// NAB's labels/combined_windows.json.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Score at this fixed threshold instead of NAB's best one per profile.
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Print one JSON object (with per-file raw scores) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a SimpleRNN/LSTM/GRU model on a CSV time series and write its blob.
     #[cfg(feature = "train")]
     Train(Box<cli::train::TrainArgs>),
+    /// Stream a CSV series through a model's anomaly detector: one score and flag per row.
+    Detect {
+        /// A forecasting model blob with detector parameters (.ern).
+        model: PathBuf,
+        /// CSV with a `timestamp` column and the value column.
+        #[arg(long)]
+        data: PathBuf,
+        /// The value column.
+        #[arg(long, default_value = "value")]
+        column: String,
+        /// Scores CSV to write: timestamp,value,anomaly_score,flag.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also draw the series, the score and the alarms as a PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// NAB combined_windows.json: shade this file's labelled windows in the plot.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
+    /// Run the Numenta Anomaly Benchmark protocol on a NAB-style data directory.
+    #[cfg(feature = "train")]
+    Nab(Box<cli::nab::NabArgs>),
 }
 
 fn main() -> ExitCode {
@@ -221,8 +260,36 @@ fn main() -> ExitCode {
             seconds,
             json,
         }),
+        Command::Evaluate {
+            results,
+            labels,
+            threshold,
+            json,
+        } => cli::evaluate::run(&cli::evaluate::EvaluateOptions {
+            results,
+            labels,
+            threshold,
+            json,
+        }),
         #[cfg(feature = "train")]
         Command::Train(args) => cli::train::run(&args),
+        Command::Detect {
+            model,
+            data,
+            column,
+            output,
+            plot,
+            labels,
+        } => cli::detect::run(&cli::detect::DetectOptions {
+            model,
+            data,
+            column,
+            output,
+            plot,
+            labels,
+        }),
+        #[cfg(feature = "train")]
+        Command::Nab(args) => cli::nab::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,12 @@ struct Report {
     step_scratch_bytes: usize,
     sequence_scratch_bytes: PerWindow,
     layers: Vec<LayerReport>,
+    /// The streaming anomaly detector's parameters (format version 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detector: Option<edgernn::format::DetectorParams>,
+    /// Characters in a text model's vocabulary (format version 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vocabulary_size: Option<usize>,
 }
 
 /// Keras' names for activations.
@@ -91,7 +97,12 @@ fn merge_name(m: Merge) -> &'static str {
     }
 }
 
-fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report, Failure> {
+fn report(
+    path: &Path,
+    model: &Model<'_>,
+    weight_bytes: usize,
+    format_version: u16,
+) -> Result<Report, Failure> {
     let mut layers = Vec::new();
     for index in 0..model.layer_count() {
         let s = model
@@ -133,7 +144,7 @@ fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report,
     let fixed = scratch(0);
     Ok(Report {
         file: path.display().to_string(),
-        format_version: edgernn::format::FORMAT_VERSION,
+        format_version,
         blob_bytes: model.blob_len(),
         weight_bytes,
         mode: mode_name(model.mode()),
@@ -149,6 +160,8 @@ fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report,
             per_step: scratch(1) - fixed,
         },
         layers,
+        detector: model.detector_params(),
+        vocabulary_size: model.vocabulary().map(|v| v.chars().count()),
     })
 }
 
@@ -159,10 +172,12 @@ fn report(path: &Path, model: &Model<'_>, weight_bytes: usize) -> Result<Report,
 pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
     let blob = read_blob(path)?;
     let model = load_model(path, &blob)?;
-    let weight_bytes = edgernn::format::Blob::new_checked(blob.bytes())
-        .map(|b| b.weights().len())
-        .map_err(|e| Failure::input(path, e))?;
-    let r = report(path, &model, weight_bytes)?;
+    let checked =
+        edgernn::format::Blob::new_checked(blob.bytes()).map_err(|e| Failure::input(path, e))?;
+    let version = edgernn::format::Preamble::parse(blob.bytes())
+        .map_err(|e| Failure::input(path, e))?
+        .version;
+    let r = report(path, &model, checked.weights().len(), version)?;
     if json {
         let text =
             serde_json::to_string_pretty(&r).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -237,5 +252,15 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
             "no (Bidirectional or go_backwards layer: needs the whole window)"
         }
     );
+    if let Some(d) = r.detector {
+        println!(
+            "detector: window {}, short-term {} errors, long-term memory {}, warm-up {}, \
+             flag on {} / off {}, refractory {} samples",
+            d.window, d.short_window, d.long_window, d.warmup, d.flag_on, d.flag_off, d.refractory
+        );
+    }
+    if let Some(n) = r.vocabulary_size {
+        println!("vocabulary: {n} characters");
+    }
     Ok(())
 }

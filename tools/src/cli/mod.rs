@@ -1,9 +1,13 @@
 //! The command implementations behind the `edgernn` binary.
 
 pub mod bench;
+pub mod detect;
+pub mod evaluate;
 pub mod export;
 pub mod import;
 pub mod inspect;
+#[cfg(feature = "train")]
+pub mod nab;
 pub mod quantize;
 pub mod run;
 #[cfg(feature = "train")]

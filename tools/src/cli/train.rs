@@ -21,6 +21,9 @@ pub struct TrainArgs {
     /// The blob to write (.ern).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Use only the first N data rows (a probationary period, say); later rows are never read.
+    #[arg(long)]
+    pub rows: Option<usize>,
     /// Input columns, comma-separated names (or 1-based numbers). Default: every numeric
     /// column except the timestamp (and the target when classifying).
     #[arg(long, value_delimiter = ',')]
@@ -91,6 +94,10 @@ pub struct TrainArgs {
     /// Write the loss curve as a PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Attach the streaming anomaly detector's parameters (`edgernn detect`, firmware) to the
+    /// blob; needs a one-feature forecaster with horizon 1.
+    #[arg(long)]
+    pub detector: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +141,7 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, Failure> {
     c.columns.target.clone_from(&a.target);
     c.columns.timestamp.clone_from(&a.timestamp);
     c.window = a.window;
+    c.max_rows = a.rows;
     if let Some(h) = a.horizon {
         c.horizon = h;
     }
@@ -214,10 +222,31 @@ pub fn run(a: &TrainArgs) -> Result<(), Failure> {
         // here, on the main thread, before anything has started another thread.
         std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
     }
-    let outcome = train::train(&cfg).map_err(|e| match e {
+    if a.detector && (cfg.task != Task::Forecast || cfg.horizon != 1) {
+        return Err(Failure::BadInput(
+            "--detector needs --task forecast with --horizon 1 (it scores one-step forecasts)"
+                .into(),
+        ));
+    }
+    let mut outcome = train::train(&cfg).map_err(|e| match e {
         TrainError::Input(m) => Failure::BadInput(m),
         TrainError::Internal(m) => Failure::Internal(m),
     })?;
+    if a.detector {
+        let params = crate::detect::default_params(cfg.window as u32, outcome.report.rows);
+        let attach = |blob: &[u8]| {
+            crate::detect::with_detector(blob, params).map_err(|e| {
+                Failure::input(
+                    &a.data,
+                    format!("--detector: {e:#} (use one feature column)"),
+                )
+            })
+        };
+        outcome.blob = attach(&outcome.blob)?;
+        if let Some(q) = outcome.quantized.take() {
+            outcome.quantized = Some(attach(&q)?);
+        }
+    }
     io::atomic::write_atomic(&a.output, &outcome.blob)?;
     let mut written = vec![a.output.clone()];
     if let (Some(q), Some(mode)) = (&outcome.quantized, &a.quantize) {

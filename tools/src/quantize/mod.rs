@@ -18,7 +18,7 @@ use edgernn::format::{
 };
 
 use crate::blob_file::AlignedBlob;
-use crate::builder::write_blob;
+use crate::builder::write_blob_with;
 use calibrate::{Calibration, Range};
 use weights::WeightWriter;
 
@@ -170,7 +170,7 @@ pub fn quantize(f32_blob: &[u8], windows: &[Vec<f32>], opts: Options) -> Result<
     }
     let cal = Calibration::collect(&header, blob.weights(), windows, opts.percentile)?;
     let (new_header, new_weights) = build(&header, blob.weights(), &cal, opts.mode)?;
-    let quantized = write_blob(&new_header, &new_weights)?;
+    let quantized = write_blob_with(&new_header, &blob.extensions(), &new_weights)?;
     let report = Report::measure(f32_blob, &quantized, windows)?;
     Ok((quantized, report))
 }

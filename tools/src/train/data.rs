@@ -47,6 +47,15 @@ impl Series {
     pub fn width(&self) -> usize {
         self.feature_names.len()
     }
+
+    /// Keeps the first `rows` rows only.
+    pub fn truncate(&mut self, rows: usize) {
+        let rows = rows.min(self.rows);
+        self.rows = rows;
+        self.features.truncate(rows * self.width());
+        self.target.truncate(rows);
+        self.lines.truncate(rows);
+    }
 }
 
 fn bad(path: &Path, what: impl std::fmt::Display) -> String {

@@ -49,6 +49,11 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub data: PathBuf,
+    /// Use only the first this many data rows (a probationary period, say); `None`: all.
+    pub max_rows: Option<usize>,
+    /// Forecast the change of the target from the window's last row instead of its value
+    /// (horizon 1 only): what the anomaly detector's `forecasts_change` models need.
+    pub target_change: bool,
     pub task: Task,
     pub columns: Columns,
     pub window: usize,
@@ -82,6 +87,8 @@ impl TrainConfig {
     pub fn new(data: PathBuf, task: Task) -> Self {
         Self {
             data,
+            max_rows: None,
+            target_change: false,
             task,
             columns: Columns {
                 classify: task == Task::Classify,
@@ -234,6 +241,8 @@ pub struct Outcome {
 /// The prepared data: normalised inputs and targets, and the split.
 struct Prepared {
     series: Series,
+    /// The targets are changes from the previous row (`TrainConfig::target_change`).
+    change: bool,
     split: Split,
     norm: Norm,
     target_norm: Option<Norm>,
@@ -245,7 +254,25 @@ struct Prepared {
 }
 
 fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
-    let series = data::load_csv(&cfg.data, &cfg.columns).map_err(TrainError::Input)?;
+    let mut series = data::load_csv(&cfg.data, &cfg.columns).map_err(TrainError::Input)?;
+    if let Some(rows) = cfg.max_rows {
+        series.truncate(rows);
+    }
+    if cfg.target_change {
+        if cfg.task != Task::Forecast || cfg.horizon != 1 {
+            return Err(TrainError::Input(
+                "forecasting the change needs --task forecast and --horizon 1".into(),
+            ));
+        }
+        // Row t's target becomes its change from row t - 1: the window ending at t - 1
+        // then predicts exactly `value[t] - value[t - 1]`.
+        for t in (1..series.rows).rev() {
+            series.target[t] -= series.target[t - 1];
+        }
+        if let Some(first) = series.target.first_mut() {
+            *first = 0.0;
+        }
+    }
     let split = data::split(series.rows, cfg.window, cfg.horizon, cfg.val_split)
         .map_err(|e| TrainError::Input(format!("{}: {e}", cfg.data.display())))?;
     let norm = Norm::fit(&series.features, series.width(), split.boundary);
@@ -262,6 +289,7 @@ fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
         }
     };
     Ok(Prepared {
+        change: cfg.target_change,
         series,
         split,
         norm,
@@ -352,7 +380,9 @@ fn forecast_metrics(p: &Prepared, ends: &[usize], raw: &[Vec<f32>]) -> Forecast 
     for (&t, o) in ends.iter().zip(raw) {
         let actual = f64::from(p.series.target[t + h]);
         let d = f64::from(o[0]) - actual;
-        let b = f64::from(p.series.target[t]) - actual;
+        // The last-value baseline: no change, or the window's last value.
+        let last = if p.change { 0.0 } else { p.series.target[t] };
+        let b = f64::from(last) - actual;
         ae += d.abs();
         se += d * d;
         bae += b.abs();
