@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 plugin=${1:-/tmp/insncount/libinsncount.so}
 counter=../../shared/tools/qemu-insncount/count-insns.sh
 printf '| example | machine | flash total | model + vectors | runtime code | static RAM | peak stack | instructions/step (first model) |\n|---|---|---:|---:|---:|---:|---:|---:|\n'
-for spec in cortex-m4f-anomaly:thumbv7em-none-eabihf:mps2-an386 cortex-m0-int8:thumbv6m-none-eabi:microbit; do
+for spec in cortex-m4f-anomaly:thumbv7em-none-eabihf:mps2-an386 cortex-m4f-text:thumbv7em-none-eabihf:mps2-an386 cortex-m0-int8:thumbv6m-none-eabi:microbit; do
     IFS=: read -r example target machine <<<"$spec"
     elf="$example/target/$target/release/$example"
     read -r text data bss _ < <(arm-none-eabi-size "$elf" | tail -n 1)

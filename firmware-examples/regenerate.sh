@@ -14,3 +14,16 @@ out=firmware-examples/models
 "$edgernn" export "$f32_model" --vectors "$data" --rust "$out/lstm_classifier_f32.rs"
 "$edgernn" export "$int8_model" --vectors "$data" --rust "$out/lstm_classifier_int8.rs"
 "$edgernn" export "$int8_model" --vectors "$data" --c "$out/lstm_classifier_int8.h"
+
+# The anomaly detector's int8 forecaster (the README demo's model: `edgernn train` on the first
+# 750 readings with --detector --quantize int8, see tools/demo/run.sh) and the host's scores
+# for the first 4,500 readings, which the firmware must reproduce bit for bit.
+"$edgernn" export "$out/machine_temperature_int8.ern" --rust "$out/machine_temperature_int8.rs" \
+    --detect tools/demo/data/machine_temperature_system_failure.csv --detect-rows 4500
+
+# The text example's int8 character model (tools/demo/text/run.sh) and the host's generation
+# for the firmware's prompt and seed, which cortex-m4f-text must reproduce token for token.
+text_model=tools/demo/text/devils-dictionary.int8.ern
+"$edgernn" export "$text_model" --rust "$out/devils_dictionary_int8.rs"
+"$edgernn" generate "$text_model" --prime "DIPLOMACY, n.  " --steps 240 --temperature 0.7 \
+    --seed 1 --rust "$out/devils_dictionary_int8_generation.rs" >/dev/null

@@ -60,6 +60,16 @@
 //! ### [`model`]: layer plans, state, the step and sequence calls
 //! [`Model`] validates a [`format::Header`] against the weight section once and then runs.
 //!
+//! ### [`generate`]: outputs fed back as inputs (vec2seq, encoder-decoder)
+//! A token-by-token (or value-by-value) generation loop over [`Model::step`] with greedy or
+//! temperature sampling from a seeded, integer-only RNG (bit-exact across targets in the
+//! integer modes), and the hand-over of an encoder's final state to a decoder.
+//!
+//! ### [`detect`]: streaming anomaly detection
+//! A fixed-size detector around a one-step forecaster: forecast errors become a likelihood
+//! score in `[0, 1]`, alarms with a refractory period and a hysteresis flag; its parameters
+//! live in the blob.
+//!
 //! ### [`cell`]: the math of one step
 //! SimpleRNN, LSTM, GRU (both reset variants) and Dense, with equations cited from Keras.
 //!
@@ -112,6 +122,7 @@ pub mod cell;
 pub mod detect;
 mod error;
 pub mod format;
+pub mod generate;
 pub mod kernels;
 pub mod math;
 pub mod model;

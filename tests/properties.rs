@@ -364,11 +364,12 @@ fn tampered_blobs_name_the_failed_check() {
     bad[0] = b'X';
     assert_eq!(load(&bad), Err(LoadError::BadMagic));
 
+    // Format version 2 exists (extensions); the first unknown one is 3.
     let mut bad = good.clone();
-    bad[4] = 2;
+    bad[4] = 3;
     assert_eq!(
         load(&reseal(bad)),
-        Err(LoadError::UnsupportedVersion { found: 2 })
+        Err(LoadError::UnsupportedVersion { found: 3 })
     );
 
     let mut bad = good.clone();

@@ -40,7 +40,7 @@ fn tiny(data: PathBuf, task: Task) -> TrainConfig {
     // sharper test than on `temp`, where one f32 ulp of 70 is 7.6e-6.
     let target = match task {
         Task::Forecast => "load",
-        Task::Classify => "state",
+        Task::Classify | Task::NextToken => "state",
     };
     c.columns.target = Some(target.into());
     c.window = 8;

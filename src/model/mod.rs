@@ -273,6 +273,11 @@ impl<'a, const L: usize> Model<'a, L> {
     pub fn extensions(&self) -> Extensions<'a> {
         self.extensions
     }
+
+    /// The layer plans, for the crate's drivers built on the model ([`crate::generate`]).
+    pub(crate) fn plans(&self) -> &[LayerPlan<'a>] {
+        &self.layers
+    }
 }
 
 impl<const L: usize> Model<'_, L> {

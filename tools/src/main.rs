@@ -92,6 +92,13 @@ enum Command {
         /// Embed this input (.npy/.csv) and the host's per-step outputs for it.
         #[arg(long)]
         vectors: Option<PathBuf>,
+        /// Embed this series (CSV with timestamp,value) and the host's anomaly scores for it
+        /// (models with detector parameters).
+        #[arg(long)]
+        detect: Option<PathBuf>,
+        /// Only the first N rows of --detect.
+        #[arg(long)]
+        detect_rows: Option<usize>,
     },
     /// Run a model on an input file and print or save its output.
     Run {
@@ -181,6 +188,8 @@ enum Command {
     /// Run the Numenta Anomaly Benchmark protocol on a NAB-style data directory.
     #[cfg(feature = "train")]
     Nab(Box<cli::nab::NabArgs>),
+    /// Generate text (or values) with a model whose output is fed back as its next input.
+    Generate(Box<cli::generate::GenerateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -194,11 +203,15 @@ fn main() -> ExitCode {
             rust,
             c,
             vectors,
+            detect,
+            detect_rows,
         } => cli::export::run(&cli::export::ExportOptions {
             model,
             rust,
             c,
             vectors,
+            detect,
+            detect_rows,
         }),
         Command::Quantize {
             model,
@@ -290,6 +303,7 @@ fn main() -> ExitCode {
         }),
         #[cfg(feature = "train")]
         Command::Nab(args) => cli::nab::run(&args),
+        Command::Generate(args) => cli::generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

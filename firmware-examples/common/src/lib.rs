@@ -134,3 +134,75 @@ pub fn run_vectors<W: Word, const L: usize>(
     );
     ok
 }
+
+/// Streams `samples` one at a time through a fresh anomaly detector on the model in `blob`,
+/// prints every alarm, and compares every score with the host's `expected` score bit for bit;
+/// returns whether all matched. The detector's updates over the first `BENCH_UPDATES`
+/// samples after its window fills are bracketed by [`bench_start`]/[`bench_stop`].
+pub fn run_detector<W: Word, const L: usize, const N: usize>(
+    blob: &[u8],
+    samples: &[f32],
+    expected: &[f32],
+    state: &mut [W],
+    scratch: &mut [W],
+) -> bool {
+    /// Updates timed by the instruction counter (one bench window per update).
+    const BENCH_UPDATES: usize = 16;
+    let model = match Model::<'_, L>::from_bytes_with_capacity(blob) {
+        Ok(m) => m,
+        Err(e) => {
+            hprintln!("load failed: {}", e);
+            return false;
+        }
+    };
+    let mut detector = match edgernn::detect::Detector::<N>::for_model(&model) {
+        Ok(d) => d,
+        Err(e) => {
+            hprintln!("detector refused the model: {}", e);
+            return false;
+        }
+    };
+    let window = detector.params().window as usize;
+    hprintln!(
+        "detector: {} bytes (window {}), model state {} B + scratch {} B",
+        core::mem::size_of::<edgernn::detect::Detector<N>>(),
+        window,
+        core::mem::size_of_val(state),
+        core::mem::size_of_val(scratch)
+    );
+    let mut mismatches = 0usize;
+    let mut alarms = 0usize;
+    for (t, (&x, &want)) in samples.iter().zip(expected).enumerate() {
+        let timed = (window..window + BENCH_UPDATES).contains(&t);
+        if timed {
+            bench_start();
+        }
+        let result = detector.update(&model, x, state, scratch);
+        if timed {
+            bench_stop();
+        }
+        let d = match result {
+            Ok(d) => d,
+            Err(e) => {
+                hprintln!("sample {}: {}", t, e);
+                return false;
+            }
+        };
+        if d.score.to_bits() != want.to_bits() {
+            mismatches += 1;
+        }
+        if d.alarm {
+            alarms += 1;
+            hprintln!("alarm at sample {}: value {}, score {}", t, x, d.score);
+        }
+    }
+    hprintln!(
+        "{} samples through the detector, {} alarms; scores bit-identical to the host: {} ({} differ), {}",
+        samples.len(),
+        alarms,
+        mismatches == 0,
+        mismatches,
+        if mismatches == 0 { "MATCH" } else { "MISMATCH" }
+    );
+    mismatches == 0
+}

@@ -1,7 +1,9 @@
 //! Streams the bundled sensor windows through an int8 (integer-only) model one sample at a
 //! time on a Cortex-M0 without FPU, prints every output, checks it bit for bit against the
-//! host's output for the same blob and input, and exits 0 on a match (1 otherwise). Runs under
-//! QEMU (`cargo run --release`) or on a board with probe-rs.
+//! host's output for the same blob and input; then runs the anomaly detector (int8 LSTM
+//! forecaster, soft-float statistics) over 4,500 readings of a real machine-temperature sensor
+//! and checks every score against the host's bit for bit. Exits 0 when everything matched (1
+//! otherwise). Runs under QEMU (`cargo run --release`) or on a board with probe-rs.
 
 #![no_std]
 #![no_main]
@@ -12,6 +14,8 @@ use panic_semihosting as _;
 
 #[path = "../../models/lstm_classifier_int8.rs"]
 mod model;
+#[path = "../../models/machine_temperature_int8.rs"]
+mod detector_model;
 
 /// Integer models must reproduce the host's outputs bit for bit.
 const TOLERANCE: f32 = 0.0;
@@ -30,6 +34,18 @@ fn main() -> ! {
         &mut [model::Word::default(); model::STEP_SCRATCH_LEN],
         &mut [0.0; model::OUTPUT_WIDTH],
     );
+    let ok = ok
+        && firmware_common::run_detector::<
+            detector_model::Word,
+            { detector_model::LAYERS },
+            { detector_model::DETECT_WINDOW },
+        >(
+            &detector_model::MODEL.0,
+            &detector_model::DETECT_SAMPLES,
+            &detector_model::DETECT_SCORES,
+            &mut [detector_model::Word::default(); detector_model::STATE_LEN],
+            &mut [detector_model::Word::default(); detector_model::STEP_SCRATCH_LEN],
+        );
     hprintln!(
         "stack high-water: {} bytes",
         firmware_common::stack_high_water()

@@ -1,6 +1,9 @@
 //! Streams the bundled sensor windows through the model one sample at a time (f32, then the
 //! same model quantized to int8), prints every output, checks it against the host's output for
-//! the same blob and input, and exits 0 on a match (1 otherwise). Runs under QEMU (`cargo run --release`) or on a board with probe-rs.
+//! the same blob and input; then runs the anomaly detector with an int8 LSTM forecaster over
+//! 4,500 readings of a real machine-temperature sensor (NAB), prints its alarms and checks every
+//! score against the host's bit for bit. Exits 0 when everything matched (1 otherwise). Runs
+//! under QEMU (`cargo run --release`) or on a board with probe-rs.
 
 #![no_std]
 #![no_main]
@@ -13,6 +16,8 @@ use panic_semihosting as _;
 mod model;
 #[path = "../../models/lstm_classifier_int8.rs"]
 mod model_int8;
+#[path = "../../models/machine_temperature_int8.rs"]
+mod detector_model;
 
 /// f32 results must match the host within `|d| / max(1, |expected|)`; they are usually
 /// bit-identical (same code, no fused multiply-add).
@@ -44,6 +49,19 @@ fn main() -> ! {
             &mut [model_int8::Word::default(); model_int8::STATE_LEN],
             &mut [model_int8::Word::default(); model_int8::STEP_SCRATCH_LEN],
             &mut [0.0; model_int8::OUTPUT_WIDTH],
+        );
+    // The anomaly detector on the device: int8 model, f32 statistics, bit-exact with the host.
+    let ok = ok
+        && firmware_common::run_detector::<
+            detector_model::Word,
+            { detector_model::LAYERS },
+            { detector_model::DETECT_WINDOW },
+        >(
+            &detector_model::MODEL.0,
+            &detector_model::DETECT_SAMPLES,
+            &detector_model::DETECT_SCORES,
+            &mut [detector_model::Word::default(); detector_model::STATE_LEN],
+            &mut [detector_model::Word::default(); detector_model::STEP_SCRATCH_LEN],
         );
     hprintln!(
         "stack high-water: {} bytes",

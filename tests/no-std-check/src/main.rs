@@ -4,17 +4,22 @@
 //! With the `prove-no-panic` feature the panic handler calls a function that exists nowhere,
 //! so the link fails if any panic path is reachable from loading a blob (any bytes: the blob
 //! goes through `black_box`), `step()` or the sequence call, in the float and integer
-//! arithmetics.
+//! arithmetics, or from generation (`edgernn::generate`: value and token feedback, sampling,
+//! the encoder-to-decoder state hand-over).
 
 #![no_std]
 #![no_main]
 
 use core::hint::black_box;
 
+use edgernn::generate::{start_decoder, Generator, Sampling};
 use edgernn::model::Word;
 use edgernn::Model;
 
 static MODEL: &[u8] = edgernn::include_blob!("../../../tools/demo/lstm_classifier.ern");
+/// A text model (Embedding, LSTM, softmax over its vocabulary) for the token path.
+static TEXT_MODEL: &[u8] =
+    edgernn::include_blob!("../../../tools/demo/text/devils-dictionary.int8.ern");
 
 /// Steps once and runs a three-step window with buffers of word type `W`.
 fn exercise<W: Word>(model: &Model<'_>) -> u32 {
@@ -29,16 +34,44 @@ fn exercise<W: Word>(model: &Model<'_>) -> u32 {
     let stepped = model.step(&input[..features], state, &mut scratch, &mut out);
     let window = model.run_sequence(&input, state, &mut scratch, &mut out);
     black_box(out);
-    u32::from(stepped.is_ok()) + u32::from(window.is_ok())
+    let handed_over = start_decoder(model, &mut [W::default(); 32], model, state);
+    u32::from(stepped.is_ok()) + u32::from(window.is_ok()) + u32::from(handed_over.is_ok())
+}
+
+/// Generates a few steps: values fed back, or tokens sampled at a temperature.
+fn generate<W: Word>(model: &Model<'_>) -> u32 {
+    let mut state = [W::default(); 512];
+    let mut scratch = [W::default(); 2048];
+    let mut out = [0f32; 256];
+    let state = &mut state[..model.state_len().min(512)];
+    model.reset_state(state);
+    let sampling = Sampling::with_temperature(black_box(0.7)).unwrap_or(Sampling::Greedy);
+    let Ok(mut g) = Generator::new(model, state, &mut scratch, &mut out, sampling, black_box(7))
+    else {
+        return 0;
+    };
+    let primed = if model.reads_tokens() {
+        g.prime(&black_box([1u32, 2, 3]))
+    } else {
+        g.prime_values(&black_box([0.5f32, -0.25, 1.0]))
+    };
+    let mut n = u32::from(primed.is_ok());
+    for _ in 0..4 {
+        n += u32::from(g.next_token().is_ok()) + u32::from(g.next_values().is_ok());
+    }
+    n
 }
 
 /// The entry point the linker looks for; there is no C runtime in between.
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
-    let code = match Model::from_bytes(black_box(MODEL)) {
-        Ok(model) => exercise::<f32>(&model) + exercise::<i32>(&model),
+    let mut code = match Model::from_bytes(black_box(MODEL)) {
+        Ok(model) => exercise::<f32>(&model) + exercise::<i32>(&model) + generate::<f32>(&model),
         Err(_) => 100,
     };
+    if let Ok(model) = Model::from_bytes(black_box(TEXT_MODEL)) {
+        code += generate::<i32>(&model) + generate::<f32>(&model);
+    }
     black_box(code);
     loop {
         core::hint::spin_loop();

@@ -222,6 +222,14 @@ fn time_with<W: Word>(
     let steps = options.steps;
     let streams = options.streams;
     let xs = inputs(steps * features);
+    // Token models read ids: the same numbers spread over the vocabulary.
+    let xs = match model.layer_summary(0).map(|s| s.kind) {
+        Some(edgernn::LayerKind::Embedding { vocab }) => xs
+            .iter()
+            .map(|&v| ((((v + 1.0) * 0.5 * vocab as f32) as usize).min(vocab - 1)) as f32)
+            .collect(),
+        _ => xs,
+    };
     let mut states: Vec<Vec<W>> = (0..streams)
         .map(|_| {
             let mut s = vec![W::default(); model.state_len()];

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod detect;
 pub mod evaluate;
 pub mod export;
+pub mod generate;
 pub mod import;
 pub mod inspect;
 #[cfg(feature = "train")]

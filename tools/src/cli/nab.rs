@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use edgernn::format::{Cell, DetectorParams};
+use edgernn::format::{Cell, DetectorParams, QuantMode};
 
 use super::detect::{labels_key, read_series, write_scores};
 use super::{load_model, Failure};
@@ -48,6 +48,10 @@ pub struct NabArgs {
     pub learning_rate: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Run the detector on a quantized model (int8, int16 or int8-weights), calibrated on the
+    /// probationary rows, as a microcontroller would.
+    #[arg(long)]
+    pub quantize: Option<String>,
     /// Train the models to forecast the change from the last sample rather than the value.
     #[arg(long)]
     pub change: bool,
@@ -150,6 +154,17 @@ fn train_config(a: &NabArgs, data: &Path, rows: usize) -> Result<TrainConfig, Fa
     c.learning_rate = a.learning_rate;
     c.seed = a.seed;
     c.progress = false;
+    c.quantize = match a.quantize.as_deref() {
+        None => None,
+        Some("int8") => Some(QuantMode::Int8),
+        Some("int16") => Some(QuantMode::Int16),
+        Some("int8-weights") => Some(QuantMode::Int8Weights),
+        Some(other) => {
+            return Err(Failure::BadInput(format!(
+                "--quantize {other}: expected int8, int16 or int8-weights"
+            )))
+        }
+    };
     Ok(c)
 }
 
@@ -176,7 +191,8 @@ fn process(a: &NabArgs, data: &Path) -> Result<FileResult, Failure> {
                     train::TrainError::Input(m) => Failure::BadInput(m),
                     train::TrainError::Internal(m) => Failure::Internal(m),
                 })?;
-            (outcome.blob, Some(started.elapsed().as_secs_f64()))
+            let blob = outcome.quantized.unwrap_or(outcome.blob);
+            (blob, Some(started.elapsed().as_secs_f64()))
         }
     };
     let blob = detect::with_detector(&blob, params)
@@ -237,6 +253,8 @@ pub fn run(a: &NabArgs) -> Result<(), Failure> {
             edgernn::detect::MAX_SHORT_WINDOW
         )));
     }
+    // Option errors before any work (the configuration does not depend on the file).
+    train_config(a, &a.data, 0)?;
     let files = find_files(&a.data)?;
     // Recurrent models this small train fastest on one thread; files run side by side instead.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {

@@ -1,5 +1,5 @@
-//! `edgernn train`: a CSV time series to a trained, verified blob (and optionally a quantized
-//! one), with a report.
+//! `edgernn train`: a CSV time series (or a text) to a trained, verified blob (and optionally a
+//! quantized one), with a report.
 
 use std::path::PathBuf;
 
@@ -12,12 +12,23 @@ use crate::train::{self, OptimizerKind, Task, TrainConfig, TrainError};
 /// The options of `edgernn train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// CSV file with a header row; rows are time steps in order.
+    /// CSV file with a header row; rows are time steps in order. For --task next-token, a
+    /// UTF-8 text file; for --task classify with --text, a CSV with one text per row.
     #[arg(long)]
     pub data: PathBuf,
-    /// forecast (the target `--horizon` rows ahead) or classify (class ids 0..N-1).
+    /// forecast (the target `--horizon` rows ahead), classify (class ids 0..N-1; with --text,
+    /// of each row's text), or next-token (a character model of a text file: Embedding ->
+    /// recurrent -> Dense softmax, vocabulary stored in the blob, for `edgernn generate`).
     #[arg(long, default_value = "forecast")]
     pub task: String,
+    /// Classify text: the CSV column holding each row's text (the label column is --target,
+    /// default `label`, class ids 0..N-1). Texts are read as characters, the last --window
+    /// kept, shorter ones left-padded with token 0 (U+0000).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Text models: the Embedding's output width.
+    #[arg(long, default_value_t = 16)]
+    pub embedding: usize,
     /// The blob to write (.ern).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -134,8 +145,20 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, Failure> {
     let task = match a.task.as_str() {
         "forecast" => Task::Forecast,
         "classify" => Task::Classify,
-        other => return Err(option_error("--task", other, "forecast or classify")),
+        "next-token" => Task::NextToken,
+        other => {
+            return Err(option_error(
+                "--task",
+                other,
+                "forecast, classify or next-token",
+            ))
+        }
     };
+    if a.text.is_some() && task != Task::Classify {
+        return Err(Failure::BadInput(
+            "--text is for --task classify (next-token reads the whole file as text)".into(),
+        ));
+    }
     let mut c = TrainConfig::new(a.data.clone(), task);
     c.columns.features.clone_from(&a.features);
     c.columns.target.clone_from(&a.target);
@@ -198,6 +221,8 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, Failure> {
         }
     };
     c.progress = !a.quiet;
+    c.text.clone_from(&a.text);
+    c.embedding = a.embedding;
     Ok(c)
 }
 
@@ -308,10 +333,28 @@ fn print_report(r: &train::Report, written: &[PathBuf]) {
             "validation: accuracy {:.4}   majority-class baseline {:.4}",
             c.accuracy, c.baseline_accuracy
         );
-        println!("confusion (rows: actual, columns: predicted):");
+        if !c.confusion.is_empty() {
+            println!("confusion (rows: actual, columns: predicted):");
+        }
         for (i, row) in c.confusion.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|n| format!("{n:>6}")).collect();
             println!("  {i:>3} {}", cells.join(""));
+        }
+    }
+    if let Some(t) = &r.text {
+        println!(
+            "vocabulary: {} characters, embedding {}{}",
+            t.vocabulary_size,
+            t.embedding_dim,
+            t.bits_per_char
+                .map(|b| format!("; validation {b:.3} bits per character"))
+                .unwrap_or_default()
+        );
+        if let (Some(prompt), Some(sample)) = (&t.sample_prompt, &t.sample) {
+            println!(
+                "sample (temperature 1, seed {}): {prompt:?} -> {sample:?}",
+                r.seed
+            );
         }
     }
     println!(

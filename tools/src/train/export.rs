@@ -35,9 +35,19 @@ fn keras(d: &Direction) -> Result<KerasWeights> {
 /// # Errors
 /// The builder's shape checks (a bug if they fire) and candle's errors.
 pub fn build_blob(net: &Net, inputs: &Norm, target: Option<&Norm>) -> Result<Vec<u8>> {
-    let spec = &net.spec;
-    let mut b = ModelBuilder::new(spec.inputs);
+    let mut b = ModelBuilder::new(net.spec.inputs);
     b.normalization(&inputs.mean, &inputs.variance)?;
+    push_network(&mut b, net, target)?;
+    b.build()
+}
+
+/// Appends the recurrent stack and the Dense layers of `net` to `b` (after whatever input
+/// layer the caller put first: Normalization, or Embedding for text models).
+///
+/// # Errors
+/// As [`build_blob`].
+pub fn push_network(b: &mut ModelBuilder, net: &Net, target: Option<&Norm>) -> Result<()> {
+    let spec = &net.spec;
     let last = net.recurrent.len().saturating_sub(1);
     for (i, layer) in net.recurrent.iter().enumerate() {
         let backward = match &layer.backward {
@@ -76,5 +86,5 @@ pub fn build_blob(net: &Net, inputs: &Norm, target: Option<&Norm>) -> Result<Vec
         }
         b.dense(d.units, activation, &kernel, Some(&bias))?;
     }
-    b.build()
+    Ok(())
 }

@@ -5,6 +5,8 @@
 //! - [`model`]: the network in candle ops, the runtime's equations exactly, seeded init.
 //! - [`export`]: the blob (Normalization first, target de-normalisation folded in).
 //! - [`plot`]: the loss-curve PNG.
+//! - [`text`]: text tasks (next character, text classification): vocabularies, token windows,
+//!   the Embedding network, with their own data and report parts.
 //!
 //! Every run checks itself: the exported blob is run by the core on the validation windows
 //! and its largest difference from candle's outputs is reported (`parity_max_scaled_error`).
@@ -13,6 +15,7 @@ pub mod data;
 pub mod export;
 pub mod model;
 pub mod plot;
+pub mod text;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,8 +36,12 @@ use model::{Net, NetSpec, Rng};
 pub enum Task {
     /// The target `horizon` rows after the window's last row (MSE on normalised values).
     Forecast,
-    /// The class id of the target at the window's last row plus `horizon` (cross-entropy).
+    /// The class id of the target at the window's last row plus `horizon` (cross-entropy);
+    /// with [`TrainConfig::text`], the class of a row's text ([`text`]).
     Classify,
+    /// The next character of a text file ([`text`]).
+    #[serde(rename = "next-token")]
+    NextToken,
 }
 
 /// The optimizer (both candle's `AdamW`; Adam is AdamW without weight decay).
@@ -80,6 +87,10 @@ pub struct TrainConfig {
     pub quantize: Option<QuantMode>,
     /// Print a progress line per epoch on stderr.
     pub progress: bool,
+    /// Text classification: the CSV column holding each row's text ([`text`]).
+    pub text: Option<String>,
+    /// Text models: the Embedding's output width.
+    pub embedding: usize,
 }
 
 impl TrainConfig {
@@ -113,6 +124,8 @@ impl TrainConfig {
             seed: 0,
             quantize: None,
             progress: true,
+            text: None,
+            embedding: 16,
         }
     }
 }
@@ -225,6 +238,9 @@ pub struct Report {
     pub blob_bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantized: Option<QuantizedReport>,
+    /// Text models: vocabulary, bits per character, a generated sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<text::TextReport>,
 }
 
 /// A finished run.
@@ -283,7 +299,7 @@ fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
             let y = t.apply(&series.target);
             (Some(t), 1, y)
         }
-        Task::Classify => {
+        Task::Classify | Task::NextToken => {
             let classes = data::class_count(&series).map_err(TrainError::Input)?;
             (None, classes, series.target.clone())
         }
@@ -331,7 +347,7 @@ impl Prepared {
                 let v: Vec<f32> = ends.iter().map(|&t| self.y[t + h]).collect();
                 Tensor::from_vec(v, (ends.len(), 1), &Device::Cpu)
             }
-            Task::Classify => {
+            Task::Classify | Task::NextToken => {
                 let v: Vec<u32> = ends.iter().map(|&t| self.y[t + h] as u32).collect();
                 Tensor::from_vec(v, ends.len(), &Device::Cpu)
             }
@@ -359,7 +375,7 @@ fn loss_of(task: Task, p: &Prepared, ends: &[usize], outputs: &[Vec<f32>]) -> f6
         .zip(outputs)
         .map(|(&t, o)| match task {
             Task::Forecast => (f64::from(o[0]) - f64::from(p.y[t + h])).powi(2),
-            Task::Classify => {
+            Task::Classify | Task::NextToken => {
                 let max = o.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 let lse = o
                     .iter()
@@ -397,7 +413,7 @@ fn forecast_metrics(p: &Prepared, ends: &[usize], raw: &[Vec<f32>]) -> Forecast 
     }
 }
 
-fn argmax(v: &[f32]) -> usize {
+pub(crate) fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
@@ -434,7 +450,7 @@ fn classification_metrics(p: &Prepared, ends: &[usize], probs: &[Vec<f32>]) -> C
     }
 }
 
-fn mode_name(mode: QuantMode) -> &'static str {
+pub(crate) fn mode_name(mode: QuantMode) -> &'static str {
     match mode {
         QuantMode::Int8 => "int8",
         QuantMode::Int16 => "int16",
@@ -457,7 +473,7 @@ fn run_blob(blob: &[u8], windows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, TrainErr
         .collect()
 }
 
-fn format_duration(seconds: f64) -> String {
+pub(crate) fn format_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -477,7 +493,7 @@ struct Fit {
 
 /// Rescales the gradients when their global L2 norm exceeds `max_norm` (Keras' and
 /// PyTorch's `clipnorm` over all variables).
-fn clip_gradients(
+pub(crate) fn clip_gradients(
     grads: &mut candle_core::backprop::GradStore,
     vars: &[candle_core::Var],
     max_norm: f64,
@@ -534,7 +550,7 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
             let out = net.forward(&x, true)?;
             let loss = match cfg.task {
                 Task::Forecast => candle_nn::loss::mse(&out, &target)?,
-                Task::Classify => candle_nn::loss::cross_entropy(&out, &target)?,
+                Task::Classify | Task::NextToken => candle_nn::loss::cross_entropy(&out, &target)?,
             };
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
@@ -642,6 +658,9 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
             mode_name(cfg.quantize.unwrap_or(QuantMode::Int8))
         ));
     }
+    if cfg.task == Task::NextToken || cfg.text.is_some() {
+        return text::train(cfg);
+    }
     let p = prepare(cfg)?;
     if cfg.task == Task::Classify
         && cfg.horizon == 0
@@ -702,7 +721,9 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         );
     let (forecast, classification) = match cfg.task {
         Task::Forecast => (Some(forecast_metrics(&p, ends, &val_outputs)), None),
-        Task::Classify => (None, Some(classification_metrics(&p, ends, &val_outputs))),
+        Task::Classify | Task::NextToken => {
+            (None, Some(classification_metrics(&p, ends, &val_outputs)))
+        }
     };
 
     let (quantized, quantized_report) = match cfg.quantize {
@@ -771,6 +792,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         parity_max_scaled_error: parity,
         blob_bytes: blob.len(),
         quantized: quantized_report,
+        text: None,
     };
     Ok(Outcome {
         blob,

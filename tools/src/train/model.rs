@@ -220,13 +220,61 @@ impl Net {
     /// # Errors
     /// candle's shape errors.
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
-        let p = |v: &Var| {
-            if track {
-                v.as_tensor().clone()
-            } else {
-                v.as_tensor().detach()
+        let steps = x.dim(0)?;
+        let seq = self.recurrent_steps(x, track)?;
+        // The last layer returns one vector (`return_sequences=False`): the forward
+        // direction's last step and, for Bidirectional, the backward direction's final state,
+        // which is its output at step 0.
+        let y = match self.recurrent.last() {
+            Some(Recurrent {
+                backward: Some(_), ..
+            }) => {
+                let h = self.spec.units;
+                let last = seq[steps - 1].narrow(1, 0, h)?;
+                let first = seq[0].narrow(1, h, h)?;
+                Tensor::cat(&[&last, &first], 1)?
             }
+            _ => seq[steps - 1].clone(),
         };
+        self.head(y, track)
+    }
+
+    /// The head's output after every time step, `[time * batch, outputs]` (time-major rows):
+    /// what the exported blob outputs after each step of a stream. For next-token training,
+    /// where every position of a window predicts the token after it. Unidirectional stacks
+    /// only (a backward direction's output at a step depends on later steps).
+    ///
+    /// # Errors
+    /// candle's shape errors.
+    pub fn forward_every_step(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        let seq = self.recurrent_steps(x, track)?;
+        self.head(Tensor::cat(&seq, 0)?, track)
+    }
+
+    fn param(v: &Var, track: bool) -> Tensor {
+        if track {
+            v.as_tensor().clone()
+        } else {
+            v.as_tensor().detach()
+        }
+    }
+
+    /// The Dense layers on `y` `[rows, width]`: relu hidden layers, a linear output.
+    fn head(&self, mut y: Tensor, track: bool) -> Result<Tensor> {
+        let p = |v: &Var| Self::param(v, track);
+        let hidden = self.dense.len().saturating_sub(1);
+        for (i, d) in self.dense.iter().enumerate() {
+            y = y.matmul(&p(&d.kernel))?.broadcast_add(&p(&d.bias))?;
+            if i < hidden {
+                y = y.relu()?;
+            }
+        }
+        Ok(y)
+    }
+
+    /// The recurrent stack's output at every step, `[batch, width]` each.
+    fn recurrent_steps(&self, x: &Tensor, track: bool) -> Result<Vec<Tensor>> {
+        let p = |v: &Var| Self::param(v, track);
         let steps = x.dim(0)?;
         let mut seq: Vec<Tensor> = (0..steps).map(|t| x.i(t)).collect::<Result<_>>()?;
         for layer in &self.recurrent {
@@ -243,28 +291,7 @@ impl Net {
                 None => fwd,
             };
         }
-        // The last layer returns one vector (`return_sequences=False`): the forward
-        // direction's last step and, for Bidirectional, the backward direction's final state,
-        // which is its output at step 0.
-        let mut y = match self.recurrent.last() {
-            Some(Recurrent {
-                backward: Some(_), ..
-            }) => {
-                let h = self.spec.units;
-                let last = seq[steps - 1].narrow(1, 0, h)?;
-                let first = seq[0].narrow(1, h, h)?;
-                Tensor::cat(&[&last, &first], 1)?
-            }
-            _ => seq[steps - 1].clone(),
-        };
-        let hidden = self.dense.len().saturating_sub(1);
-        for (i, d) in self.dense.iter().enumerate() {
-            y = y.matmul(&p(&d.kernel))?.broadcast_add(&p(&d.bias))?;
-            if i < hidden {
-                y = y.relu()?;
-            }
-        }
-        Ok(y)
+        Ok(seq)
     }
 
     /// Runs one direction of a recurrent layer over the steps `xs` (each `[batch, input]`);
