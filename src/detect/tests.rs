@@ -2,10 +2,10 @@
 //! the last sample of the window), whose errors are easy to reason about.
 
 use super::*;
-use crate::format::{
-    blob_crc, Activation, Cell, DirectionWeights, Extensions, Header, Layer, Preamble, QuantMode,
-    RecurrentLayer, TensorRef, CRC_OFFSET, FORMAT_VERSION, PREAMBLE_LEN, WEIGHT_ALIGN,
-};
+use std::boxed::Box;
+
+use crate::format::test_blob::{blob, Buf, Weights};
+use crate::format::{Activation, Cell, DirectionWeights, Extensions, Layer, RecurrentLayer};
 
 fn params() -> DetectorParams {
     DetectorParams {
@@ -20,12 +20,9 @@ fn params() -> DetectorParams {
     }
 }
 
-/// A 16-byte aligned buffer holding the naive forecaster with `detector` in its header.
-#[repr(C, align(16))]
-struct Buf([u8; 256]);
-
-fn naive_forecaster(detector: Option<DetectorParams>) -> (Buf, usize) {
-    let tensor = |offset, len| TensorRef { offset, len };
+/// The naive forecaster with `detector` in its header.
+fn naive_forecaster(detector: Option<DetectorParams>) -> (Box<Buf>, usize) {
+    let mut weights = Weights::default();
     let layer = Layer::Recurrent(RecurrentLayer {
         cell: Cell::SimpleRnn,
         units: 1,
@@ -35,8 +32,8 @@ fn naive_forecaster(detector: Option<DetectorParams>) -> (Buf, usize) {
         go_backwards: false,
         bidirectional: None,
         forward: DirectionWeights {
-            kernel: tensor(0, 1),
-            recurrent_kernel: tensor(16, 1),
+            kernel: weights.push(&[1.0]),
+            recurrent_kernel: weights.push(&[0.0]),
             bias: None,
             recurrent_bias: None,
             kernel_scale: None,
@@ -46,51 +43,11 @@ fn naive_forecaster(detector: Option<DetectorParams>) -> (Buf, usize) {
         backward: None,
         quant: None,
     });
-    let mut layers = heapless::Vec::new();
-    assert!(layers.push(layer).is_ok());
-    let header = Header {
-        mode: QuantMode::F32,
-        input_features: 1,
-        input_quant: None,
-        layers,
-    };
-    let mut buf = Buf([0; 256]);
-    let mut header_len = postcard::to_slice(&header, &mut buf.0[PREAMBLE_LEN..])
-        .expect("header fits")
-        .len();
     let extensions = Extensions {
         detector,
         vocabulary: None,
     };
-    let version = if extensions.is_empty() {
-        1
-    } else {
-        header_len += postcard::to_slice(&extensions, &mut buf.0[PREAMBLE_LEN + header_len..])
-            .expect("extensions fit")
-            .len();
-        FORMAT_VERSION
-    };
-    let weight_offset = (PREAMBLE_LEN + header_len).div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
-    let weights: [f32; 5] = [1.0, 0.0, 0.0, 0.0, 0.0];
-    for (i, w) in weights.iter().enumerate() {
-        let at = weight_offset + 4 * i;
-        buf.0[at..at + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    let total = weight_offset + 20;
-    let preamble = Preamble {
-        version,
-        flags: 0,
-        total_len: total as u32,
-        header_len: header_len as u32,
-        weight_offset: weight_offset as u32,
-        weight_len: 20,
-        crc: 0,
-        reserved: 0,
-    };
-    buf.0[..PREAMBLE_LEN].copy_from_slice(&preamble.to_bytes());
-    let crc = blob_crc(&buf.0[..total]);
-    buf.0[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-    (buf, total)
+    blob(1, &[layer], &weights, extensions)
 }
 
 /// Runs `samples` through a fresh detector and returns every detection.

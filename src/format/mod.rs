@@ -70,6 +70,8 @@
 
 pub mod crc32;
 pub mod header;
+#[cfg(test)]
+pub(crate) mod test_blob;
 
 pub use header::{
     Activation, Cell, DenseLayer, DenseQuant, DetectorParams, DirectionWeights, EmbeddingLayer,

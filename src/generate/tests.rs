@@ -7,85 +7,23 @@ use std::vec;
 use std::vec::Vec;
 
 use super::*;
+use crate::format::test_blob::{Buf, Weights};
 use crate::format::{
-    blob_crc, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Extensions, Header, Layer,
-    Preamble, QuantMode, RecurrentLayer, TensorRef, CRC_OFFSET, FORMAT_VERSION, PREAMBLE_LEN,
-    WEIGHT_ALIGN,
+    Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Extensions, Layer, RecurrentLayer,
 };
 
-/// A 16-byte aligned blob buffer.
-#[repr(C, align(16))]
-struct Buf([u8; 4096]);
-
-/// Weight values collected while the layers are described.
-#[derive(Default)]
-struct Weights(Vec<f32>);
-
-impl Weights {
-    /// Appends `values` at a 16-byte aligned offset.
-    fn push(&mut self, values: &[f32]) -> TensorRef {
-        while !self.0.len().is_multiple_of(WEIGHT_ALIGN / 4) {
-            self.0.push(0.0);
-        }
-        let offset = (self.0.len() * 4) as u32;
-        self.0.extend_from_slice(values);
-        TensorRef {
-            offset,
-            len: values.len() as u32,
-        }
-    }
-}
-
-/// A blob of `layers` (f32) with a hand-written preamble, as `tests/format.rs` specifies it.
+/// A blob of `layers` (f32), with a vocabulary when given.
 fn blob(
     input_features: u32,
     layers: &[Layer],
     weights: &Weights,
     vocabulary: Option<&str>,
 ) -> (Box<Buf>, usize) {
-    let header = Header {
-        mode: QuantMode::F32,
-        input_features,
-        input_quant: None,
-        layers: layers.iter().copied().collect(),
-    };
-    let mut buf = Box::new(Buf([0; 4096]));
-    let mut header_len = postcard::to_slice(&header, &mut buf.0[PREAMBLE_LEN..])
-        .expect("header fits")
-        .len();
     let extensions = Extensions {
         detector: None,
         vocabulary,
     };
-    let version = if extensions.is_empty() {
-        1
-    } else {
-        header_len += postcard::to_slice(&extensions, &mut buf.0[PREAMBLE_LEN + header_len..])
-            .expect("extensions fit")
-            .len();
-        FORMAT_VERSION
-    };
-    let weight_offset = (PREAMBLE_LEN + header_len).div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
-    for (i, w) in weights.0.iter().enumerate() {
-        let at = weight_offset + 4 * i;
-        buf.0[at..at + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    let weight_len = 4 * weights.0.len();
-    let total = weight_offset + weight_len;
-    let preamble = Preamble {
-        version,
-        flags: 0,
-        total_len: total as u32,
-        header_len: header_len as u32,
-        weight_offset: weight_offset as u32,
-        weight_len: weight_len as u32,
-        crc: 0,
-        reserved: 0,
-    };
-    buf.0[..PREAMBLE_LEN].copy_from_slice(&preamble.to_bytes());
-    let crc = blob_crc(&buf.0[..total]);
-    buf.0[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-    (buf, total)
+    crate::format::test_blob::blob(input_features, layers, weights, extensions)
 }
 
 fn direction(

@@ -15,19 +15,21 @@
 //! to `y` last. The order depends only on the number of columns, never on alignment or on
 //! where the row sits in its block.
 //!
-//! Integer sums: int8 weights are widened to i16 and multiplied with the codes (checked to fit
-//! i16, as int8 and int16 modes guarantee; otherwise the generic kernel runs) by `vpmaddwd`,
-//! whose pair sums are at most `2 * 128 * 32768 = 2^23`. Lanes are flushed to i64 every
-//! `CHUNK` (2048) columns (at most `CHUNK / 16 * 2^23 + 2^23 < 2^31` per lane), so the result is the
-//! exact sum, the same bits as the generic kernel.
+//! Integer sums: the codes are packed to i16 once per call (checked to fit, as int8 and int16
+//! modes guarantee; otherwise the generic kernel runs), int8 weights are widened to i16, and
+//! `vpmaddwd` multiplies them, its pair sums at most `2 * 128 * 32768 = 2^23`. Lanes are
+//! widened to i64 every `PACK` (512) columns (at most `PACK / 16 * 2^23 + 2^23 < 2^31` per
+//! lane), so the result is the exact sum, the same bits as the generic kernel.
 
 use core::arch::x86_64::*;
 
 use crate::format::Activation;
 use crate::kernels::{generic, F32View, Kernels};
 
-/// Columns accumulated in i32 lanes before flushing to i64 (see the module docs).
-const CHUNK: usize = 2048;
+/// Integer columns packed to i16 and accumulated in i32 lanes at a time before the sums are
+/// widened to i64 (see the module docs): one pass over the rows per this many columns (a whole
+/// LSTM(256) row in one), and a stack buffer small enough to clear cheaply per call.
+const PACK: usize = 512;
 
 /// The AVX2 table: every entry overridden.
 static TABLE: Kernels = Kernels {
@@ -78,14 +80,34 @@ fn avx2_matvec_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f32]
 fn avx2_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     count();
     let cols = x.len();
-    // Codes outside i16 never come from the integer modes; keep them exact the slow way.
-    if cols == 0 || x.iter().any(|&v| i32::from(v as i16) != v) {
-        generic::dot_rows_i8(weights, x, out);
+    if cols == 0 {
+        out.fill(0);
         return;
     }
-    // SAFETY: as in `avx2_matvec_f32`: only reachable after the AVX2 + FMA check; every `x`
-    // value fits i16 (checked just above).
-    unsafe { dot_rows_i8(weights, x, out) }
+    let rows = out.len().min(weights.len() / cols);
+    let mut packed = [0i16; PACK];
+    let mut start = 0;
+    // Column chunks of at most PACK: the codes are packed to i16 once per chunk (not once per
+    // row block), and the partial sums of the chunks are added in i64.
+    while start < cols {
+        let end = cols.min(start + PACK);
+        let codes = &x[start..end];
+        let lanes = &mut packed[..codes.len()];
+        let mut fits = true;
+        for (p, &v) in lanes.iter_mut().zip(codes) {
+            *p = v as i16;
+            fits &= i32::from(*p) == v;
+        }
+        if !fits {
+            // Codes outside i16 never come from the integer modes; keep them exact the slow way.
+            generic::dot_rows_i8(weights, x, out);
+            return;
+        }
+        // SAFETY: as in `avx2_matvec_f32`: only reachable after the AVX2 + FMA check; `rows`
+        // rows of `cols` weights exist, and `lanes` holds columns `start..end`.
+        unsafe { dot_rows_i8_chunk(weights, cols, start, lanes, &mut out[..rows], start == 0) }
+        start = end;
+    }
 }
 
 /// Lane mask for the last `tail` (0..8) columns of a row: lanes `< tail` set.
@@ -288,30 +310,6 @@ unsafe fn matvec_i8w(w: &[u8], scales: &[u8], x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// 16 codes at `p` (i32, each fitting i16) packed to i16 in order.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_codes16(p: *const i32) -> __m256i {
-    // SAFETY: the caller guarantees 16 readable values at `p`.
-    let (a, b) = unsafe {
-        (
-            _mm256_loadu_si256(p.cast()),
-            _mm256_loadu_si256(p.add(8).cast()),
-        )
-    };
-    // packs interleaves 128-bit halves: [a0-3 b0-3 a4-7 b4-7]; restore the order.
-    _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b))
-}
-
-/// 8 codes at `p` packed to i16 in order.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_codes8(p: *const i32) -> __m128i {
-    // SAFETY: the caller guarantees 8 readable values at `p`.
-    let (a, b) = unsafe { (_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(4).cast())) };
-    _mm_packs_epi32(a, b)
-}
-
 /// The exact i64 sum of 8 i32 lanes plus 4 more.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -323,65 +321,62 @@ fn hsum_i32_to_i64(a: __m256i, b: __m128i) -> i64 {
     _mm_cvtsi128_si64(s).wrapping_add(_mm_extract_epi64::<1>(s))
 }
 
-/// `out[r] = sum_c W[r, c] * x[c]`, exact.
+/// `out[r] (=|+=) sum_{c in start..start + codes.len()} W[r, c] * codes[c - start]`, exact:
+/// assigns on the first chunk of columns, adds on later ones.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA, and every `x` value must fit i16 (`packs` would saturate
-/// others).
+/// The CPU must support AVX2 and FMA; `w` must hold `out.len()` rows of `cols` values and
+/// `start + codes.len() <= cols`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_rows_i8(w: &[u8], x: &[i32], out: &mut [i64]) {
-    let cols = x.len();
-    if cols == 0 {
-        out.fill(0);
-        return;
-    }
-    let rows = out.len().min(w.len() / cols);
-    let xp = x.as_ptr();
+unsafe fn dot_rows_i8_chunk(
+    w: &[u8],
+    cols: usize,
+    start: usize,
+    codes: &[i16],
+    out: &mut [i64],
+    first: bool,
+) {
+    let rows = out.len();
+    let n = codes.len();
+    let xp = codes.as_ptr();
     let wp = w.as_ptr();
     let mut r = 0;
-    // Bounds: rows `r..r + 4` (or `r`) are `< rows`, so `r * cols + cols <= w.len()`; column
-    // loads read `c..c + 16` (or `+ 8`) values with that end `<= cols`.
+    // Bounds: rows `r..r + block` are `< rows`, so row `r + k` starts at `(r + k) * cols` with
+    // `cols` readable bytes; column loads read `c..c + 16` (or `+ 8`) with that end `<= n`.
     while r < rows {
         let block = if r + 4 <= rows { 4 } else { 1 };
-        let mut sums = [0i64; 4];
-        let mut start = 0;
-        while start < cols {
-            let end = cols.min(start + CHUNK);
-            let mut acc = [_mm256_setzero_si256(); 4];
-            let mut acc8 = [_mm_setzero_si128(); 4];
-            let mut c = start;
-            // SAFETY: see "Bounds" above.
-            unsafe {
-                while c + 16 <= end {
-                    let xv = load_codes16(xp.add(c));
-                    for (k, a) in acc.iter_mut().enumerate().take(block) {
-                        let wb = _mm_loadu_si128(wp.add((r + k) * cols + c).cast());
-                        let wv = _mm256_cvtepi8_epi16(wb);
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(wv, xv));
-                    }
-                    c += 16;
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut acc8 = [_mm_setzero_si128(); 4];
+        let mut c = 0;
+        // SAFETY: see "Bounds" above.
+        unsafe {
+            while c + 16 <= n {
+                let xv = _mm256_loadu_si256(xp.add(c).cast());
+                for (k, a) in acc.iter_mut().enumerate().take(block) {
+                    let wb = _mm_loadu_si128(wp.add((r + k) * cols + start + c).cast());
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_cvtepi8_epi16(wb), xv));
                 }
-                if c + 8 <= end {
-                    let xv = load_codes8(xp.add(c));
-                    for (k, a) in acc8.iter_mut().enumerate().take(block) {
-                        let wb = _mm_loadl_epi64(wp.add((r + k) * cols + c).cast());
-                        *a = _mm_add_epi32(*a, _mm_madd_epi16(_mm_cvtepi8_epi16(wb), xv));
-                    }
-                    c += 8;
-                }
+                c += 16;
             }
-            for k in 0..block {
-                let mut s = hsum_i32_to_i64(acc[k], acc8[k]);
-                for (cc, &xv) in x.iter().enumerate().take(end).skip(c) {
-                    // SAFETY: see "Bounds" above (`cc < end <= cols`).
-                    let wv = unsafe { *wp.add((r + k) * cols + cc) } as i8;
-                    s += i64::from(wv) * i64::from(xv);
+            if c + 8 <= n {
+                let xv = _mm_loadu_si128(xp.add(c).cast());
+                for (k, a) in acc8.iter_mut().enumerate().take(block) {
+                    let wb = _mm_loadl_epi64(wp.add((r + k) * cols + start + c).cast());
+                    *a = _mm_add_epi32(*a, _mm_madd_epi16(_mm_cvtepi8_epi16(wb), xv));
                 }
-                sums[k] += s;
+                c += 8;
             }
-            start = end;
         }
-        out[r..r + block].copy_from_slice(&sums[..block]);
+        for k in 0..block {
+            let mut sum = hsum_i32_to_i64(acc[k], acc8[k]);
+            for cc in c..n {
+                // SAFETY: see "Bounds" above (`cc < n`).
+                let (wv, xv) = unsafe { (*wp.add((r + k) * cols + start + cc) as i8, *xp.add(cc)) };
+                sum += i64::from(wv) * i64::from(xv);
+            }
+            let o = &mut out[r + k];
+            *o = if first { sum } else { *o + sum };
+        }
         r += block;
     }
 }
