@@ -79,9 +79,10 @@
 //!
 //! ### [`kernels`]: matrix-vector products and gate activations
 //! A complete generic table (the scalar reference, always compiled) that per-architecture
-//! tables override: AVX2 + FMA on x86_64, picked at run time with `std` or at compile time
-//! from the target features. Integer kernels give the same bits everywhere; float kernels may
-//! round differently from the reference, but one process always runs one table.
+//! tables override: NEON on aarch64 (always there), AVX2 + FMA on x86_64 (picked at run time
+//! with `std`, or at compile time from the target features). Integer kernels give the same
+//! bits everywhere; float kernels may round differently from the reference, but one process
+//! always runs one table.
 //!
 //! ### [`math`]: activations
 //! Keras 3 definitions on `f32`, via `libm`.

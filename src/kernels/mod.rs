@@ -4,8 +4,9 @@
 //!
 //! A [`Kernels`] table names one implementation of every kernel. [`GENERIC`] is complete and
 //! always compiles (`generic/`, the reference every other kernel is tested against);
-//! per-architecture modules (`<arch>/<isa>/`, e.g. `x86_64/avx2/`) build a table that starts
-//! from it and overrides entries. [`active`] picks the best table the CPU can run:
+//! per-architecture modules (`<arch>/<isa>/`, e.g. `x86_64/avx2/`, `aarch64/neon/`) build a
+//! table that starts from it and overrides entries. [`active`] picks the best table the CPU can
+//! run:
 //!
 //! * with the `std` feature (host tools), by runtime detection (`is_x86_feature_detected!`),
 //!   done once and cached in an atomic;
@@ -29,6 +30,10 @@ pub mod generic;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub mod x86_64;
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[allow(unsafe_code)]
+pub mod aarch64;
 
 #[cfg(test)]
 mod tests;
@@ -254,6 +259,9 @@ pub fn active() -> &'static Kernels {
     if let Some(k) = x86_64::best() {
         return k;
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    return &aarch64::neon::TABLE;
+    #[allow(unreachable_code)]
     &GENERIC
 }
 

@@ -399,6 +399,26 @@ macro_rules! conformance {
 conformance!(generic, "generic", Some(&crate::kernels::GENERIC));
 #[cfg(target_arch = "x86_64")]
 conformance!(avx2, "avx2", crate::kernels::x86_64::avx2::kernels());
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
+
+/// On aarch64 the dispatcher hands out the NEON table, and the model's entry points call it.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[test]
+fn neon_path_runs_on_aarch64() {
+    use core::sync::atomic::Ordering;
+    assert_eq!(super::kernel_name(), "neon");
+    let before = super::aarch64::neon::CALLS.load(Ordering::Relaxed);
+    let w: Vec<u8> = [1.0f32; 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut y = [0.0f32; 2];
+    super::matvec_acc(&super::Matrix::F32(F32View::new(&w)), &[1.0; 8], &mut y);
+    assert_eq!(y, [8.0, 8.0]);
+    let mut dots = [0i64; 2];
+    super::dot_rows_i8(&[1u8; 16], &[3; 8], &mut dots);
+    assert_eq!(dots, [24, 24]);
+    let after = super::aarch64::neon::CALLS.load(Ordering::Relaxed);
+    assert!(after >= before + 2, "NEON kernels were not called");
+}
 
 /// The dispatcher must hand out the AVX2 table on a CPU that has AVX2 + FMA, and the model's
 /// cells must then actually run it (the AVX2 kernels count their calls in test builds).
