@@ -35,6 +35,10 @@ pub mod x86_64;
 #[allow(unsafe_code)]
 pub mod aarch64;
 
+#[cfg(all(target_arch = "arm", edgernn_arm_dsp))]
+#[allow(unsafe_code)]
+pub mod arm;
+
 #[cfg(test)]
 mod tests;
 
@@ -261,6 +265,8 @@ pub fn active() -> &'static Kernels {
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     return &aarch64::neon::TABLE;
+    #[cfg(all(target_arch = "arm", edgernn_arm_dsp))]
+    return &arm::dsp::TABLE;
     #[allow(unreachable_code)]
     &GENERIC
 }
