@@ -27,3 +27,10 @@ text_model=tools/demo/text/devils-dictionary.int8.ern
 "$edgernn" export "$text_model" --rust "$out/devils_dictionary_int8.rs"
 "$edgernn" generate "$text_model" --prime "DIPLOMACY, n.  " --steps 240 --temperature 0.7 \
     --seed 1 --rust "$out/devils_dictionary_int8_generation.rs" >/dev/null
+
+# cortex-m4f-minimal's int8 LSTM(32) + Dense forecaster (`edgernn train --data
+# tools/demo/data/machine_temperature_system_failure.csv --features value --target value
+# --timestamp timestamp --units 32 --window 24 --rows 2000 --epochs 20 --quantize int8`) and the
+# host's outputs for 96 later readings, which the firmware must reproduce bit for bit.
+"$edgernn" export "$out/machine_temperature_lstm32_int8.ern" \
+    --vectors "$out/machine_temperature_window.csv" --rust "$out/machine_temperature_lstm32_int8.rs"

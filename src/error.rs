@@ -52,6 +52,74 @@ pub enum LoadError {
     /// A format version 2 extension (detector parameters, vocabulary) is out of range or does
     /// not fit the model.
     BadExtension,
+    /// The blob needs a part of edgernn that this build leaves out (a Cargo feature turned
+    /// off to save flash): its quantization mode (`layer` is `None`) or layer `layer`.
+    FeatureDisabled { feature: Feature, layer: Option<u8> },
+}
+
+/// A part of the runtime behind a Cargo feature of the same name (see the crate docs).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Feature {
+    /// `float`: the F32 and Int8Weights modes.
+    Float,
+    /// `integer`: the Int8 and Int16 modes.
+    Integer,
+    /// `simple-rnn`: SimpleRNN cells.
+    SimpleRnn,
+    /// `lstm`: LSTM cells.
+    Lstm,
+    /// `gru`: GRU cells.
+    Gru,
+    /// `whole-window`: Bidirectional, `go_backwards` and RepeatVector layers.
+    WholeWindow,
+    /// `embedding`: Embedding layers.
+    Embedding,
+    /// `softmax`: softmax Dense layers.
+    Softmax,
+}
+
+impl Feature {
+    /// The Cargo feature's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Float => "float",
+            Self::Integer => "integer",
+            Self::SimpleRnn => "simple-rnn",
+            Self::Lstm => "lstm",
+            Self::Gru => "gru",
+            Self::WholeWindow => "whole-window",
+            Self::Embedding => "embedding",
+            Self::Softmax => "softmax",
+        }
+    }
+
+    /// Whether this build has it. A constant, so code behind a disabled feature is removed.
+    pub const fn enabled(self) -> bool {
+        match self {
+            Self::Float => cfg!(feature = "float"),
+            Self::Integer => cfg!(feature = "integer"),
+            Self::SimpleRnn => cfg!(feature = "simple-rnn"),
+            Self::Lstm => cfg!(feature = "lstm"),
+            Self::Gru => cfg!(feature = "gru"),
+            Self::WholeWindow => cfg!(feature = "whole-window"),
+            Self::Embedding => cfg!(feature = "embedding"),
+            Self::Softmax => cfg!(feature = "softmax"),
+        }
+    }
+
+    /// `Ok` when enabled, else [`LoadError::FeatureDisabled`] for `layer`.
+    pub(crate) const fn require(self, layer: Option<u8>) -> Result<(), LoadError> {
+        if self.enabled() {
+            Ok(())
+        } else {
+            Err(LoadError::FeatureDisabled {
+                feature: self,
+                layer,
+            })
+        }
+    }
 }
 
 impl fmt::Display for LoadError {
@@ -112,6 +180,16 @@ impl fmt::Display for LoadError {
             ),
             Self::BadExtension => {
                 f.write_str("detector parameters or vocabulary out of range for this model")
+            }
+            Self::FeatureDisabled { feature, layer } => {
+                if let Some(layer) = layer {
+                    write!(f, "layer {layer}: ")?;
+                }
+                write!(
+                    f,
+                    "needs edgernn's `{}` feature, which this build leaves out",
+                    feature.name()
+                )
             }
         }
     }

@@ -112,6 +112,25 @@
 //! * `std`: links `std` to detect SIMD support (AVX2 + FMA) at run time, once, cached; for
 //!   hosts and gateways. Without it SIMD kernels are chosen at compile time
 //!   (`-C target-feature=+avx2,+fma`). No other cost.
+//!
+//! The rest are on by default and only exist so that firmware can leave out what its models
+//! do not use (`default-features = false, features = ["integer", "lstm"]` for an int8 LSTM +
+//! Dense model: see the README's Firmware section for what that saves). A blob that needs a
+//! part the build left out is refused by the loader with [`LoadError::FeatureDisabled`]
+//! naming the [`Feature`], never run with a wrong answer. Dense and Normalization layers are
+//! always in.
+//!
+//! * `float`: the `F32` and `Int8Weights` modes (f32 arithmetic, `libm`'s `expf`/`tanhf`).
+//! * `integer`: the `Int8` and `Int16` modes (the activation tables, requantization).
+//! * `simple-rnn`, `lstm`, `gru`: the recurrent cells.
+//! * `whole-window`: Bidirectional, `go_backwards` and RepeatVector layers and the
+//!   layer-by-layer sequence call they need (without it the `Model` value is smaller too).
+//! * `embedding`: Embedding layers (token models).
+//! * `softmax`: softmax Dense layers (classifiers, token models): f32 softmax and the integer
+//!   one with its 514-byte exp table.
+//! * `detect`: the anomaly detector (`detect`); without it the loader drops a blob's detector
+//!   parameters and [`Model::detector_params`] answers `None`.
+//! * `generate`: generation with outputs fed back (`generate`).
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -120,16 +139,18 @@
 extern crate std;
 
 pub mod cell;
+#[cfg(feature = "detect")]
 pub mod detect;
 mod error;
 pub mod format;
+#[cfg(feature = "generate")]
 pub mod generate;
 pub mod kernels;
 pub mod math;
 pub mod model;
 pub mod quant;
 
-pub use error::{LoadError, RunError};
+pub use error::{Feature, LoadError, RunError};
 pub use model::{LayerKind, LayerSummary, Model};
 
 /// Most layers a model may have.

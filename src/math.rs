@@ -45,7 +45,8 @@ pub fn apply(activation: Activation, x: f32) -> f32 {
 pub fn apply_slice(activation: Activation, values: &mut [f32]) {
     match activation {
         Activation::Linear => {}
-        Activation::Softmax => softmax_in_place(values),
+        // Refused at load without its feature (then treated as linear here, never reached).
+        Activation::Softmax if cfg!(feature = "softmax") => softmax_in_place(values),
         _ => {
             for v in values.iter_mut() {
                 *v = apply(activation, *v);

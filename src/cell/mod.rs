@@ -62,13 +62,20 @@ impl CellSpec {
     /// model checks every length before calling, so that path is never taken.
     pub fn step(&self, w: &DirectionViews<'_>, x: &[f32], state: &mut [f32], scratch: &mut [f32]) {
         let units = self.units;
+        // As in the integer cells: a cell whose feature is off compiles to nothing here and
+        // is refused at load.
         match self.cell {
-            Cell::SimpleRnn => simple_rnn::step(self.activation, w, x, state, scratch),
-            Cell::Lstm => {
+            Cell::SimpleRnn if cfg!(feature = "simple-rnn") => {
+                simple_rnn::step(self.activation, w, x, state, scratch);
+            }
+            Cell::Lstm if cfg!(feature = "lstm") => {
                 let (h, c) = state.split_at_mut(units.min(state.len()));
                 lstm::step(self, w, x, h, c, scratch);
             }
-            Cell::Gru { reset_after } => gru::step(self, reset_after, w, x, state, scratch),
+            Cell::Gru { reset_after } if cfg!(feature = "gru") => {
+                gru::step(self, reset_after, w, x, state, scratch);
+            }
+            _ => {}
         }
     }
 }

@@ -1,20 +1,21 @@
 //! CRC-32 (IEEE 802.3, reflected polynomial `0xEDB88320`, init and final XOR `0xFFFFFFFF`):
 //! the same checksum as zlib, PNG and `zip`, so any tool can verify a blob.
 //!
-//! A 1 KiB table built at compile time: about 8x faster than the bitwise loop, which matters
-//! when a Cortex-M0 checks a large blob at boot.
+//! A 16-entry table (64 bytes, one lookup per 4 bits) built at compile time: about 4x faster
+//! than the bitwise loop, which matters when a Cortex-M0 checks a large blob at boot, for a
+//! fifteenth of the flash of the classic 256-entry (1 KiB) table, which is only 2x faster again.
 
 const POLY: u32 = 0xEDB8_8320;
 
-const TABLE: [u32; 256] = build_table();
+const TABLE: [u32; 16] = build_table();
 
-const fn build_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const fn build_table() -> [u32; 16] {
+    let mut table = [0u32; 16];
     let mut n = 0;
-    while n < 256 {
+    while n < 16 {
         let mut c = n as u32;
         let mut k = 0;
-        while k < 8 {
+        while k < 4 {
             c = if c & 1 != 0 { POLY ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
@@ -46,7 +47,9 @@ impl Crc32 {
     pub fn update(&mut self, bytes: &[u8]) {
         let mut c = self.state;
         for &b in bytes {
-            c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+            c ^= u32::from(b);
+            c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
+            c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
         }
         self.state = c;
     }

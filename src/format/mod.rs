@@ -48,6 +48,9 @@
 //! recurrent scale or reset scale (0 0 0 0), no backward weights (0), no integer parameters
 //! (0). Postcard writes integers as LEB128 varints (`i32` zig-zag encoded), `f32` as 4
 //! little-endian bytes, enums as their variant index and `Option` as 0, or 1 and the value.
+//! The tools write the header with postcard; the core reads it with a small hand-written
+//! decoder of exactly this schema (tested to accept and refuse the same bytes as postcard),
+//! which takes a third of the flash of serde's generic one.
 //! Each tensor starts at a 16-byte offset in the weight section; its element type follows
 //! from the mode and its role (see [`DirectionWeights`] and [`crate::quant`]).
 //!
@@ -72,6 +75,7 @@ pub mod crc32;
 pub mod header;
 #[cfg(test)]
 pub(crate) mod test_blob;
+mod wire;
 
 pub use header::{
     Activation, Cell, DenseLayer, DenseQuant, DetectorParams, DirectionWeights, EmbeddingLayer,
@@ -248,9 +252,10 @@ impl Iterator for LayerIter<'_> {
             return None;
         }
         self.left -= 1;
-        match postcard::take_from_bytes::<Layer>(self.rest) {
-            Ok((layer, rest)) => {
-                self.rest = rest;
+        let mut reader = wire::Reader::new(self.rest);
+        match reader.layer() {
+            Ok(layer) => {
+                self.rest = reader.rest();
                 Some(Ok(layer))
             }
             Err(_) => {
@@ -320,11 +325,11 @@ impl<'a> Blob<'a> {
             .ok_or(LoadError::BadLayout)?;
         // The wire format of `Header`: its three leading fields, then the layer list as a
         // varint length and the layers.
-        let ((mode, input_features, input_quant), rest) =
-            postcard::take_from_bytes::<(QuantMode, u32, Option<QParams>)>(header_bytes)
-                .map_err(|_| LoadError::HeaderDecode)?;
-        let (count, layer_bytes) =
-            postcard::take_from_bytes::<u32>(rest).map_err(|_| LoadError::HeaderDecode)?;
+        let mut reader = wire::Reader::new(header_bytes);
+        let (mode, input_features, input_quant) =
+            reader.prefix().map_err(|_| LoadError::HeaderDecode)?;
+        let count = reader.u32().map_err(|_| LoadError::HeaderDecode)?;
+        let layer_bytes = reader.rest();
         let layer_count = count as usize;
         if layer_count > MAX_LAYERS {
             return Err(LoadError::LayerCount { found: count });
@@ -348,11 +353,11 @@ impl<'a> Blob<'a> {
         }
         let mut rest = layers.rest;
         if pre.version >= 2 {
-            let (extensions, after) = postcard::take_from_bytes::<Extensions<'a>>(rest)
-                .map_err(|_| LoadError::HeaderDecode)?;
-            check_extensions(&extensions)?;
+            let mut reader = wire::Reader::new(rest);
+            let mut extensions = reader.extensions().map_err(|_| LoadError::HeaderDecode)?;
+            check_extensions(&mut extensions)?;
             blob.extensions = extensions;
-            rest = after;
+            rest = reader.rest();
         }
         if !rest.is_empty() {
             return Err(LoadError::HeaderDecode);
@@ -414,7 +419,14 @@ impl<'a> Blob<'a> {
 }
 
 /// Range checks of the extension records, so the detector and text tools can trust them.
-fn check_extensions(extensions: &Extensions<'_>) -> Result<(), LoadError> {
+fn check_extensions(extensions: &mut Extensions<'_>) -> Result<(), LoadError> {
+    // A build without the detector drops its parameters unread: `Model::detector_params`
+    // then answers `None`, as for a blob without them.
+    #[cfg(not(feature = "detect"))]
+    {
+        extensions.detector = None;
+    }
+    #[cfg(feature = "detect")]
     if let Some(d) = extensions.detector {
         crate::detect::check_params(&d)?;
     }

@@ -2,12 +2,12 @@
 //! weight bound is checked here, once, so that running never has to.
 
 use super::{
-    DensePlan, DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model, NormalizationPlan,
-    RecurrentPlan, Table,
+    runs_integer, DensePlan, DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model,
+    NormalizationPlan, RecurrentPlan, Table,
 };
 use crate::cell::quantized::{is_bounded, IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
-use crate::error::{sat_u32, LoadError};
+use crate::error::{sat_u32, Feature, LoadError};
 use crate::format::{
     Activation, Blob, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Layer, Merge, QParams,
     QuantMode, RecurrentLayer, TensorRef,
@@ -101,11 +101,13 @@ impl<'a> Ctx<'a> {
         input_width: usize,
     ) -> Result<DirWeights<'a>, LoadError> {
         let rows = cell.gates() * units;
-        if self.mode.is_integer() {
+        if runs_integer(self.mode) {
             return self
                 .int_direction(d, cell, units, input_width)
                 .map(DirWeights::Int);
         }
+        // Refused earlier without the feature; a constant error then, which drops the rest.
+        Feature::Float.require(Some(self.layer))?;
         let recurrent_bias = match (cell, d.recurrent_bias) {
             (_, None) => None,
             (Cell::Gru { reset_after: true }, Some(t)) => Some(self.f32s(t, rows)?),
@@ -206,6 +208,12 @@ impl<'a, const L: usize> Model<'a, L> {
     pub fn from_blob(blob: &Blob<'a>) -> Result<Self, LoadError> {
         let info = blob.info();
         let mode = info.mode;
+        let arithmetic = if mode.is_integer() {
+            Feature::Integer
+        } else {
+            Feature::Float
+        };
+        arithmetic.require(None)?;
         let count = info.layer_count;
         if count == 0 || count > MAX_LAYERS.min(L) {
             return Err(LoadError::LayerCount {
@@ -254,7 +262,11 @@ impl<'a, const L: usize> Model<'a, L> {
                     let spec = plan.spec;
                     state_len += spec.state_len() * plan.directions();
                     max_units = max_units.max(spec.units);
-                    max_cell_scratch = max_cell_scratch.max(spec.scratch_len());
+                    let cell_scratch = match &plan.int {
+                        Some(int) => int.scratch_len(),
+                        None => spec.scratch_len(),
+                    };
+                    max_cell_scratch = max_cell_scratch.max(cell_scratch);
                     streamable &= plan.merge.is_none() && !plan.go_backwards;
                     if !plan.return_sequences {
                         is_sequence = false;
@@ -289,6 +301,7 @@ impl<'a, const L: usize> Model<'a, L> {
                     )
                 }
                 Layer::Embedding(e) => {
+                    Feature::Embedding.require(Some(ctx.layer))?;
                     if index != 0 || input_features != 1 {
                         return Err(LoadError::BadPlacement { layer: ctx.layer });
                     }
@@ -299,6 +312,7 @@ impl<'a, const L: usize> Model<'a, L> {
                     LayerPlan::Embedding(plan)
                 }
                 Layer::RepeatVector(r) => {
+                    Feature::WholeWindow.require(Some(ctx.layer))?;
                     if is_sequence {
                         return Err(LoadError::BadPlacement { layer: ctx.layer });
                     }
@@ -355,11 +369,24 @@ fn recurrent_plan<'a>(
     input_width: usize,
     state_offset: usize,
 ) -> Result<RecurrentPlan<'a>, LoadError> {
+    let layer = Some(ctx.layer);
+    match r.cell {
+        Cell::SimpleRnn => Feature::SimpleRnn,
+        Cell::Lstm => Feature::Lstm,
+        Cell::Gru { .. } => Feature::Gru,
+    }
+    .require(layer)?;
+    if r.bidirectional.is_some() || r.go_backwards {
+        Feature::WholeWindow.require(layer)?;
+    }
     let units = ctx.width(r.units)?;
     if !cell_activation_ok(r.activation) || !cell_activation_ok(r.recurrent_activation) {
         return Err(LoadError::BadActivation { layer: ctx.layer });
     }
     let unsupported = LoadError::Unsupported { layer: ctx.layer };
+    // Checked in every build; kept only with `whole-window` (Bidirectional was refused above
+    // otherwise, so it is the empty default).
+    #[cfg_attr(not(feature = "whole-window"), allow(unused_variables))]
     let backward = match (r.bidirectional, &r.backward) {
         (None, None) => DirWeights::default(),
         // Keras allows a Bidirectional around a go_backwards layer (it then flips the backward
@@ -424,6 +451,7 @@ fn recurrent_plan<'a>(
         go_backwards: r.go_backwards,
         merge: r.bidirectional,
         forward,
+        #[cfg(feature = "whole-window")]
         backward,
         state_offset,
         int,
@@ -459,8 +487,11 @@ fn dense_plan<'a>(
     input_width: usize,
 ) -> Result<DensePlan<'a>, LoadError> {
     let units = ctx.width(d.units)?;
+    if d.activation == Activation::Softmax {
+        Feature::Softmax.require(Some(ctx.layer))?;
+    }
     let kernel_len = units.checked_mul(input_width).ok_or(ctx.shape())?;
-    let weights = if ctx.mode.is_integer() {
+    let weights = if runs_integer(ctx.mode) {
         let q = d
             .quant
             .ok_or(LoadError::BadQuantization { layer: ctx.layer })?;
@@ -479,6 +510,7 @@ fn dense_plan<'a>(
             hi,
         })
     } else {
+        Feature::Float.require(Some(ctx.layer))?;
         if d.quant.is_some() {
             return Err(LoadError::BadQuantization { layer: ctx.layer });
         }
@@ -492,4 +524,67 @@ fn dense_plan<'a>(
         activation: d.activation,
         weights,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::format::test_blob::{blob, Weights};
+    use crate::format::{
+        Activation, Cell, DirectionWeights, Extensions, Layer, RecurrentLayer, TensorRef,
+    };
+    use crate::{Feature, LoadError, Model};
+
+    /// The worked example of the format docs: an f32 SimpleRNN(1).
+    fn simple_rnn_blob() -> (std::boxed::Box<crate::format::test_blob::Buf>, usize) {
+        let mut w = Weights::default();
+        let mut tensor = |values: &[f32]| -> TensorRef { w.push(values) };
+        let forward = DirectionWeights {
+            kernel: tensor(&[2.0, 3.0]),
+            recurrent_kernel: tensor(&[-0.1]),
+            bias: Some(tensor(&[0.0])),
+            recurrent_bias: None,
+            kernel_scale: None,
+            recurrent_scale: None,
+            reset_scale: None,
+        };
+        let layer = Layer::Recurrent(RecurrentLayer {
+            cell: Cell::SimpleRnn,
+            units: 1,
+            activation: Activation::Relu,
+            recurrent_activation: Activation::Sigmoid,
+            return_sequences: true,
+            go_backwards: false,
+            bidirectional: None,
+            forward,
+            backward: None,
+            quant: None,
+        });
+        blob(2, &[layer], &w, Extensions::default())
+    }
+
+    /// A build without a part the blob needs refuses it at load and names the feature (CI
+    /// runs these tests with every feature and with only `integer` and `lstm`).
+    #[test]
+    fn left_out_features_are_refused_by_name() {
+        let (buf, len) = simple_rnn_blob();
+        let loaded = Model::from_bytes(&buf.0[..len]).map(|_| ());
+        let expected = if !cfg!(feature = "float") {
+            Err(LoadError::FeatureDisabled {
+                feature: Feature::Float,
+                layer: None,
+            })
+        } else if !cfg!(feature = "simple-rnn") {
+            Err(LoadError::FeatureDisabled {
+                feature: Feature::SimpleRnn,
+                layer: Some(0),
+            })
+        } else {
+            Ok(())
+        };
+        assert_eq!(loaded, expected);
+        if let Err(e) = expected {
+            let message = std::format!("{e}");
+            assert!(message.contains("feature"), "{message}");
+        }
+    }
 }

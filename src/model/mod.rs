@@ -22,6 +22,18 @@ use crate::cell::{CellSpec, DirectionViews};
 use crate::format::{Activation, DetectorParams, Extensions, Merge, QParams, QuantMode};
 use crate::kernels::{F32View, Matrix};
 
+/// Whether this build runs `mode` in integer arithmetic. A constant `false` without the
+/// `integer` feature (and [`runs_float`] without `float`), so branches on it let the compiler
+/// drop the other arithmetic's code; the loader refuses modes this build does not run.
+pub(crate) const fn runs_integer(mode: QuantMode) -> bool {
+    cfg!(feature = "integer") && mode.is_integer()
+}
+
+/// Whether this build runs `mode` in f32 arithmetic (see [`runs_integer`]).
+pub(crate) const fn runs_float(mode: QuantMode) -> bool {
+    cfg!(feature = "float") && !mode.is_integer()
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -104,6 +116,9 @@ pub(crate) struct RecurrentPlan<'a> {
     pub go_backwards: bool,
     pub merge: Option<Merge>,
     pub forward: DirWeights<'a>,
+    /// Bidirectional layers' backward weights: only with `whole-window`, the feature that runs
+    /// them (56 bytes of every layer's plan in the `Model` value on a 32-bit MCU).
+    #[cfg(feature = "whole-window")]
     pub backward: DirWeights<'a>,
     pub state_offset: usize,
     /// Integer modes.
@@ -274,7 +289,8 @@ impl<'a, const L: usize> Model<'a, L> {
         self.extensions
     }
 
-    /// The layer plans, for the crate's drivers built on the model ([`crate::generate`]).
+    /// The layer plans, for the crate's drivers built on the model (`crate::generate`).
+    #[cfg_attr(not(feature = "generate"), allow(dead_code))]
     pub(crate) fn plans(&self) -> &[LayerPlan<'a>] {
         &self.layers
     }

@@ -4,8 +4,8 @@
 //! integer cells differ only in what a layer step computes.
 
 use super::{
-    DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model, NormalizationPlan, RecurrentPlan,
-    Table, Word,
+    runs_float, runs_integer, DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model,
+    NormalizationPlan, RecurrentPlan, Table, Word,
 };
 use crate::cell::dense;
 use crate::error::{sat_u32, RunError};
@@ -291,6 +291,9 @@ impl<const L: usize> Model<'_, L> {
         let Some(LayerPlan::Embedding(e)) = self.layers.first() else {
             return Ok(());
         };
+        if !cfg!(feature = "embedding") {
+            return Ok(());
+        }
         match xs
             .iter()
             .position(|&v| !(v >= 0.0 && v < e.vocab as f32 && v == libm::truncf(v)))
@@ -342,7 +345,7 @@ impl<const L: usize> Model<'_, L> {
         let scratch = need(scratch, self.step_scratch_len())?;
         let all = self.layers.len();
         if let (Some(state), Some(scratch)) = (W::as_f32(state), W::as_f32(&mut *scratch)) {
-            if !self.mode.is_integer() {
+            if runs_float(self.mode) {
                 let y = self.step_layers::<Float>(x, state, scratch, all);
                 copy_into(out, y);
                 return Ok(());
@@ -351,7 +354,7 @@ impl<const L: usize> Model<'_, L> {
         let (Some(state), Some(mut scratch)) = (W::as_i32(state), W::as_i32(scratch)) else {
             return Err(RunError::BufferType);
         };
-        if !self.mode.is_integer() {
+        if !runs_integer(self.mode) {
             return Err(RunError::BufferType);
         }
         let codes = take(&mut scratch, self.input_features);
@@ -392,11 +395,13 @@ impl<const L: usize> Model<'_, L> {
                 LayerPlan::Normalization(n, w) => {
                     A::normalize(n, input, dst.get_mut(..*w).unwrap_or(&mut []));
                 }
-                LayerPlan::Embedding(e) => {
+                LayerPlan::Embedding(e) if cfg!(feature = "embedding") => {
                     A::embed(e, input, dst.get_mut(..e.dim).unwrap_or(&mut []));
                 }
                 // Models with a RepeatVector are not streamable; a step never gets here.
                 LayerPlan::Repeat(_, w) => copy_into(dst, input.get(..*w).unwrap_or(&[])),
+                // Embeddings without their feature were refused at load.
+                LayerPlan::Embedding(_) => {}
             }
             width = layer.output_width();
             core::mem::swap(&mut src, &mut dst);
@@ -423,7 +428,9 @@ impl<const L: usize> Model<'_, L> {
         scratch: &mut [W],
         out: &mut [f32],
     ) -> Result<usize, RunError> {
-        if self.streamable {
+        // Without `whole-window` every loaded model is streamable (the loader refused the
+        // rest), and the constant condition drops the layer-by-layer path.
+        if self.streamable || !cfg!(feature = "whole-window") {
             self.run_time_major(xs, state, scratch, out)
         } else {
             self.run_layerwise(xs, state, scratch, out)
@@ -457,8 +464,8 @@ impl<const L: usize> Model<'_, L> {
         let scratch = need(scratch, self.step_scratch_len())?;
         let scratch_len = scratch.len();
         let width = self.output_width;
-        let integer = self.mode.is_integer();
-        if let (Some(state), false) = (W::as_f32(state), integer) {
+        let integer = runs_integer(self.mode);
+        if let (Some(state), true) = (W::as_f32(state), runs_float(self.mode)) {
             let Some(scratch) = W::as_f32(scratch) else {
                 return Err(RunError::BufferType);
             };
@@ -528,7 +535,7 @@ impl<const L: usize> Model<'_, L> {
             .layerwise_scratch_len(steps)
             .ok_or(RunError::TooLarge)?;
         let scratch = need(scratch, needed)?;
-        if !self.mode.is_integer() {
+        if runs_float(self.mode) {
             let (Some(state), Some(scratch)) = (W::as_f32(state), W::as_f32(scratch)) else {
                 return Err(RunError::BufferType);
             };
@@ -536,7 +543,11 @@ impl<const L: usize> Model<'_, L> {
             copy_into(out, y.get(..out_len).unwrap_or(&[]));
             return Ok(out_len);
         }
-        let (Some(state), Some(scratch)) = (W::as_i32(state), W::as_i32(scratch)) else {
+        let (Some(state), Some(scratch), true) = (
+            W::as_i32(state),
+            W::as_i32(scratch),
+            runs_integer(self.mode),
+        ) else {
             return Err(RunError::BufferType);
         };
         let y = self.layerwise::<Int>(xs, steps, state, scratch);
@@ -612,10 +623,10 @@ fn advance<'s, A: Arith>(
     let Some(st) = state.get_mut(start..start + len) else {
         return &[];
     };
-    let weights = if direction == 0 {
-        &r.forward
-    } else {
-        &r.backward
+    let weights = match direction {
+        #[cfg(feature = "whole-window")]
+        1 => &r.backward,
+        _ => &r.forward,
     };
     A::recurrent(r, weights, input, st, cell);
     st.get(..r.spec.units).unwrap_or(&[])

@@ -18,28 +18,42 @@ pub const SIGMOID_MAX_ERROR: f64 = 7.0e-5;
 /// Measured max |integer tanh - tanh| over all Q3.12 inputs (test `tanh_error`).
 pub const TANH_MAX_ERROR: f64 = 4.0e-4;
 
+/// Sample `k` (`0..=256`) of tanh (`mirror` 0) or sigmoid (`mirror` 32768) from the table of
+/// its left half. Both are point-symmetric, `tanh(-x) = -tanh(x)` and
+/// `sigmoid(-x) = 1 - sigmoid(x)`, and so are their Q0.15 samples (rounding half up is
+/// symmetric when no sample is an exact tie, and none is), except that +1.0 saturates to 32767:
+/// `T[k] = min(mirror - T[256 - k], 32767)` (checked against the functions by the tests).
 #[inline]
-fn interpolate(table: &[i16; 257], x: i16) -> i16 {
+pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
+    match left.get(k) {
+        Some(&v) => i32::from(v),
+        None => (mirror
+            - left
+                .get(256usize.wrapping_sub(k))
+                .map_or(0, |&v| i32::from(v)))
+        .min(32767),
+    }
+}
+
+#[inline]
+fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32; // 0..=65535
     let index = (u >> 8) as usize; // 0..=255
     let frac = (u & 0xFF) as i32;
-    let (Some(&a), Some(&b)) = (table.get(index), table.get(index + 1)) else {
-        return 0;
-    };
-    let (a, b) = (i32::from(a), i32::from(b));
+    let (a, b) = (sample(left, mirror, index), sample(left, mirror, index + 1));
     (a + (((b - a) * frac + 128) >> 8)) as i16
 }
 
 /// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
 #[inline]
 pub fn sigmoid_q15(x: i16) -> i16 {
-    interpolate(&SIGMOID_Q15, x).max(0)
+    interpolate(&SIGMOID_Q15, 32768, x).max(0)
 }
 
 /// Tanh of a Q3.12 value, in Q0.15.
 #[inline]
 pub fn tanh_q15(x: i16) -> i16 {
-    interpolate(&TANH_Q15, x)
+    interpolate(&TANH_Q15, 0, x)
 }
 
 /// Keras 3 hard sigmoid `clip(x / 6 + 0.5, 0, 1)` of a Q3.12 value, in Q0.15, exact up to
@@ -79,10 +93,14 @@ pub fn softmax_q15(values: &mut [i32]) {
         *v = e as i32;
         sum += e;
     }
-    // The max itself contributes 32768, so the sum is positive.
-    let sum = sum.max(1);
+    // The max itself contributes 32768, so the sum is positive; it is at most 32768 per value
+    // and widths are at most MAX_WIDTH (2^12), so `sum < 2^28` and `e * 32768 + sum / 2 < 2^31`:
+    // the division runs in u32, which 32-bit cores do in hardware (an i64 division would link
+    // a 1 KB library routine). Same quotient.
+    let sum = u32::try_from(sum.max(1)).unwrap_or(u32::MAX);
     for v in values.iter_mut() {
-        *v = ((i64::from(*v) * 32768 + sum / 2) / sum).min(32767) as i32;
+        let e = u32::try_from(*v).unwrap_or(0);
+        *v = ((e.saturating_mul(32768).saturating_add(sum / 2)) / sum).min(32767) as i32;
     }
 }
 
@@ -102,16 +120,18 @@ mod tests {
     #[test]
     fn tables_match_the_functions() {
         let q15 = |v: f64| libm::floor(v * 32768.0 + 0.5).clamp(-32768.0, 32767.0) as i64;
-        for k in 0..257 {
+        // Every sample of the whole range, the right halves of tanh and sigmoid derived.
+        for (k, &exp) in EXP_NEG_Q15.iter().enumerate() {
             let x = -8.0 + k as f64 / 16.0;
-            assert_eq!(i64::from(TANH_Q15[k]), q15(libm::tanh(x)), "tanh {k}");
+            let tanh = sample(&TANH_Q15, 0, k);
+            assert_eq!(i64::from(tanh), q15(libm::tanh(x)), "tanh {k}");
             assert_eq!(
-                i64::from(SIGMOID_Q15[k]),
+                i64::from(sample(&SIGMOID_Q15, 32768, k)),
                 q15(1.0 / (1.0 + libm::exp(-x))),
                 "sigmoid {k}"
             );
             let e = libm::floor(libm::exp(-(k as f64) / 16.0) * 32768.0 + 0.5).min(32768.0);
-            assert_eq!(f64::from(EXP_NEG_Q15[k]), e, "exp {k}");
+            assert_eq!(f64::from(exp), e, "exp {k}");
         }
     }
 

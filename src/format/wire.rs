@@ -1,0 +1,501 @@
+//! The header's wire format, decoded by hand: postcard's encoding of exactly the types of
+//! [`super::header`], nothing generic.
+//!
+//! Postcard writes unsigned integers as LEB128 varints (a `u32` in at most 5 bytes, the last
+//! holding at most 4 bits), `i32` zig-zag encoded first, `u8`/`i8` and `bool` (0 or 1) as one
+//! byte, `f32` as 4 little-endian bytes, an `Option` as 0, or 1 then the value, an enum as its
+//! variant index then its fields, a struct or tuple as its fields in order, and a `&str` as a
+//! varint length then UTF-8 bytes. The tools write headers with postcard; the core reads them
+//! here because serde's generic visitors cost about 3 KB of flash and a deep stack on a
+//! Cortex-M. The tests check that every byte string gives what `postcard::take_from_bytes`
+//! gives: the same value and the same rest, or an error for the same inputs.
+
+use super::header::{
+    Activation, Cell, DenseLayer, DenseQuant, DetectorParams, DirectionWeights, EmbeddingLayer,
+    Extensions, Layer, Merge, NormalizationLayer, QParams, QuantMode, RecurrentLayer,
+    RecurrentQuant, RepeatLayer, Requant, TensorRef,
+};
+
+/// The input ended early or holds a value its type does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+type Decoded<T> = Result<T, Malformed>;
+
+/// A cursor over header bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) const fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// The bytes not read yet.
+    pub(crate) const fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn byte(&mut self) -> Decoded<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or(Malformed)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
+        let (head, rest) = self.bytes.split_at_checked(n).ok_or(Malformed)?;
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// A `u32` varint, refused past 32 bits as postcard does.
+    pub(crate) fn u32(&mut self) -> Decoded<u32> {
+        let mut out = 0u32;
+        for i in 0..5 {
+            let b = self.byte()?;
+            out |= u32::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                return if i == 4 && b > 0x0F {
+                    Err(Malformed)
+                } else {
+                    Ok(out)
+                };
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn i32(&mut self) -> Decoded<i32> {
+        let n = self.u32()?;
+        Ok(((n >> 1) as i32) ^ -((n & 1) as i32))
+    }
+
+    fn f32(&mut self) -> Decoded<f32> {
+        match *self.take(4)? {
+            [a, b, c, d] => Ok(f32::from_le_bytes([a, b, c, d])),
+            _ => Err(Malformed),
+        }
+    }
+
+    fn bool(&mut self) -> Decoded<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Malformed),
+        }
+    }
+
+    /// An `Option` tag: whether a value follows.
+    fn some(&mut self) -> Decoded<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Malformed),
+        }
+    }
+
+    /// An enum's variant index, below `count`.
+    fn variant(&mut self, count: u32) -> Decoded<u32> {
+        let v = self.u32()?;
+        if v < count {
+            Ok(v)
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn mode(&mut self) -> Decoded<QuantMode> {
+        Ok(match self.variant(4)? {
+            0 => QuantMode::F32,
+            1 => QuantMode::Int8Weights,
+            2 => QuantMode::Int8,
+            _ => QuantMode::Int16,
+        })
+    }
+
+    fn qparams(&mut self) -> Decoded<QParams> {
+        Ok(QParams {
+            scale: self.f32()?,
+            zero_point: self.i32()?,
+        })
+    }
+
+    fn opt_qparams(&mut self) -> Decoded<Option<QParams>> {
+        if self.some()? {
+            self.qparams().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn requant(&mut self) -> Decoded<Requant> {
+        Ok(Requant {
+            multiplier: self.i32()?,
+            shift: self.byte()? as i8,
+        })
+    }
+
+    fn activation(&mut self) -> Decoded<Activation> {
+        Ok(match self.variant(6)? {
+            0 => Activation::Linear,
+            1 => Activation::Relu,
+            2 => Activation::Tanh,
+            3 => Activation::Sigmoid,
+            4 => Activation::HardSigmoid,
+            _ => Activation::Softmax,
+        })
+    }
+
+    fn cell(&mut self) -> Decoded<Cell> {
+        Ok(match self.variant(3)? {
+            0 => Cell::SimpleRnn,
+            1 => Cell::Lstm,
+            _ => Cell::Gru {
+                reset_after: self.bool()?,
+            },
+        })
+    }
+
+    fn merge(&mut self) -> Decoded<Merge> {
+        Ok(match self.variant(4)? {
+            0 => Merge::Concat,
+            1 => Merge::Sum,
+            2 => Merge::Mul,
+            _ => Merge::Ave,
+        })
+    }
+
+    fn tensor(&mut self) -> Decoded<TensorRef> {
+        Ok(TensorRef {
+            offset: self.u32()?,
+            len: self.u32()?,
+        })
+    }
+
+    fn opt_tensor(&mut self) -> Decoded<Option<TensorRef>> {
+        if self.some()? {
+            self.tensor().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn direction(&mut self) -> Decoded<DirectionWeights> {
+        Ok(DirectionWeights {
+            kernel: self.tensor()?,
+            recurrent_kernel: self.tensor()?,
+            bias: self.opt_tensor()?,
+            recurrent_bias: self.opt_tensor()?,
+            kernel_scale: self.opt_tensor()?,
+            recurrent_scale: self.opt_tensor()?,
+            reset_scale: self.opt_tensor()?,
+        })
+    }
+
+    fn recurrent(&mut self) -> Decoded<RecurrentLayer> {
+        let cell = self.cell()?;
+        let units = self.u32()?;
+        let activation = self.activation()?;
+        let recurrent_activation = self.activation()?;
+        let return_sequences = self.bool()?;
+        let go_backwards = self.bool()?;
+        let bidirectional = if self.some()? {
+            Some(self.merge()?)
+        } else {
+            None
+        };
+        let forward = self.direction()?;
+        let backward = if self.some()? {
+            Some(self.direction()?)
+        } else {
+            None
+        };
+        let quant = if self.some()? {
+            Some(RecurrentQuant {
+                output: self.qparams()?,
+                output_requant: self.requant()?,
+                h_to_q15: self.requant()?,
+                cell_frac_bits: self.byte()?,
+                merged: if self.some()? {
+                    Some((self.qparams()?, self.requant()?))
+                } else {
+                    None
+                },
+            })
+        } else {
+            None
+        };
+        Ok(RecurrentLayer {
+            cell,
+            units,
+            activation,
+            recurrent_activation,
+            return_sequences,
+            go_backwards,
+            bidirectional,
+            forward,
+            backward,
+            quant,
+        })
+    }
+
+    fn dense(&mut self) -> Decoded<DenseLayer> {
+        Ok(DenseLayer {
+            units: self.u32()?,
+            activation: self.activation()?,
+            kernel: self.tensor()?,
+            bias: self.opt_tensor()?,
+            kernel_scale: self.opt_tensor()?,
+            quant: if self.some()? {
+                Some(DenseQuant {
+                    output: self.qparams()?,
+                    output_requant: self.requant()?,
+                })
+            } else {
+                None
+            },
+        })
+    }
+
+    /// One [`Layer`].
+    pub(crate) fn layer(&mut self) -> Decoded<Layer> {
+        Ok(match self.variant(5)? {
+            0 => Layer::Recurrent(self.recurrent()?),
+            1 => Layer::Dense(self.dense()?),
+            2 => Layer::Normalization(NormalizationLayer {
+                mean: self.tensor()?,
+                std: self.tensor()?,
+            }),
+            3 => Layer::Embedding(EmbeddingLayer {
+                vocab: self.u32()?,
+                dim: self.u32()?,
+                table: self.tensor()?,
+                quant: self.opt_qparams()?,
+            }),
+            _ => Layer::RepeatVector(RepeatLayer { times: self.u32()? }),
+        })
+    }
+
+    /// The header's leading fields: mode, input features, input quantization.
+    pub(crate) fn prefix(&mut self) -> Decoded<(QuantMode, u32, Option<QParams>)> {
+        Ok((self.mode()?, self.u32()?, self.opt_qparams()?))
+    }
+
+    /// The version 2 [`Extensions`] record.
+    pub(crate) fn extensions(&mut self) -> Decoded<Extensions<'a>> {
+        let detector = if self.some()? {
+            Some(DetectorParams {
+                window: self.u32()?,
+                forecasts_change: self.bool()?,
+                short_window: self.u32()?,
+                long_window: self.u32()?,
+                warmup: self.u32()?,
+                flag_on: self.f32()?,
+                flag_off: self.f32()?,
+                refractory: self.u32()?,
+            })
+        } else {
+            None
+        };
+        let vocabulary = if self.some()? {
+            let len = self.u32()? as usize;
+            Some(core::str::from_utf8(self.take(len)?).map_err(|_| Malformed)?)
+        } else {
+            None
+        };
+        Ok(Extensions {
+            detector,
+            vocabulary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::de::DeserializeOwned;
+
+    /// Decodes `bytes` both ways; they must agree on the value and the rest, or both refuse.
+    /// Values are compared by their encodings, so a NaN read from random bytes compares by
+    /// its bits.
+    fn agree<T>(bytes: &[u8], ours: impl Fn(&mut Reader<'_>) -> Decoded<T>)
+    where
+        T: DeserializeOwned + serde::Serialize,
+    {
+        let mut r = Reader::new(bytes);
+        let mine = ours(&mut r).ok().map(|v| (encode(&v), r.rest()));
+        let theirs = postcard::take_from_bytes::<T>(bytes)
+            .ok()
+            .map(|(v, rest)| (encode(&v), rest));
+        assert_eq!(mine, theirs, "{bytes:02x?}");
+    }
+
+    fn encode<T: serde::Serialize>(value: &T) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; 1024];
+        postcard::to_slice(value, &mut buf).unwrap().to_vec()
+    }
+
+    fn tensor(n: u32) -> TensorRef {
+        TensorRef {
+            offset: n.wrapping_mul(0x0101_0101),
+            len: n,
+        }
+    }
+
+    fn sample_layers() -> std::vec::Vec<Layer> {
+        let direction = |n| DirectionWeights {
+            kernel: tensor(n),
+            recurrent_kernel: tensor(n + 1),
+            bias: Some(tensor(n + 2)),
+            recurrent_bias: None,
+            kernel_scale: Some(tensor(u32::MAX)),
+            recurrent_scale: Some(tensor(0)),
+            reset_scale: if n % 2 == 0 { None } else { Some(tensor(7)) },
+        };
+        let q = QParams {
+            scale: 0.012_5,
+            zero_point: -128,
+        };
+        let rq = Requant {
+            multiplier: 1 << 30,
+            shift: -30,
+        };
+        let mut layers = std::vec::Vec::new();
+        for (i, cell) in [Cell::SimpleRnn, Cell::Lstm, Cell::Gru { reset_after: true }]
+            .into_iter()
+            .enumerate()
+        {
+            layers.push(Layer::Recurrent(RecurrentLayer {
+                cell,
+                units: 300 + i as u32,
+                activation: Activation::HardSigmoid,
+                recurrent_activation: Activation::Softmax,
+                return_sequences: i == 1,
+                go_backwards: i == 2,
+                bidirectional: [None, Some(Merge::Ave), Some(Merge::Concat)][i],
+                forward: direction(i as u32),
+                backward: (i > 0).then(|| direction(9)),
+                quant: (i != 1).then_some(RecurrentQuant {
+                    output: q,
+                    output_requant: rq,
+                    h_to_q15: Requant::default(),
+                    cell_frac_bits: 11,
+                    merged: (i == 2).then_some((q, rq)),
+                }),
+            }));
+        }
+        layers.push(Layer::Dense(DenseLayer {
+            units: 77,
+            activation: Activation::Relu,
+            kernel: tensor(3),
+            bias: None,
+            kernel_scale: Some(tensor(4)),
+            quant: Some(DenseQuant {
+                output: q,
+                output_requant: rq,
+            }),
+        }));
+        layers.push(Layer::Normalization(NormalizationLayer {
+            mean: tensor(5),
+            std: tensor(6),
+        }));
+        layers.push(Layer::Embedding(EmbeddingLayer {
+            vocab: 1 << 24,
+            dim: 16,
+            table: tensor(8),
+            quant: Some(q),
+        }));
+        layers.push(Layer::RepeatVector(RepeatLayer { times: 65_536 }));
+        layers
+    }
+
+    #[test]
+    fn every_layer_kind_decodes_as_postcard_does() {
+        for layer in sample_layers() {
+            let bytes = encode(&layer);
+            agree::<Layer>(&bytes, |r| r.layer());
+            let mut r = Reader::new(&bytes);
+            assert_eq!(r.layer(), Ok(layer));
+            // Every truncation is refused by both.
+            for cut in 0..bytes.len() {
+                agree::<Layer>(&bytes[..cut], |r| r.layer());
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_and_extensions_decode_as_postcard_does() {
+        let prefix = (
+            QuantMode::Int16,
+            4096u32,
+            Some(QParams {
+                scale: 1.5,
+                zero_point: 32767,
+            }),
+        );
+        agree::<(QuantMode, u32, Option<QParams>)>(&encode(&prefix), |r| r.prefix());
+        let detector = DetectorParams {
+            window: 24,
+            forecasts_change: true,
+            short_window: 3,
+            long_window: 1000,
+            warmup: u32::MAX,
+            flag_on: 0.5,
+            flag_off: 0.25,
+            refractory: 7,
+        };
+        for extensions in [
+            Extensions::default(),
+            Extensions {
+                detector: Some(detector),
+                vocabulary: Some("ab\u{e9}\u{1F600}"),
+            },
+        ] {
+            let bytes = encode(&extensions);
+            let mut r = Reader::new(&bytes);
+            assert_eq!(r.extensions(), Ok(extensions));
+            assert!(r.rest().is_empty());
+        }
+        // Invalid UTF-8 in the vocabulary.
+        let mut r = Reader::new(&[0, 1, 2, 0xC3, 0x28]);
+        assert_eq!(r.extensions(), Err(Malformed));
+    }
+
+    #[test]
+    fn varints_are_refused_where_postcard_refuses_them() {
+        for bytes in [
+            &[0x80, 0x80, 0x80, 0x80, 0x0F][..],
+            &[0x80, 0x80, 0x80, 0x80, 0x10],
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            &[0x80],
+            &[0x7F, 0x00],
+            &[],
+        ] {
+            agree::<u32>(bytes, |r| r.u32());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_decode_as_postcard_does(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            agree::<Layer>(&bytes, |r| r.layer());
+            agree::<(QuantMode, u32, Option<QParams>)>(&bytes, |r| r.prefix());
+        }
+
+        #[test]
+        fn mutated_layers_decode_as_postcard_does(
+            which in 0usize..7,
+            at in any::<prop::sample::Index>(),
+            value in any::<u8>(),
+        ) {
+            let layers = sample_layers();
+            let mut bytes = encode(&layers[which]);
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+            agree::<Layer>(&bytes, |r| r.layer());
+        }
+    }
+}
