@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use edgernn::format::{Activation, Blob, Cell, Layer};
+use edgernn::format::{Activation, Blob, Cell, Layer, QuantMode};
 use edgernn_tools::blob_file::AlignedBlob;
 use edgernn_tools::runner::{run_window, Feed};
 use edgernn_tools::train::{self, data, Task, TrainConfig};
@@ -38,11 +38,11 @@ fn tiny(data: PathBuf, task: Task) -> TrainConfig {
     c.columns.features = Some(vec!["temp".into(), "load".into()]);
     // `load` has mean 0 and amplitude 2: the scaled error is an absolute error there, a
     // sharper test than on `temp`, where one f32 ulp of 70 is 7.6e-6.
-    let target = match task {
-        Task::Forecast => "load",
-        Task::Classify | Task::NextToken => "state",
+    c.columns.target = match task {
+        Task::Forecast => Some("load".into()),
+        Task::Classify | Task::NextToken => Some("state".into()),
+        Task::Autoencode => None,
     };
-    c.columns.target = Some(target.into());
     c.window = 8;
     c.units = 6;
     c.epochs = 2;
@@ -135,6 +135,78 @@ fn exported_blob_matches_candle_for_every_cell() {
     assert_eq!(c.confusion.len(), 2);
     let total: usize = c.confusion.iter().flatten().sum();
     assert_eq!(total, out.report.val_windows);
+}
+
+#[test]
+fn exported_autoencoder_matches_candle_for_every_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_series(dir.path());
+    type Tweak = Box<dyn Fn(&mut TrainConfig)>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        ("rnn", Box::new(|c| c.cell = Cell::SimpleRnn)),
+        (
+            "lstm, int8 too",
+            Box::new(|c| {
+                c.cell = Cell::Lstm;
+                c.quantize = Some(QuantMode::Int8);
+            }),
+        ),
+        (
+            "gru reset_after",
+            Box::new(|c| c.cell = Cell::Gru { reset_after: true }),
+        ),
+        (
+            "gru reset_before",
+            Box::new(|c| c.cell = Cell::Gru { reset_after: false }),
+        ),
+        (
+            "lstm x2 + dense",
+            Box::new(|c| {
+                c.layers = 2;
+                c.dense = vec![5];
+            }),
+        ),
+        (
+            "bidirectional gru",
+            Box::new(|c| {
+                c.cell = Cell::Gru { reset_after: true };
+                c.bidirectional = true;
+            }),
+        ),
+    ];
+    for (name, tweak) in cases {
+        let mut cfg = tiny(data.clone(), Task::Autoencode);
+        tweak(&mut cfg);
+        let out = train::train(&cfg).unwrap();
+        let worst = parity(&out);
+        eprintln!("autoencoder {name}: max scaled difference {worst:.3e}");
+        assert!(worst < TOLERANCE, "{name}: {worst}");
+        assert!(out.report.parity_max_scaled_error < f64::from(TOLERANCE));
+        // One value per step and feature, in raw units (temp near 70, load near 0).
+        let w = &out.val_outputs[0];
+        assert_eq!(w.len(), cfg.window * 2, "{name}");
+        assert!(
+            (w[0] - 70.0).abs() < 10.0 && w[1].abs() < 5.0,
+            "{name}: {w:?}"
+        );
+        let r = out.report.reconstruction.as_ref().unwrap();
+        assert!(
+            r.mae > 0.0 && r.baseline_mae > 0.0 && r.rmse >= r.mae,
+            "{name}: {r:?}"
+        );
+        let e = &r.val_window_errors;
+        assert_eq!(e.windows, out.report.val_windows);
+        assert!(e.quantiles.windows(2).all(|q| q[0].1 <= q[1].1) && e.max >= e.mean);
+        if let Some(q) = &out.report.quantized {
+            let qr = q.reconstruction.as_ref().unwrap();
+            // int8 of a barely trained model: near the float model, far from a broken one.
+            assert!(
+                (qr.mae - r.mae).abs() < 0.5 * r.mae,
+                "{name}: {qr:?} vs {r:?}"
+            );
+            assert_eq!(qr.val_window_errors.windows, e.windows);
+        }
+    }
 }
 
 #[test]
@@ -259,6 +331,40 @@ fn cli_trains_writes_and_reports() {
     let o = edgernn(&["inspect", model.to_str().unwrap(), "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["input_features"], 3);
+
+    // The autoencoder: a RepeatVector model reporting reconstruction errors.
+    let ae = dir.path().join("ae.ern");
+    let o = edgernn(&[
+        "train",
+        "--task",
+        "autoencode",
+        "--data",
+        data.to_str().unwrap(),
+        "--timestamp",
+        "timestamp",
+        "--features",
+        "temp,load",
+        "--window",
+        "8",
+        "--units",
+        "4",
+        "--epochs",
+        "1",
+        "--quantize",
+        "int8",
+        "--quiet",
+        "--json",
+        "-o",
+        ae.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["task"], "autoencode");
+    let q = &r["reconstruction"]["train_window_errors"]["quantiles"];
+    assert_eq!(q.as_array().unwrap().len(), 4, "{r}");
+    assert!(r["quantized"]["reconstruction"]["mae"].as_f64().unwrap() > 0.0);
+    let o = edgernn(&["inspect", ae.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("RepeatVector"));
 }
 
 #[test]
@@ -348,6 +454,10 @@ fn cli_bad_input_exits_2_naming_file_line_and_column() {
                 "temp,state",
             ],
             vec!["series.csv", "the target 'state' is also a feature"],
+        ),
+        (
+            vec!["--data", d, "--task", "autoencode", "--target", "temp"],
+            vec!["--target: --task autoencode reconstructs the --features"],
         ),
         (
             vec!["--data", "/nonexistent/x.csv", "--target", "v"],

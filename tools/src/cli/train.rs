@@ -18,7 +18,9 @@ pub struct TrainArgs {
     pub data: PathBuf,
     /// forecast (the target `--horizon` rows ahead), classify (class ids 0..N-1; with --text,
     /// of each row's text), or next-token (a character model of a text file: Embedding ->
-    /// recurrent -> Dense softmax, vocabulary stored in the blob, for `edgernn generate`).
+    /// recurrent -> Dense softmax, vocabulary stored in the blob, for `edgernn generate`), or
+    /// autoencode (reconstruct each window of the --features: encoder -> RepeatVector ->
+    /// decoder -> Dense per step; the per-window error scores anomalies).
     #[arg(long, default_value = "forecast")]
     pub task: String,
     /// Classify text: the CSV column holding each row's text (the label column is --target,
@@ -146,11 +148,12 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, Failure> {
         "forecast" => Task::Forecast,
         "classify" => Task::Classify,
         "next-token" => Task::NextToken,
+        "autoencode" => Task::Autoencode,
         other => {
             return Err(option_error(
                 "--task",
                 other,
-                "forecast, classify or next-token",
+                "forecast, classify, next-token or autoencode",
             ))
         }
     };
@@ -328,6 +331,9 @@ fn print_report(r: &train::Report, written: &[PathBuf]) {
             f.mae, f.rmse, f.baseline_mae, f.baseline_rmse
         );
     }
+    if let Some(a) = &r.reconstruction {
+        print_reconstruction(a);
+    }
     if let Some(c) = &r.classification {
         println!(
             "validation: accuracy {:.4}   majority-class baseline {:.4}",
@@ -362,14 +368,44 @@ fn print_report(r: &train::Report, written: &[PathBuf]) {
         r.blob_bytes, r.parity_max_scaled_error
     );
     if let Some(q) = &r.quantized {
-        let metric = match (&q.forecast, &q.classification) {
-            (Some(f), _) => format!("MAE {:.6}  RMSE {:.6}", f.mae, f.rmse),
-            (_, Some(c)) => format!("accuracy {:.4}", c.accuracy),
+        let metric = match (&q.forecast, &q.classification, &q.reconstruction) {
+            (Some(f), _, _) => format!("MAE {:.6}  RMSE {:.6}", f.mae, f.rmse),
+            (_, Some(c), _) => format!("accuracy {:.4}", c.accuracy),
+            (_, _, Some(a)) => format!("MAE {:.6}  RMSE {:.6}", a.mae, a.rmse),
             _ => String::new(),
         };
         println!("{}: {} B, validation {metric}", q.mode, q.blob_bytes);
+        if let Some(a) = &q.reconstruction {
+            print_window_errors("  training windows", &a.train_window_errors);
+            print_window_errors("  validation windows", &a.val_window_errors);
+        }
     }
     for w in written {
         println!("wrote {}", w.display());
     }
+}
+
+fn print_window_errors(what: &str, e: &train::autoencode::WindowErrors) {
+    let quantiles: Vec<String> = e
+        .quantiles
+        .iter()
+        .map(|(q, v)| format!("q{} {v:.6}", q * 100.0))
+        .collect();
+    println!(
+        "{what} ({}): per-window MAE mean {:.6}  {}  max {:.6}",
+        e.windows,
+        e.mean,
+        quantiles.join("  "),
+        e.max
+    );
+}
+
+fn print_reconstruction(a: &train::autoencode::Reconstruction) {
+    println!(
+        "validation: reconstruction MAE {:.6}  RMSE {:.6}   training-mean baseline: MAE {:.6}  \
+         RMSE {:.6}   window-mean baseline: MAE {:.6}  RMSE {:.6}",
+        a.mae, a.rmse, a.baseline_mae, a.baseline_rmse, a.window_mean_mae, a.window_mean_rmse
+    );
+    print_window_errors("training windows", &a.train_window_errors);
+    print_window_errors("validation windows", &a.val_window_errors);
 }

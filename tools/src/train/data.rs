@@ -25,6 +25,9 @@ pub struct Columns {
     pub timestamp: Option<String>,
     /// The target holds class ids (classification): it is not a default feature.
     pub classify: bool,
+    /// The run has no target (an autoencoder reconstructs its features): `target` must be
+    /// `None`, and [`Series::target`] holds the first feature.
+    pub no_target: bool,
 }
 
 /// The columns a run uses, parsed to f32.
@@ -195,11 +198,12 @@ pub fn load_csv(path: &Path, columns: &Columns) -> Result<Series, String> {
         .filter(|&i| Some(i) != timestamp && first.get(i).and_then(parse_value).is_some())
         .collect();
     let target = match &columns.target {
-        Some(name) => find_column(path, &header, name, "--target")?,
+        Some(name) => Some(find_column(path, &header, name, "--target")?),
+        None if columns.no_target => None,
         None if columns.classify => {
             return Err(bad(path, "--target is required for classification"));
         }
-        None if numeric.len() == 1 => numeric[0],
+        None if numeric.len() == 1 => Some(numeric[0]),
         None => {
             return Err(bad(
                 path,
@@ -215,7 +219,7 @@ pub fn load_csv(path: &Path, columns: &Columns) -> Result<Series, String> {
             ))
         }
     };
-    if Some(target) == timestamp {
+    if target.is_some() && target == timestamp {
         return Err(bad(path, "--target and --timestamp name the same column"));
     }
     let features: Vec<usize> = match &columns.features {
@@ -226,7 +230,7 @@ pub fn load_csv(path: &Path, columns: &Columns) -> Result<Series, String> {
         None => numeric
             .iter()
             .copied()
-            .filter(|&i| !(columns.classify && i == target))
+            .filter(|&i| !(columns.classify && Some(i) == target))
             .collect(),
     };
     if features.is_empty() {
@@ -240,6 +244,7 @@ pub fn load_csv(path: &Path, columns: &Columns) -> Result<Series, String> {
             return Err(bad(path, "the timestamp column cannot be a feature"));
         }
     }
+    let target = target.unwrap_or(features[0]);
     let mut out = Series {
         path: path.to_owned(),
         feature_names: features.iter().map(|&i| header[i].clone()).collect(),
@@ -407,6 +412,17 @@ impl Norm {
             .iter()
             .enumerate()
             .map(|(i, &v)| (v - self.mean[i % width]) / self.std[i % width])
+            .collect()
+    }
+
+    /// `x * std + mean` per column: normalised values back to raw units, in f32 as the
+    /// exported output layer computes them (up to its rounding).
+    pub fn invert(&self, values: &[f32]) -> Vec<f32> {
+        let width = self.mean.len();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * self.std[i % width] + self.mean[i % width])
             .collect()
     }
 }

@@ -1,8 +1,10 @@
 //! The trained network as an edgernn blob: a Normalization layer (so firmware feeds raw
 //! values), the recurrent stack and Dense layers with the weights copied as they are (they
 //! are kept in Keras layout), and for forecasting the target's de-normalisation folded into
-//! the output layer, `y = (x W + b) * std + mean = x (W * std) + (b * std + mean)`, so the
-//! model outputs raw units.
+//! the output layer, `y = (x W + b) * std + mean = x (W * std) + (b * std + mean)` per output
+//! column, so the model outputs raw units (a forecast's target; an autoencoder's every
+//! feature, with the input normalisation's statistics). An autoencoder gets its
+//! `RepeatVector` between the encoder and the decoder.
 
 use anyhow::Result;
 use candle_core::Var;
@@ -29,8 +31,8 @@ fn keras(d: &Direction) -> Result<KerasWeights> {
     })
 }
 
-/// Builds the f32 blob. `target` is the forecast target's normalisation (one column), `None`
-/// for classification.
+/// Builds the f32 blob. `target` is the normalisation of the outputs (a forecast's one
+/// column, an autoencoder's features), `None` for classification.
 ///
 /// # Errors
 /// The builder's shape checks (a bug if they fire) and candle's errors.
@@ -50,6 +52,9 @@ pub fn push_network(b: &mut ModelBuilder, net: &Net, target: Option<&Norm>) -> R
     let spec = &net.spec;
     let last = net.recurrent.len().saturating_sub(1);
     for (i, layer) in net.recurrent.iter().enumerate() {
+        if let Some(r) = spec.repeat.filter(|r| r.after == i) {
+            b.repeat_vector(r.times)?;
+        }
         let backward = match &layer.backward {
             Some(d) => Some(keras(d)?),
             None => None,
@@ -60,7 +65,12 @@ pub fn push_network(b: &mut ModelBuilder, net: &Net, target: Option<&Norm>) -> R
                 units: spec.units,
                 activation: spec.activation,
                 recurrent_activation: RECURRENT_ACTIVATION,
-                return_sequences: i < last,
+                return_sequences: match spec.repeat {
+                    // The encoder's last layer gives the vector RepeatVector repeats; the
+                    // decoder returns sequences, its last layer too.
+                    Some(r) => i + 1 != r.after,
+                    None => i < last,
+                },
                 go_backwards: false,
                 bidirectional: backward.as_ref().map(|_| Merge::Concat),
             },
@@ -80,9 +90,15 @@ pub fn push_network(b: &mut ModelBuilder, net: &Net, target: Option<&Norm>) -> R
             Activation::Linear
         };
         if let (true, Some(t)) = (i == output, target) {
-            let (scale, offset) = (t.std[0], t.mean[0]);
-            kernel.iter_mut().for_each(|w| *w *= scale);
-            bias.iter_mut().for_each(|v| *v = *v * scale + offset);
+            // Column j of the `[input, units]` kernel is output j's.
+            let units = d.units;
+            kernel
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, w)| *w *= t.std[k % units]);
+            bias.iter_mut()
+                .zip(t.std.iter().zip(&t.mean))
+                .for_each(|(v, (&scale, &offset))| *v = *v * scale + offset);
         }
         b.dense(d.units, activation, &kernel, Some(&bias))?;
     }

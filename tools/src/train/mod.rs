@@ -3,16 +3,21 @@
 //!
 //! - [`data`]: columns, windows, the chronological split (no leakage) and normalisation.
 //! - [`model`]: the network in candle ops, the runtime's equations exactly, seeded init.
+//! - [`fused`]: one recurrent direction over a whole sequence as one candle op (hand-written
+//!   backward pass): where training spends its time.
 //! - [`export`]: the blob (Normalization first, target de-normalisation folded in).
 //! - [`plot`]: the loss-curve PNG.
+//! - [`autoencode`]: the sequence autoencoder's architecture and its reconstruction report.
 //! - [`text`]: text tasks (next character, text classification): vocabularies, token windows,
 //!   the Embedding network, with their own data and report parts.
 //!
 //! Every run checks itself: the exported blob is run by the core on the validation windows
 //! and its largest difference from candle's outputs is reported (`parity_max_scaled_error`).
 
+pub mod autoencode;
 pub mod data;
 pub mod export;
+pub mod fused;
 pub mod model;
 pub mod plot;
 pub mod text;
@@ -42,6 +47,9 @@ pub enum Task {
     /// The next character of a text file ([`text`]).
     #[serde(rename = "next-token")]
     NextToken,
+    /// Reconstruct the window itself, every feature at every step (MSE on normalised values):
+    /// a sequence autoencoder whose reconstruction error scores anomalies ([`autoencode`]).
+    Autoencode,
 }
 
 /// The optimizer (both candle's `AdamW`; Adam is AdamW without weight decay).
@@ -103,6 +111,7 @@ impl TrainConfig {
             task,
             columns: Columns {
                 classify: task == Task::Classify,
+                no_target: task == Task::Autoencode,
                 ..Columns::default()
             },
             window: 32,
@@ -199,6 +208,8 @@ pub struct QuantizedReport {
     pub forecast: Option<Forecast>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<autoencode::Reconstruction>,
 }
 
 /// The final report (`--json` prints it).
@@ -207,6 +218,7 @@ pub struct Report {
     pub task: Task,
     pub data: String,
     pub features: Vec<String>,
+    /// The target column (an autoencoder's: its features, comma-separated).
     pub target: String,
     pub rows: usize,
     pub window: usize,
@@ -233,6 +245,8 @@ pub struct Report {
     pub forecast: Option<Forecast>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<autoencode::Reconstruction>,
     /// `max |blob - candle| / max(1, |candle|)` over the validation windows' outputs.
     pub parity_max_scaled_error: f64,
     pub blob_bytes: usize,
@@ -250,7 +264,8 @@ pub struct Outcome {
     pub report: Report,
     /// The validation windows in raw units, `[window, features]` row-major each.
     pub val_windows: Vec<Vec<f32>>,
-    /// Candle's outputs for them: forecasts in raw units, or class probabilities.
+    /// Candle's outputs for them: forecasts or reconstructions (`[window, features]`
+    /// row-major) in raw units, or class probabilities.
     pub val_outputs: Vec<Vec<f32>>,
 }
 
@@ -294,6 +309,8 @@ fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
     let norm = Norm::fit(&series.features, series.width(), split.boundary);
     let x = norm.apply(&series.features);
     let (target_norm, classes, y) = match cfg.task {
+        // The outputs are the inputs: their normalisation, no separate targets.
+        Task::Autoencode => (Some(norm.clone()), series.width(), Vec::new()),
         Task::Forecast => {
             let t = Norm::fit(&series.target, 1, split.boundary);
             let y = t.apply(&series.target);
@@ -340,9 +357,21 @@ impl Prepared {
         self.series.features[self.split.start(t) * f..(t + 1) * f].to_vec()
     }
 
+    /// The normalised window ending at `t`, `[window, features]` row-major.
+    fn window(&self, t: usize) -> &[f32] {
+        let f = self.width();
+        &self.x[self.split.start(t) * f..(t + 1) * f]
+    }
+
+    /// What the network's output for [`Prepared::batch`]`(ends)` is compared with.
     fn targets(&self, ends: &[usize], task: Task) -> candle_core::Result<Tensor> {
         let h = self.split.horizon;
         match task {
+            // The batch itself, in the rows `Net::reconstruct` gives.
+            Task::Autoencode => {
+                let x = self.batch(ends)?;
+                x.reshape((self.split.window * ends.len(), self.width()))
+            }
             Task::Forecast => {
                 let v: Vec<f32> = ends.iter().map(|&t| self.y[t + h]).collect();
                 Tensor::from_vec(v, (ends.len(), 1), &Device::Cpu)
@@ -355,14 +384,38 @@ impl Prepared {
     }
 }
 
-/// Network outputs (normalised forecasts or logits) for the windows ending at `ends`.
-fn predict(net: &Net, p: &Prepared, ends: &[usize]) -> candle_core::Result<Vec<Vec<f32>>> {
+/// The network's output for a training batch, comparable with [`Prepared::targets`].
+fn outputs(net: &Net, x: &Tensor, task: Task, track: bool) -> candle_core::Result<Tensor> {
+    match task {
+        Task::Autoencode => net.reconstruct(x, track),
+        _ => net.forward(x, track),
+    }
+}
+
+/// Network outputs (normalised forecasts, logits, or normalised reconstructions
+/// `[window, features]` row-major) for the windows ending at `ends`.
+fn predict(
+    net: &Net,
+    p: &Prepared,
+    ends: &[usize],
+    task: Task,
+) -> candle_core::Result<Vec<Vec<f32>>> {
     /// Windows per inference batch (memory only; results do not depend on it).
     const EVAL_BATCH: usize = 256;
     let mut out = Vec::with_capacity(ends.len());
     for chunk in ends.chunks(EVAL_BATCH) {
-        let y = net.forward(&p.batch(chunk)?, false)?;
-        out.extend(y.to_vec2::<f32>()?);
+        let y = outputs(net, &p.batch(chunk)?, task, false)?;
+        if task == Task::Autoencode {
+            // Time-major rows `[step * n + window]` to one `[window, features]` per window.
+            let rows = y.to_vec2::<f32>()?;
+            out.extend((0..chunk.len()).map(|w| {
+                (0..p.split.window)
+                    .flat_map(|step| rows[step * chunk.len() + w].iter().copied())
+                    .collect::<Vec<f32>>()
+            }));
+        } else {
+            out.extend(y.to_vec2::<f32>()?);
+        }
     }
     Ok(out)
 }
@@ -374,6 +427,15 @@ fn loss_of(task: Task, p: &Prepared, ends: &[usize], outputs: &[Vec<f32>]) -> f6
         .iter()
         .zip(outputs)
         .map(|(&t, o)| match task {
+            Task::Autoencode => {
+                let x = p.window(t);
+                let se: f64 = o
+                    .iter()
+                    .zip(x)
+                    .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                    .sum();
+                se / x.len().max(1) as f64
+            }
             Task::Forecast => (f64::from(o[0]) - f64::from(p.y[t + h])).powi(2),
             Task::Classify | Task::NextToken => {
                 let max = o.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -547,9 +609,9 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
         for chunk in order.chunks(cfg.batch_size) {
             let x = p.batch(chunk)?;
             let target = p.targets(chunk, cfg.task)?;
-            let out = net.forward(&x, true)?;
+            let out = outputs(net, &x, cfg.task, true)?;
             let loss = match cfg.task {
-                Task::Forecast => candle_nn::loss::mse(&out, &target)?,
+                Task::Forecast | Task::Autoencode => candle_nn::loss::mse(&out, &target)?,
                 Task::Classify | Task::NextToken => candle_nn::loss::cross_entropy(&out, &target)?,
             };
             let loss_value = loss.to_scalar::<f32>()?;
@@ -569,7 +631,7 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
         }
         let seconds = epoch_start.elapsed().as_secs_f64();
         train_time += seconds;
-        let val_out = predict(net, p, &p.split.val)?;
+        let val_out = predict(net, p, &p.split.val, cfg.task)?;
         let val_loss = loss_of(cfg.task, p, &p.split.val, &val_out);
         let improved = val_loss < best.0;
         if improved {
@@ -629,11 +691,36 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
     if cfg.units == 0 || cfg.layers == 0 || cfg.batch_size == 0 || cfg.epochs == 0 {
         return opt_err("--units, --layers, --batch-size and --epochs must be at least 1".into());
     }
-    if cfg.layers > edgernn::MAX_LAYERS - 2 - cfg.dense.len() {
+    // Normalization, the recurrent layers (an autoencoder's encoder and decoder, and its
+    // RepeatVector), the Dense layers: at most what `Model::from_bytes` loads (the builder,
+    // the runner and firmware using the default capacity).
+    let (recurrent, extra) = match cfg.task {
+        Task::Autoencode => (2 * cfg.layers, 1),
+        _ => (cfg.layers, 0),
+    };
+    let limit = edgernn::model::DEFAULT_LAYERS.min(edgernn::MAX_LAYERS);
+    if recurrent + extra + cfg.dense.len() + 2 > limit {
         return opt_err(format!(
-            "at most {} layers in all (Normalization, recurrent and Dense)",
-            edgernn::MAX_LAYERS
+            "--layers {} and --dense give {} layers in all (Normalization, recurrent{}, Dense); \
+             at most {limit} are supported",
+            cfg.layers,
+            recurrent + extra + cfg.dense.len() + 2,
+            if extra > 0 {
+                " twice: encoder and decoder, RepeatVector"
+            } else {
+                ""
+            }
         ));
+    }
+    if cfg.task == Task::Autoencode {
+        if cfg.columns.target.is_some() {
+            return opt_err(
+                "--target: --task autoencode reconstructs the --features and has no target".into(),
+            );
+        }
+        if cfg.horizon != 0 {
+            return opt_err("--horizon: --task autoencode reconstructs the window itself".into());
+        }
     }
     if cfg.dense.contains(&0) {
         return opt_err("--dense widths must be at least 1".into());
@@ -676,12 +763,16 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         inputs: p.width(),
         cell: cfg.cell,
         units: cfg.units,
-        layers: cfg.layers,
+        layers: recurrent,
         bidirectional: cfg.bidirectional,
         activation: cfg.activation,
         dense: cfg.dense.clone(),
         outputs: p.classes,
         softmax: cfg.task == Task::Classify,
+        repeat: (cfg.task == Task::Autoencode).then_some(model::Repeat {
+            after: cfg.layers,
+            times: cfg.window,
+        }),
     };
     let mut rng = Rng::new(cfg.seed);
     let net = Net::new(spec, &mut rng)?;
@@ -695,12 +786,11 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
 
     // Candle's outputs on the validation windows, in the units the blob gives.
     let ends = &p.split.val;
-    let val_out = predict(&net, &p, ends)?;
+    let val_out = predict(&net, &p, ends, cfg.task)?;
     let val_outputs: Vec<Vec<f32>> = match (&p.target_norm, cfg.task) {
-        (Some(t), Task::Forecast) => val_out
-            .iter()
-            .map(|o| vec![o[0] * t.std[0] + t.mean[0]])
-            .collect(),
+        (Some(t), Task::Forecast | Task::Autoencode) => {
+            val_out.iter().map(|o| t.invert(o)).collect()
+        }
         _ => {
             let logits =
                 Tensor::from_vec(val_out.concat(), (val_out.len(), p.classes), &Device::Cpu)?;
@@ -710,6 +800,17 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
     let val_windows: Vec<Vec<f32>> = ends.iter().map(|&t| p.raw_window(t)).collect();
     let blob = export::build_blob(&net, &p.norm, p.target_norm.as_ref())?;
     let blob_out = run_blob(&blob, &val_windows)?;
+    if let Some((got, expected)) = blob_out
+        .iter()
+        .zip(&val_outputs)
+        .find(|(g, e)| g.len() != e.len())
+    {
+        return Err(TrainError::Internal(format!(
+            "the exported blob gives {} values per window, candle {}",
+            got.len(),
+            expected.len()
+        )));
+    }
     let parity = blob_out
         .iter()
         .flatten()
@@ -724,6 +825,27 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         Task::Classify | Task::NextToken => {
             (None, Some(classification_metrics(&p, ends, &val_outputs)))
         }
+        Task::Autoencode => (None, None),
+    };
+    // An autoencoder's per-window errors on (a sample of) the training windows: where an
+    // anomaly threshold comes from.
+    let error_sample = autoencode::error_sample(&p.split.train);
+    let reconstruction = match cfg.task {
+        Task::Autoencode => {
+            let norm = &p.norm;
+            let train_out: Vec<Vec<f32>> = predict(&net, &p, &error_sample, cfg.task)?
+                .iter()
+                .map(|o| norm.invert(o))
+                .collect();
+            Some(autoencode::report(
+                &p,
+                ends,
+                &val_outputs,
+                &error_sample,
+                &train_out,
+            ))
+        }
+        _ => None,
     };
 
     let (quantized, quantized_report) = match cfg.quantize {
@@ -748,12 +870,28 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
             )
             .map_err(|e| TrainError::Input(format!("--quantize {}: {e:#}", mode_name(mode))))?;
             let q_out = run_blob(&q, &val_windows)?;
+            let reconstruction = match cfg.task {
+                Task::Autoencode => {
+                    let raw: Vec<Vec<f32>> =
+                        error_sample.iter().map(|&t| p.raw_window(t)).collect();
+                    let train_out = run_blob(&q, &raw)?;
+                    Some(autoencode::report(
+                        &p,
+                        ends,
+                        &q_out,
+                        &error_sample,
+                        &train_out,
+                    ))
+                }
+                _ => None,
+            };
             let report = QuantizedReport {
                 mode: mode_name(mode).into(),
                 blob_bytes: q.len(),
                 forecast: (cfg.task == Task::Forecast).then(|| forecast_metrics(&p, ends, &q_out)),
                 classification: (cfg.task == Task::Classify)
                     .then(|| classification_metrics(&p, ends, &q_out)),
+                reconstruction,
             };
             (Some(q), Some(report))
         }
@@ -767,7 +905,11 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         task: cfg.task,
         data: cfg.data.display().to_string(),
         features: p.series.feature_names.clone(),
-        target: p.series.target_name.clone(),
+        // An autoencoder's targets are its features.
+        target: match cfg.task {
+            Task::Autoencode => p.series.feature_names.join(","),
+            _ => p.series.target_name.clone(),
+        },
         rows: p.series.rows,
         window: s.window,
         horizon: s.horizon,
@@ -789,6 +931,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         windows_per_second: trained as f64 / train_seconds.max(1e-9),
         forecast,
         classification,
+        reconstruction,
         parity_max_scaled_error: parity,
         blob_bytes: blob.len(),
         quantized: quantized_report,

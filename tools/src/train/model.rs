@@ -1,13 +1,18 @@
-//! The trained network, written from candle ops so that its forward pass is the runtime's:
-//! the same equations as `edgernn::cell` (Keras 3 semantics, gate orders LSTM i, f, c, o and
-//! GRU z, r, h, both GRU reset variants), with parameters kept in Keras layout so that export
-//! is a copy.
+//! The trained network, whose forward pass is the runtime's: the same equations as
+//! `edgernn::cell` (Keras 3 semantics, gate orders LSTM i, f, c, o and GRU z, r, h, both GRU
+//! reset variants), with parameters kept in Keras layout so that export is a copy. Each
+//! direction of each recurrent layer is one [`fused`] op over the whole window (hand-written
+//! backward pass); the same cells written from candle ops, differentiated by candle, remain
+//! as the reference the op is tested against (`Net::reference_steps`, tests only). The
+//! Dense layers, `RepeatVector` and the losses are candle ops.
 //!
 //! Initialisation follows Keras' defaults (Glorot-uniform kernels, orthogonal recurrent
 //! kernels, zero biases, LSTM forget-gate bias 1) from a seeded generator of our own, so a
 //! seed fixes every weight and the batch order: candle's random generator is not used.
 
-use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
+use candle_core::{Device, IndexOp, Result, Tensor, Var};
+
+use super::fused;
 use edgernn::format::{Activation, Cell};
 
 /// SplitMix64 (Steele, Lea & Flood 2014): small, seedable, and the same on every platform.
@@ -68,6 +73,17 @@ pub struct NetSpec {
     pub outputs: usize,
     /// Softmax on the output (classification); linear otherwise.
     pub softmax: bool,
+    /// Sequence autoencoder: where the `RepeatVector` goes ([`Net::reconstruct`]).
+    pub repeat: Option<Repeat>,
+}
+
+/// A Keras `RepeatVector(times)` after `after` recurrent layers (the encoder, whose last layer
+/// returns one vector); the remaining recurrent layers (the decoder) return sequences and the
+/// Dense layers apply per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeat {
+    pub after: usize,
+    pub times: usize,
 }
 
 /// The recurrent activation of LSTM and GRU: Keras' default.
@@ -214,29 +230,43 @@ impl Net {
     /// forecast values `[batch, 1]` (normalised), or class logits `[batch, classes]` (softmax
     /// is left to the loss, and to [`probabilities`]). `track` builds the autodiff graph.
     ///
-    /// Sequences are kept as one tensor per step: slicing steps out of one big tensor would
-    /// make every step's backward pass allocate the whole sequence's gradient (O(T^2)).
     ///
     /// # Errors
     /// candle's shape errors.
     pub fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor> {
-        let steps = x.dim(0)?;
         let seq = self.recurrent_steps(x, track)?;
-        // The last layer returns one vector (`return_sequences=False`): the forward
-        // direction's last step and, for Bidirectional, the backward direction's final state,
-        // which is its output at step 0.
-        let y = match self.recurrent.last() {
-            Some(Recurrent {
-                backward: Some(_), ..
-            }) => {
-                let h = self.spec.units;
-                let last = seq[steps - 1].narrow(1, 0, h)?;
-                let first = seq[0].narrow(1, h, h)?;
-                Tensor::cat(&[&last, &first], 1)?
-            }
-            _ => seq[steps - 1].clone(),
-        };
+        let y = self.last_vector(&seq)?;
         self.head(y, track)
+    }
+
+    /// What a layer with `return_sequences=False` returns, from its per-step outputs `seq`:
+    /// the forward direction's last step and, for Bidirectional, the backward direction's
+    /// final state, which is its output at step 0.
+    fn last_vector(&self, seq: &Tensor) -> Result<Tensor> {
+        let steps = seq.dim(0)?;
+        if steps == 0 {
+            candle_core::bail!("an empty sequence has no last vector")
+        }
+        let last = seq.i(steps - 1)?;
+        if !self.spec.bidirectional {
+            return Ok(last);
+        }
+        let h = self.spec.units;
+        Tensor::cat(&[&last.narrow(1, 0, h)?, &seq.i(0)?.narrow(1, h, h)?], 1)
+    }
+
+    /// The sequence autoencoder's reconstruction of `x` `[time, batch, inputs]`:
+    /// `[time * batch, outputs]` (time-major rows): the encoder's vector repeated over the
+    /// `RepeatVector`'s count, decoded, and the Dense layers applied per step. Needs
+    /// [`NetSpec::repeat`].
+    ///
+    /// # Errors
+    /// candle's shape errors.
+    pub fn reconstruct(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        if self.spec.repeat.is_none() {
+            candle_core::bail!("reconstruct needs an autoencoder (NetSpec::repeat)");
+        }
+        self.forward_every_step(x, track)
     }
 
     /// The head's output after every time step, `[time * batch, outputs]` (time-major rows):
@@ -248,7 +278,8 @@ impl Net {
     /// candle's shape errors.
     pub fn forward_every_step(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         let seq = self.recurrent_steps(x, track)?;
-        self.head(Tensor::cat(&seq, 0)?, track)
+        let (steps, batch, width) = seq.dims3()?;
+        self.head(seq.reshape((steps * batch, width))?, track)
     }
 
     fn param(v: &Var, track: bool) -> Tensor {
@@ -272,12 +303,58 @@ impl Net {
         Ok(y)
     }
 
-    /// The recurrent stack's output at every step, `[batch, width]` each.
-    fn recurrent_steps(&self, x: &Tensor, track: bool) -> Result<Vec<Tensor>> {
+    /// The recurrent stack's output at every step, `[time, batch, width]`: each direction
+    /// of each layer one [`fused`] op.
+    fn recurrent_steps(&self, x: &Tensor, track: bool) -> Result<Tensor> {
+        let p = |v: &Var| Self::param(v, track);
+        let mut seq = x.clone();
+        for (i, layer) in self.recurrent.iter().enumerate() {
+            if let Some(r) = self.spec.repeat.filter(|r| r.after == i) {
+                // RepeatVector: the encoder's vector at every step.
+                let v = self.last_vector(&seq)?;
+                let (batch, width) = v.dims2()?;
+                seq = v.unsqueeze(0)?.broadcast_as((r.times, batch, width))?;
+            }
+            let run = |d: &Direction, reverse: bool| -> Result<Tensor> {
+                let params = fused::pack(
+                    &p(&d.kernel),
+                    &p(&d.recurrent),
+                    &p(&d.bias),
+                    d.recurrent_bias.as_ref().map(&p).as_ref(),
+                )?;
+                fused::run(
+                    self.spec.cell,
+                    self.spec.activation,
+                    RECURRENT_ACTIVATION,
+                    self.spec.units,
+                    reverse,
+                    &seq,
+                    &params,
+                )
+            };
+            let fwd = run(&layer.forward, false)?;
+            seq = match &layer.backward {
+                // Keras Bidirectional, merge_mode="concat": [forward, backward] per step.
+                Some(b) => Tensor::cat(&[&fwd, &run(b, true)?], 2)?,
+                None => fwd,
+            };
+        }
+        Ok(seq)
+    }
+
+    /// [`Net::recurrent_steps`] written from candle ops, one step at a time, differentiated
+    /// by candle: the reference the fused op's forward and backward passes are tested
+    /// against.
+    #[cfg(test)]
+    fn reference_steps(&self, x: &Tensor, track: bool) -> Result<Tensor> {
         let p = |v: &Var| Self::param(v, track);
         let steps = x.dim(0)?;
         let mut seq: Vec<Tensor> = (0..steps).map(|t| x.i(t)).collect::<Result<_>>()?;
-        for layer in &self.recurrent {
+        for (i, layer) in self.recurrent.iter().enumerate() {
+            if let Some(r) = self.spec.repeat.filter(|r| r.after == i) {
+                let v = self.last_vector(&Tensor::stack(&seq, 0)?)?;
+                seq = vec![v; r.times];
+            }
             let fwd = self.direction(&layer.forward, &seq, false, &p)?;
             seq = match &layer.backward {
                 // Keras Bidirectional, merge_mode="concat": [forward, backward] per step.
@@ -291,12 +368,13 @@ impl Net {
                 None => fwd,
             };
         }
-        Ok(seq)
+        Tensor::stack(&seq, 0)
     }
 
     /// Runs one direction of a recurrent layer over the steps `xs` (each `[batch, input]`);
     /// returns every step's `h` in time order (a backward direction's outputs re-reversed,
     /// as Keras' Bidirectional does).
+    #[cfg(test)]
     fn direction(
         &self,
         d: &Direction,
@@ -311,7 +389,7 @@ impl Net {
         let h_units = self.spec.units;
         let (a, ra) = (self.spec.activation, RECURRENT_ACTIVATION);
         let (w, b, u) = (p(&d.kernel), p(&d.bias), p(&d.recurrent));
-        let mut h = Tensor::zeros((batch, h_units), DType::F32, &Device::Cpu)?;
+        let mut h = Tensor::zeros((batch, h_units), candle_core::DType::F32, &Device::Cpu)?;
         let mut c = h.clone();
         let mut outputs = Vec::with_capacity(xs.len());
         let gru_split = match self.spec.cell {
@@ -402,6 +480,7 @@ impl Net {
 }
 
 /// `h' = z * h + (1 - z) * hh`, written as the runtime computes it.
+#[cfg(test)]
 fn gru_update(z: &Tensor, h: &Tensor, cand: &Tensor) -> Result<Tensor> {
     (z * h)? + (z.affine(-1.0, 1.0)? * cand)?
 }
@@ -428,4 +507,107 @@ pub fn activate(a: Activation, x: &Tensor) -> Result<Tensor> {
 /// candle's errors.
 pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax_last_dim(logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+            .fold(0f32, f32::max)
+    }
+
+    /// The fused op's outputs and every gradient (parameters and inputs) against candle's
+    /// autodiff of the same equations written from candle ops.
+    #[test]
+    fn fused_op_matches_candle_autodiff_for_every_cell() {
+        /// f32 sums in another order: a few ulp of the gradients' magnitudes.
+        const TOLERANCE: f32 = 2e-5;
+        let cells = [
+            (Cell::SimpleRnn, Activation::Tanh),
+            (Cell::SimpleRnn, Activation::Relu),
+            (Cell::Lstm, Activation::Tanh),
+            (Cell::Lstm, Activation::HardSigmoid),
+            (Cell::Gru { reset_after: true }, Activation::Tanh),
+            (Cell::Gru { reset_after: false }, Activation::Tanh),
+            (Cell::Gru { reset_after: false }, Activation::Sigmoid),
+        ];
+        let mut rng = Rng::new(7);
+        for (cell, activation) in cells {
+            for (layers, bidirectional, repeat) in
+                [(1, false, false), (2, true, false), (2, false, true)]
+            {
+                let (steps, batch, inputs) = (5, 3, 2);
+                let spec = NetSpec {
+                    inputs,
+                    cell,
+                    units: 4,
+                    layers,
+                    bidirectional,
+                    activation,
+                    dense: Vec::new(),
+                    outputs: 1,
+                    softmax: false,
+                    repeat: repeat.then_some(Repeat {
+                        after: 1,
+                        times: steps,
+                    }),
+                };
+                let net = Net::new(spec, &mut rng).unwrap();
+                // Non-zero biases so that every bias gradient path is exercised.
+                for v in net.vars() {
+                    let n = v.elem_count();
+                    let noise: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.5) as f32).collect();
+                    let t = Tensor::from_vec(noise, v.shape(), &Device::Cpu).unwrap();
+                    v.set(&(v.as_tensor() + t).unwrap()).unwrap();
+                }
+                let xv: Vec<f32> = (0..steps * batch * inputs)
+                    .map(|_| (rng.normal() * 1.5) as f32)
+                    .collect();
+                let x = Var::from_vec(xv, (steps, batch, inputs), &Device::Cpu).unwrap();
+                let fused = net.recurrent_steps(x.as_tensor(), true).unwrap();
+                let reference = net.reference_steps(x.as_tensor(), true).unwrap();
+                let name =
+                    format!("{cell:?} {activation:?} x{layers} bi={bidirectional} repeat={repeat}");
+                let d = max_diff(&fused, &reference);
+                assert!(d < 1e-6, "{name}: outputs differ by {d}");
+                let w: Vec<f32> = (0..fused.elem_count())
+                    .map(|_| rng.normal() as f32)
+                    .collect();
+                let w = Tensor::from_vec(w, fused.shape(), &Device::Cpu).unwrap();
+                let gf = (&fused * &w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gr = (&reference * &w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let mut all = net.vars();
+                all.push(x);
+                for (k, v) in all.iter().enumerate() {
+                    // The Dense layers are not part of the recurrent stack.
+                    let Some(b) = gr.get(v.as_tensor()) else {
+                        continue;
+                    };
+                    let a = gf.get(v.as_tensor()).expect("fused gradient");
+                    let d = max_diff(a, b);
+                    assert!(
+                        d < TOLERANCE,
+                        "{name}: gradient of variable {k} differs by {d}"
+                    );
+                }
+            }
+        }
+    }
 }

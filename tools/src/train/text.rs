@@ -724,6 +724,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         dense: cfg.dense.clone(),
         outputs: w.classes,
         softmax: true,
+        repeat: None,
     };
     let mut rng = Rng::new(cfg.seed);
     let net = TextNet::new(d.vocab.len(), cfg.embedding, spec, &mut rng)?;
@@ -782,6 +783,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
                     d.majority,
                     !w.every_step,
                 )),
+                reconstruction: None,
             };
             (Some(q), Some(report))
         }
@@ -829,6 +831,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         windows_per_second: trained as f64 / train_seconds.max(1e-9),
         forecast: None,
         classification: Some(classification),
+        reconstruction: None,
         parity_max_scaled_error: parity,
         blob_bytes: blob.len(),
         quantized: quantized_report,
