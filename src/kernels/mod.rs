@@ -313,6 +313,47 @@ pub fn activate(activation: crate::format::Activation, values: &mut [f32]) {
     (active().activate)(activation, values);
 }
 
+/// Columns of integer codes a SIMD product kernel packs to i16 at a time (1 KB of stack).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const PACK_I16: usize = 512;
+
+/// The driver of the SIMD int8 products that read the codes as i16: packs `x` on the stack
+/// `PACK_I16` columns at a time and hands each chunk to `chunk(weights, cols, start, codes,
+/// out, first)`, which must assign `out[r]` on the first chunk and add to it after; runs the
+/// generic kernel instead when a code does not fit i16 (the integer modes never produce one).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn dot_rows_i8_by_i16_chunks(
+    weights: &[u8],
+    x: &[i32],
+    out: &mut [i64],
+    mut chunk: impl FnMut(&[u8], usize, usize, &[i16], &mut [i64], bool),
+) {
+    let cols = x.len();
+    if cols == 0 {
+        out.fill(0);
+        return;
+    }
+    let rows = out.len().min(weights.len() / cols);
+    let mut packed = [0i16; PACK_I16];
+    let mut start = 0;
+    while start < cols {
+        let end = cols.min(start + PACK_I16);
+        let codes = &x[start..end];
+        let lanes = &mut packed[..codes.len()];
+        let mut fits = true;
+        for (p, &v) in lanes.iter_mut().zip(codes) {
+            *p = v as i16;
+            fits &= i32::from(*p) == v;
+        }
+        if !fits {
+            generic::dot_rows_i8(weights, x, out);
+            return;
+        }
+        chunk(weights, cols, start, lanes, &mut out[..rows], start == 0);
+        start = end;
+    }
+}
+
 /// `y = b` (or zeros without a bias), the start of every affine map.
 #[inline]
 pub fn init_bias(bias: Option<F32View<'_>>, y: &mut [f32]) {

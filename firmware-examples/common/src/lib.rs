@@ -151,3 +151,22 @@ pub fn run_detector<W: Word, const L: usize, const N: usize>(
     );
     mismatches == 0
 }
+
+/// Prints the peak stack, then ends the run with `ok`'s status (see [`exit`]).
+pub fn finish(ok: bool) -> ! {
+    hprintln!("stack high-water: {} bytes", stack_high_water());
+    exit(ok)
+}
+
+/// Ends a QEMU run with exit status 0 when `ok`, 1 otherwise (semihosting), so a firmware run
+/// is a CI test; on a board without a debugger attached, parks the core.
+pub fn exit(ok: bool) -> ! {
+    cortex_m_semihosting::debug::exit(if ok {
+        cortex_m_semihosting::debug::EXIT_SUCCESS
+    } else {
+        cortex_m_semihosting::debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}

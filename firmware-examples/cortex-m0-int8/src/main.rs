@@ -9,13 +9,12 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _;
 
-#[path = "../../models/lstm_classifier_int8.rs"]
-mod model;
 #[path = "../../models/machine_temperature_int8.rs"]
 mod detector_model;
+#[path = "../../models/lstm_classifier_int8.rs"]
+mod model;
 
 /// Integer models must reproduce the host's outputs bit for bit.
 const TOLERANCE: f32 = 0.0;
@@ -46,16 +45,5 @@ fn main() -> ! {
             &mut [detector_model::Word::default(); detector_model::STATE_LEN],
             &mut [detector_model::Word::default(); detector_model::STEP_SCRATCH_LEN],
         );
-    hprintln!(
-        "stack high-water: {} bytes",
-        firmware_common::stack_high_water()
-    );
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
+    firmware_common::finish(ok)
 }

@@ -8,15 +8,15 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprint, hprintln};
+use cortex_m_semihosting::{hprint, hprintln};
 use edgernn::generate::{token_char, Generator, Sampling};
 use edgernn::Model;
 use panic_semihosting as _;
 
-#[path = "../../models/devils_dictionary_int8.rs"]
-mod model;
 #[path = "../../models/devils_dictionary_int8_generation.rs"]
 mod generation;
+#[path = "../../models/devils_dictionary_int8.rs"]
+mod model;
 
 /// Generates and compares; returns whether every token matched the host's.
 fn run() -> bool {
@@ -77,7 +77,12 @@ fn run() -> bool {
         };
         hprint!("{}", token_char(vocabulary, token).unwrap_or('?'));
         if token != expected {
-            hprintln!("\ntoken {}: {} here, {} on the host: MISMATCH", i, token, expected);
+            hprintln!(
+                "\ntoken {}: {} here, {} on the host: MISMATCH",
+                i,
+                token,
+                expected
+            );
             return false;
         }
         matched += 1;
@@ -96,16 +101,5 @@ fn run() -> bool {
 fn main() -> ! {
     firmware_common::paint_stack();
     let ok = run();
-    hprintln!(
-        "stack high-water: {} bytes",
-        firmware_common::stack_high_water()
-    );
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
+    firmware_common::finish(ok)
 }

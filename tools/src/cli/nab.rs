@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use edgernn::format::{Cell, DetectorParams, QuantMode};
+use edgernn::format::{Cell, DetectorParams};
 
 use super::detect::{labels_key, read_series, write_scores};
 use super::{load_model, Failure};
@@ -154,17 +154,7 @@ fn train_config(a: &NabArgs, data: &Path, rows: usize) -> Result<TrainConfig, Fa
     c.learning_rate = a.learning_rate;
     c.seed = a.seed;
     c.progress = false;
-    c.quantize = match a.quantize.as_deref() {
-        None => None,
-        Some("int8") => Some(QuantMode::Int8),
-        Some("int16") => Some(QuantMode::Int16),
-        Some("int8-weights") => Some(QuantMode::Int8Weights),
-        Some(other) => {
-            return Err(Failure::BadInput(format!(
-                "--quantize {other}: expected int8, int16 or int8-weights"
-            )))
-        }
-    };
+    c.quantize = super::quantize::quantize_option(a.quantize.as_deref())?;
     Ok(c)
 }
 

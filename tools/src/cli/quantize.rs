@@ -30,6 +30,22 @@ fn parse_mode(mode: &str) -> Option<QuantMode> {
     }
 }
 
+/// Parses the `--quantize MODE` option of the commands that quantize what they train.
+///
+/// # Errors
+/// Bad input naming the option for an unknown mode.
+pub fn quantize_option(value: Option<&str>) -> Result<Option<QuantMode>, Failure> {
+    value
+        .map(|mode| {
+            parse_mode(mode).ok_or_else(|| {
+                Failure::BadInput(format!(
+                    "--quantize {mode}: expected int8, int16 or int8-weights"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Runs `edgernn quantize`.
 ///
 /// # Errors

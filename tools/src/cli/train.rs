@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use edgernn::format::{Activation, Cell, QuantMode};
+use edgernn::format::{Activation, Cell};
 
 use super::Failure;
 use crate::io;
@@ -210,19 +210,7 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig, Failure> {
     }
     c.clip_norm = (a.clip_norm > 0.0).then_some(a.clip_norm);
     c.seed = a.seed;
-    c.quantize = match a.quantize.as_deref() {
-        None => None,
-        Some("int8") => Some(QuantMode::Int8),
-        Some("int16") => Some(QuantMode::Int16),
-        Some("int8-weights") => Some(QuantMode::Int8Weights),
-        Some(other) => {
-            return Err(option_error(
-                "--quantize",
-                other,
-                "int8, int16 or int8-weights",
-            ))
-        }
-    };
+    c.quantize = super::quantize::quantize_option(a.quantize.as_deref())?;
     c.progress = !a.quiet;
     c.text.clone_from(&a.text);
     c.embedding = a.embedding;

@@ -25,7 +25,7 @@ pub mod text;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use edgernn::format::{Activation, Cell, QuantMode};
 use serde::Serialize;
@@ -545,12 +545,12 @@ pub(crate) fn format_duration(seconds: f64) -> String {
 }
 
 /// What [`fit`] leaves: the network holds the best epoch's weights.
-struct Fit {
-    history: Vec<Epoch>,
-    best_epoch: usize,
-    best_val_loss: f64,
+pub(crate) struct Fit {
+    pub(crate) history: Vec<Epoch>,
+    pub(crate) best_epoch: usize,
+    pub(crate) best_val_loss: f64,
     /// Time in training batches (validation excluded).
-    train_seconds: f64,
+    pub(crate) train_seconds: f64,
 }
 
 /// Rescales the gradients when their global L2 norm exceeds `max_norm` (Keras' and
@@ -581,9 +581,40 @@ pub(crate) fn clip_gradients(
 /// The training loop: epochs of shuffled batches, validation after each, early stopping;
 /// restores the best epoch's weights.
 fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit, TrainError> {
-    let vars = net.vars();
+    fit_epochs(
+        cfg,
+        &net.vars(),
+        rng,
+        &p.split.train,
+        |chunk| {
+            let x = p.batch(chunk)?;
+            let target = p.targets(chunk, cfg.task)?;
+            let out = outputs(net, &x, cfg.task, true)?;
+            Ok(match cfg.task {
+                Task::Forecast | Task::Autoencode => candle_nn::loss::mse(&out, &target)?,
+                Task::Classify | Task::NextToken => candle_nn::loss::cross_entropy(&out, &target)?,
+            })
+        },
+        || {
+            let val_out = predict(net, p, &p.split.val, cfg.task)?;
+            Ok(loss_of(cfg.task, p, &p.split.val, &val_out))
+        },
+    )
+}
+
+/// The epoch loop every task shares: Adam(W) over `vars`, the `train` items shuffled into
+/// mini-batches whose loss `batch_loss` computes, gradient clipping, the validation loss after
+/// every epoch, early stopping, progress lines, and the best epoch's weights restored.
+pub(crate) fn fit_epochs(
+    cfg: &TrainConfig,
+    vars: &[Var],
+    rng: &mut Rng,
+    train: &[usize],
+    mut batch_loss: impl FnMut(&[usize]) -> Result<Tensor, TrainError>,
+    mut validation_loss: impl FnMut() -> Result<f64, TrainError>,
+) -> Result<Fit, TrainError> {
     let mut opt = AdamW::new(
-        vars.clone(),
+        vars.to_vec(),
         ParamsAdamW {
             lr: cfg.learning_rate,
             beta1: 0.9,
@@ -596,10 +627,12 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
             },
         },
     )?;
-
-    let mut order = p.split.train.clone();
+    let snapshot = || -> candle_core::Result<Vec<Tensor>> {
+        vars.iter().map(|v| v.as_tensor().copy()).collect()
+    };
+    let mut order = train.to_vec();
     let mut history: Vec<Epoch> = Vec::new();
-    let mut best = (f64::INFINITY, 0usize, net.snapshot()?);
+    let mut best = (f64::INFINITY, 0usize, snapshot()?);
     let started = Instant::now();
     let mut train_time = 0f64;
     for epoch in 1..=cfg.epochs {
@@ -607,13 +640,7 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
         rng.shuffle(&mut order);
         let mut loss_sum = 0f64;
         for chunk in order.chunks(cfg.batch_size) {
-            let x = p.batch(chunk)?;
-            let target = p.targets(chunk, cfg.task)?;
-            let out = outputs(net, &x, cfg.task, true)?;
-            let loss = match cfg.task {
-                Task::Forecast | Task::Autoencode => candle_nn::loss::mse(&out, &target)?,
-                Task::Classify | Task::NextToken => candle_nn::loss::cross_entropy(&out, &target)?,
-            };
+            let loss = batch_loss(chunk)?;
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
                 return Err(TrainError::Input(format!(
@@ -625,21 +652,20 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
             loss_sum += f64::from(loss_value) * chunk.len() as f64;
             let mut grads = loss.backward()?;
             if let Some(max_norm) = cfg.clip_norm {
-                clip_gradients(&mut grads, &vars, max_norm)?;
+                clip_gradients(&mut grads, vars, max_norm)?;
             }
             opt.step(&grads)?;
         }
         let seconds = epoch_start.elapsed().as_secs_f64();
         train_time += seconds;
-        let val_out = predict(net, p, &p.split.val, cfg.task)?;
-        let val_loss = loss_of(cfg.task, p, &p.split.val, &val_out);
+        let val_loss = validation_loss()?;
         let improved = val_loss < best.0;
         if improved {
-            best = (val_loss, epoch, net.snapshot()?);
+            best = (val_loss, epoch, snapshot()?);
         }
         let e = Epoch {
             epoch,
-            loss: loss_sum / order.len() as f64,
+            loss: loss_sum / order.len().max(1) as f64,
             val_loss,
             windows_per_second: order.len() as f64 / seconds.max(1e-9),
             seconds,
@@ -672,7 +698,9 @@ fn fit(cfg: &TrainConfig, p: &Prepared, net: &Net, rng: &mut Rng) -> Result<Fit,
             break;
         }
     }
-    net.restore(&best.2)?;
+    for (v, t) in vars.iter().zip(&best.2) {
+        v.set(t)?;
+    }
     Ok(Fit {
         history,
         best_epoch: best.1,

@@ -27,17 +27,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use edgernn::format::{Blob, Extensions};
 use serde::Serialize;
 
 use super::model::{Net, NetSpec, Rng};
 use super::{
-    argmax, cell_name, clip_gradients, format_duration, mode_name, Classification, Epoch,
-    OptimizerKind, Outcome, QuantizedReport, Report, Task, TrainConfig, TrainError,
+    argmax, cell_name, fit_epochs, mode_name, Classification, Fit, Outcome, QuantizedReport,
+    Report, Task, TrainConfig, TrainError,
 };
 use crate::blob_file::AlignedBlob;
 use crate::builder::{write_blob_with, ModelBuilder};
@@ -409,17 +407,6 @@ impl TextNet {
             self.net.forward(&x, track)
         }
     }
-
-    fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.vars().iter().map(|v| v.as_tensor().copy()).collect()
-    }
-
-    fn restore(&self, snapshot: &[Tensor]) -> candle_core::Result<()> {
-        for (v, t) in self.vars().iter().zip(snapshot) {
-            v.set(t)?;
-        }
-        Ok(())
-    }
 }
 
 impl Windows {
@@ -523,109 +510,25 @@ fn metrics(
     }
 }
 
-struct Fit {
-    history: Vec<Epoch>,
-    best_epoch: usize,
-    best_val_loss: f64,
-    train_seconds: f64,
-}
-
 /// Epochs of shuffled batches with cross-entropy, validation after each, early stopping; the
 /// network keeps the best epoch's weights (the same loop as the numeric tasks).
 fn fit(cfg: &TrainConfig, d: &TextData, net: &TextNet, rng: &mut Rng) -> Result<Fit, TrainError> {
     let w = &d.windows;
-    let vars = net.vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: cfg.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            // Keras' Adam epsilon.
-            eps: 1e-7,
-            weight_decay: match cfg.optimizer {
-                OptimizerKind::Adam => 0.0,
-                OptimizerKind::AdamW => cfg.weight_decay,
-            },
-        },
-    )?;
     let val_targets = window_major_targets(w, &w.val);
-    let mut order = w.train.clone();
-    let mut history = Vec::new();
-    let mut best = (f64::INFINITY, 0usize, net.snapshot()?);
-    let started = Instant::now();
-    let mut train_time = 0f64;
-    for epoch in 1..=cfg.epochs {
-        let epoch_start = Instant::now();
-        rng.shuffle(&mut order);
-        let mut loss_sum = 0f64;
-        for chunk in order.chunks(cfg.batch_size) {
+    fit_epochs(
+        cfg,
+        &net.vars(),
+        rng,
+        &w.train,
+        |chunk| {
             let logits = net.logits(&w.ids(chunk)?, w.every_step, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &w.targets_tensor(chunk)?)?;
-            let value = loss.to_scalar::<f32>()?;
-            if !value.is_finite() {
-                return Err(TrainError::Input(format!(
-                    "{}: the training loss became {value} in epoch {epoch}; try a lower \
-                     --learning-rate or --clip-norm",
-                    cfg.data.display()
-                )));
-            }
-            loss_sum += f64::from(value) * chunk.len() as f64;
-            let mut grads = loss.backward()?;
-            if let Some(max_norm) = cfg.clip_norm {
-                clip_gradients(&mut grads, &vars, max_norm)?;
-            }
-            opt.step(&grads)?;
-        }
-        let seconds = epoch_start.elapsed().as_secs_f64();
-        train_time += seconds;
-        let val_loss = cross_entropy(&probabilities(net, w, &w.val)?, &val_targets);
-        let improved = val_loss < best.0;
-        if improved {
-            best = (val_loss, epoch, net.snapshot()?);
-        }
-        let e = Epoch {
-            epoch,
-            loss: loss_sum / order.len().max(1) as f64,
-            val_loss,
-            windows_per_second: order.len() as f64 / seconds.max(1e-9),
-            seconds,
-        };
-        let stop = cfg.patience > 0 && epoch - best.1 >= cfg.patience;
-        if cfg.progress {
-            let per_epoch = started.elapsed().as_secs_f64() / epoch as f64;
-            eprintln!(
-                "epoch {epoch:>4}/{}  loss {:.6}  val {:.6}{}  {:.0} windows/s  ETA {}",
-                cfg.epochs,
-                e.loss,
-                e.val_loss,
-                if improved { " *" } else { "  " },
-                e.windows_per_second,
-                format_duration(if stop {
-                    0.0
-                } else {
-                    per_epoch * (cfg.epochs - epoch) as f64
-                })
-            );
-        }
-        history.push(e);
-        if stop {
-            if cfg.progress {
-                eprintln!(
-                    "early stop: no better validation loss for {} epochs; keeping epoch {}",
-                    cfg.patience, best.1
-                );
-            }
-            break;
-        }
-    }
-    net.restore(&best.2)?;
-    Ok(Fit {
-        history,
-        best_epoch: best.1,
-        best_val_loss: best.0,
-        train_seconds: train_time,
-    })
+            Ok(candle_nn::loss::cross_entropy(
+                &logits,
+                &w.targets_tensor(chunk)?,
+            )?)
+        },
+        || Ok(cross_entropy(&probabilities(net, w, &w.val)?, &val_targets)),
+    )
 }
 
 /// `blob` with `vocabulary` stored in its header (weights and layers unchanged).

@@ -9,15 +9,12 @@
 //! Integer sums: the codes are packed to i16 once per call (checked to fit, as the int8 and
 //! int16 modes guarantee; otherwise the generic kernel runs), int8 weights are widened to i16,
 //! and `smlal`/`smlal2` multiply-accumulate them into 32-bit lanes: each lane takes 2 products
-//! of at most `2^7 * 2^15 = 2^22` per 8 columns, so `PACK` (512) columns add at most `2^29`
+//! of at most `2^7 * 2^15 = 2^22` per 8 columns, so `PACK_I16` (512) columns add at most `2^29`
 //! before the lanes are widened to i64 — the exact sum, the same bits as the generic kernel.
 
 use core::arch::aarch64::*;
 
-use crate::kernels::{generic, F32View, Kernels};
-
-/// Integer columns packed to i16 and accumulated in i32 lanes at a time (see the module docs).
-const PACK: usize = 512;
+use crate::kernels::{dot_rows_i8_by_i16_chunks, generic, F32View, Kernels};
 
 /// The NEON table: the products overridden, activations generic.
 pub static TABLE: Kernels = Kernels {
@@ -70,35 +67,14 @@ fn neon_matvec_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f32]
 
 fn neon_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     count();
-    let cols = x.len();
-    if cols == 0 {
-        out.fill(0);
-        return;
-    }
-    let rows = out.len().min(weights.len() / cols);
-    let mut packed = [0i16; PACK];
-    let mut start = 0;
-    while start < cols {
-        let end = cols.min(start + PACK);
-        let codes = &x[start..end];
-        let lanes = &mut packed[..codes.len()];
-        let mut fits = true;
-        for (p, &v) in lanes.iter_mut().zip(codes) {
-            *p = v as i16;
-            fits &= i32::from(*p) == v;
+    dot_rows_i8_by_i16_chunks(weights, x, out, |w, cols, start, codes, out, first| {
+        for (r, o) in out.iter_mut().enumerate() {
+            // SAFETY: NEON is enabled at compile time; the driver passes only rows `w` holds,
+            // `cols` weights each, and `start + codes.len() <= cols`.
+            let sum = unsafe { dot_i8_i16(w.as_ptr().add(r * cols + start), codes) };
+            *o = if first { sum } else { *o + sum };
         }
-        if !fits {
-            generic::dot_rows_i8(weights, x, out);
-            return;
-        }
-        for (r, o) in out[..rows].iter_mut().enumerate() {
-            // SAFETY: NEON is enabled at compile time; row `r < rows` holds `cols` weights, so
-            // `start + lanes.len() <= cols` of them from `r * cols + start` are readable.
-            let sum = unsafe { dot_i8_i16(weights.as_ptr().add(r * cols + start), lanes) };
-            *o = if start == 0 { sum } else { *o + sum };
-        }
-        start = end;
-    }
+    });
 }
 
 /// `sum_c W[c] * x[c]` over little-endian f32 weights at `w`, in the order of the module docs.
@@ -188,7 +164,7 @@ unsafe fn dot_i8_f32(w: *const u8, x: &[f32]) -> f32 {
 /// `sum_c W[c] * x[c]` over int8 weights at `w` and i16 codes, exact (see the module docs).
 ///
 /// # Safety
-/// NEON must be available; `w` must point to `x.len()` readable bytes, `x.len() <= PACK`.
+/// NEON must be available; `w` must point to `x.len()` readable bytes, `x.len() <= PACK_I16`.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn dot_i8_i16(w: *const u8, x: &[i16]) -> i64 {

@@ -18,18 +18,13 @@
 //! Integer sums: the codes are packed to i16 once per call (checked to fit, as int8 and int16
 //! modes guarantee; otherwise the generic kernel runs), int8 weights are widened to i16, and
 //! `vpmaddwd` multiplies them, its pair sums at most `2 * 128 * 32768 = 2^23`. Lanes are
-//! widened to i64 every `PACK` (512) columns (at most `PACK / 16 * 2^23 + 2^23 < 2^31` per
+//! widened to i64 every `PACK_I16` (512) columns (at most `PACK_I16 / 16 * 2^23 + 2^23 < 2^31` per
 //! lane), so the result is the exact sum, the same bits as the generic kernel.
 
 use core::arch::x86_64::*;
 
 use crate::format::Activation;
-use crate::kernels::{generic, F32View, Kernels};
-
-/// Integer columns packed to i16 and accumulated in i32 lanes at a time before the sums are
-/// widened to i64 (see the module docs): one pass over the rows per this many columns (a whole
-/// LSTM(256) row in one), and a stack buffer small enough to clear cheaply per call.
-const PACK: usize = 512;
+use crate::kernels::{dot_rows_i8_by_i16_chunks, generic, F32View, Kernels};
 
 /// The AVX2 table: every entry overridden.
 static TABLE: Kernels = Kernels {
@@ -79,35 +74,12 @@ fn avx2_matvec_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f32]
 
 fn avx2_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     count();
-    let cols = x.len();
-    if cols == 0 {
-        out.fill(0);
-        return;
-    }
-    let rows = out.len().min(weights.len() / cols);
-    let mut packed = [0i16; PACK];
-    let mut start = 0;
-    // Column chunks of at most PACK: the codes are packed to i16 once per chunk (not once per
-    // row block), and the partial sums of the chunks are added in i64.
-    while start < cols {
-        let end = cols.min(start + PACK);
-        let codes = &x[start..end];
-        let lanes = &mut packed[..codes.len()];
-        let mut fits = true;
-        for (p, &v) in lanes.iter_mut().zip(codes) {
-            *p = v as i16;
-            fits &= i32::from(*p) == v;
-        }
-        if !fits {
-            // Codes outside i16 never come from the integer modes; keep them exact the slow way.
-            generic::dot_rows_i8(weights, x, out);
-            return;
-        }
-        // SAFETY: as in `avx2_matvec_f32`: only reachable after the AVX2 + FMA check; `rows`
-        // rows of `cols` weights exist, and `lanes` holds columns `start..end`.
-        unsafe { dot_rows_i8_chunk(weights, cols, start, lanes, &mut out[..rows], start == 0) }
-        start = end;
-    }
+    dot_rows_i8_by_i16_chunks(weights, x, out, |w, cols, start, codes, out, first| {
+        // SAFETY: as in `avx2_matvec_f32`: only reachable after the AVX2 + FMA check; the
+        // driver passes only rows `w` holds, `cols` weights each, with `start + codes.len()
+        // <= cols`.
+        unsafe { dot_rows_i8_chunk(w, cols, start, codes, out, first) }
+    });
 }
 
 /// Lane mask for the last `tail` (0..8) columns of a row: lanes `< tail` set.
