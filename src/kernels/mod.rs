@@ -313,7 +313,8 @@ pub fn activate(activation: crate::format::Activation, values: &mut [f32]) {
     (active().activate)(activation, values);
 }
 
-/// Columns of integer codes a SIMD product kernel packs to i16 at a time (1 KB of stack).
+/// Columns of integer codes a SIMD product kernel packs to i16 at a time (at most 1 KB of
+/// stack).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) const PACK_I16: usize = 512;
 
@@ -326,6 +327,22 @@ pub(crate) fn dot_rows_i8_by_i16_chunks(
     weights: &[u8],
     x: &[i32],
     out: &mut [i64],
+    chunk: impl FnMut(&[u8], usize, usize, &[i16], &mut [i64], bool),
+) {
+    // The buffer is cleared on every call (the cells call once per block of rows), so short
+    // inputs get a short buffer.
+    match x.len() {
+        0..=64 => by_i16_chunks::<64>(weights, x, out, chunk),
+        65..=256 => by_i16_chunks::<256>(weights, x, out, chunk),
+        _ => by_i16_chunks::<PACK_I16>(weights, x, out, chunk),
+    }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn by_i16_chunks<const PACK: usize>(
+    weights: &[u8],
+    x: &[i32],
+    out: &mut [i64],
     mut chunk: impl FnMut(&[u8], usize, usize, &[i16], &mut [i64], bool),
 ) {
     let cols = x.len();
@@ -334,10 +351,10 @@ pub(crate) fn dot_rows_i8_by_i16_chunks(
         return;
     }
     let rows = out.len().min(weights.len() / cols);
-    let mut packed = [0i16; PACK_I16];
+    let mut packed = [0i16; PACK];
     let mut start = 0;
     while start < cols {
-        let end = cols.min(start + PACK_I16);
+        let end = cols.min(start + PACK);
         let codes = &x[start..end];
         let lanes = &mut packed[..codes.len()];
         let mut fits = true;

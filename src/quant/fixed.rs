@@ -73,8 +73,11 @@ impl Requant {
         // (|a * m| < 2^62, plus the rounding term < 2^61), which 32-bit cores compute far
         // faster than a 128-bit product. Same bits either way.
         if let Ok(small) = i32::try_from(a) {
+            let product = i64::from(small) * i64::from(self.multiplier);
+            if cfg!(target_pointer_width = "32") && (33..=62).contains(&n) {
+                return round_shift_high(product, n);
+            }
             if n <= 62 {
-                let product = i64::from(small) * i64::from(self.multiplier);
                 return (product + (1i64 << (n - 1))) >> n;
             }
         }
@@ -91,6 +94,16 @@ impl Requant {
         let rounded = (product + (1i128 << (n - 1))) >> n;
         rounded.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
+}
+
+/// `(p + 2^(n-1)) >> n` for `n` in `33..=62`, on 32-bit cores (the usual requantization:
+/// factors below 1/2): `floor((p + 2^(n-1)) / 2^n)` equals `floor((floor(p / 2^(n-1)) + 1) / 2)`,
+/// and `p / 2^(n-1)` is the product's high word shifted by `n - 33`, so only 32-bit shifts run,
+/// not a 64-bit shift by a variable amount (a branchy sequence there). Same bits.
+#[inline]
+fn round_shift_high(p: i64, n: i32) -> i64 {
+    let high = (p >> 32) as i32;
+    (i64::from(high >> (n - 33)) + 1) >> 1
 }
 
 impl Requant {
@@ -182,6 +195,41 @@ mod tests {
         for a in [-1_000_000i64, -12345, -1, 0, 1, 999, 1 << 40] {
             let expected = (a as f64 * r.to_f64() + 0.5).floor() as i64;
             assert_eq!(r.apply(a), expected, "{a}");
+        }
+    }
+
+    /// The 32-bit cores' rounding shift gives the 64-bit formula's bits, and `apply` the
+    /// 128-bit reference's, for random products and every shift.
+    #[test]
+    fn fast_paths_match_the_wide_reference() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let shift = (next() % 95) as i8 - 30;
+            let r = Requant {
+                multiplier: (next() as i32) & !0xFF,
+                shift,
+            };
+            let a = match next() % 4 {
+                0 => i64::from(next() as i32),
+                1 => i64::from((next() % 2001) as i32 - 1000),
+                2 => i64::from(i32::MIN) + (next() % 3) as i64,
+                _ => i64::from(i32::MAX) - (next() % 3) as i64,
+            };
+            let n = 31 + i32::from(shift);
+            assert_eq!(r.apply(a), r.apply_wide(a, n), "{r:?} {a}");
+            let p = a * i64::from(r.multiplier);
+            let n = 33 + (next() % 30) as i32;
+            assert_eq!(
+                round_shift_high(p, n),
+                (p + (1i64 << (n - 1))) >> n,
+                "{p} {n}"
+            );
         }
     }
 

@@ -23,6 +23,8 @@ pub const TANH_MAX_ERROR: f64 = 4.0e-4;
 /// `sigmoid(-x) = 1 - sigmoid(x)`, and so are their Q0.15 samples (rounding half up is
 /// symmetric when no sample is an exact tie, and none is), except that +1.0 saturates to 32767:
 /// `T[k] = min(mirror - T[256 - k], 32767)` (checked against the functions by the tests).
+// Hosts interpolate over the unfolded tables; the tests compare them with this.
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
 #[inline]
 pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
     match left.get(k) {
@@ -35,6 +37,35 @@ pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
     }
 }
 
+/// The whole 257-sample table unfolded from its left half by [`sample`]'s rule, at compile
+/// time. Hosts (64-bit targets) read it directly: no mirror branch in the gate loop, for 1 KB of
+/// memory they have; microcontrollers keep the 258-byte half.
+#[cfg(target_pointer_width = "64")]
+const fn unfold(left: &[i16; 129], mirror: i32) -> [i16; 257] {
+    let mut full = [0i16; 257];
+    let mut k = 0;
+    while k < 257 {
+        full[k] = if k < 129 {
+            left[k]
+        } else {
+            let v = mirror - left[256 - k] as i32;
+            if v > 32767 {
+                32767
+            } else {
+                v as i16
+            }
+        };
+        k += 1;
+    }
+    full
+}
+
+#[cfg(target_pointer_width = "64")]
+static SIGMOID_FULL: [i16; 257] = unfold(&SIGMOID_Q15, 32768);
+#[cfg(target_pointer_width = "64")]
+static TANH_FULL: [i16; 257] = unfold(&TANH_Q15, 0);
+
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
 #[inline]
 fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32; // 0..=65535
@@ -44,15 +75,33 @@ fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     (a + (((b - a) * frac + 128) >> 8)) as i16
 }
 
+/// [`interpolate`] over an unfolded table: the same samples, so the same bits.
+#[cfg(target_pointer_width = "64")]
+#[inline]
+fn interpolate_full(full: &[i16; 257], x: i16) -> i16 {
+    let u = (i32::from(x) + 32768) as u32;
+    let index = (u >> 8) as usize;
+    let frac = (u & 0xFF) as i32;
+    let at = |k: usize| full.get(k).map_or(0, |&v| i32::from(v));
+    let (a, b) = (at(index), at(index + 1));
+    (a + (((b - a) * frac + 128) >> 8)) as i16
+}
+
 /// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
 #[inline]
 pub fn sigmoid_q15(x: i16) -> i16 {
+    #[cfg(target_pointer_width = "64")]
+    return interpolate_full(&SIGMOID_FULL, x).max(0);
+    #[cfg(not(target_pointer_width = "64"))]
     interpolate(&SIGMOID_Q15, 32768, x).max(0)
 }
 
 /// Tanh of a Q3.12 value, in Q0.15.
 #[inline]
 pub fn tanh_q15(x: i16) -> i16 {
+    #[cfg(target_pointer_width = "64")]
+    return interpolate_full(&TANH_FULL, x);
+    #[cfg(not(target_pointer_width = "64"))]
     interpolate(&TANH_Q15, 0, x)
 }
 
@@ -107,6 +156,24 @@ pub fn softmax_q15(values: &mut [i32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unfolded tables of 64-bit targets give the half tables' bits for every input.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn unfolded_tables_match_the_half_tables() {
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(
+                interpolate_full(&SIGMOID_FULL, x),
+                interpolate(&SIGMOID_Q15, 32768, x),
+                "{x}"
+            );
+            assert_eq!(
+                interpolate_full(&TANH_FULL, x),
+                interpolate(&TANH_Q15, 0, x),
+                "{x}"
+            );
+        }
+    }
 
     fn max_error(f: impl Fn(i16) -> i16, reference: impl Fn(f64) -> f64) -> f64 {
         (i16::MIN..=i16::MAX)

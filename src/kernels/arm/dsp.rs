@@ -67,10 +67,6 @@ fn dsp_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
         out.fill(0);
         return;
     }
-    if x.iter().any(|&v| i32::from(v as i16) != v) {
-        generic::dot_rows_i8(weights, x, out);
-        return;
-    }
     // `[x0, x2], [x1, x3]` per 4 columns of the chunk.
     let mut pairs = [0u32; PACK / 2];
     let mut start = 0;
@@ -79,9 +75,19 @@ fn dsp_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
         let codes = &x[start..end];
         let quads = codes.chunks_exact(4);
         let tail = quads.remainder();
+        // The codes are checked while they are packed (one pass): a chunk that does not fit
+        // i16 hands the whole product to the generic kernel, which rewrites every output.
+        let mut fits = tail.iter().all(|&v| i32::from(v as i16) == v);
         for (q, slot) in quads.zip(pairs.chunks_exact_mut(2)) {
-            slot[0] = pair(q[0] as i16, q[2] as i16);
-            slot[1] = pair(q[1] as i16, q[3] as i16);
+            let (a, b, c, d) = (q[0] as i16, q[1] as i16, q[2] as i16, q[3] as i16);
+            fits &= (i32::from(a), i32::from(b), i32::from(c), i32::from(d))
+                == (q[0], q[1], q[2], q[3]);
+            slot[0] = pair(a, c);
+            slot[1] = pair(b, d);
+        }
+        if !fits {
+            generic::dot_rows_i8(weights, x, out);
+            return;
         }
         for (o, row) in out.iter_mut().zip(weights.chunks_exact(cols)) {
             let chunk = row.get(start..end).unwrap_or(&[]);
