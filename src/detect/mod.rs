@@ -250,22 +250,39 @@ impl<const N: usize> Detector<N> {
         }
         Self::check_model(model)?;
         let window = (self.params.window as usize).min(N);
-        // The next forecast is computed before anything is committed, so a failing run leaves
-        // the detector as it was.
-        let mut next = self.history;
-        let mut filled = self.filled;
-        if filled == window {
-            next.copy_within(1..window, 0);
-            filled -= 1;
+        // The window moves in place; if the model run then fails, the move is undone (the
+        // dropped oldest sample is all it takes), so the detector is left as it was without
+        // copying the whole history on every sample.
+        let full = self.filled == window;
+        let dropped = self.history.first().copied().unwrap_or(0.0);
+        if full {
+            self.history.copy_within(1..window, 0);
+            self.filled -= 1;
         }
-        if let Some(slot) = next.get_mut(filled) {
+        let at = self.filled;
+        let overwritten = self.history.get(at).copied().unwrap_or(0.0);
+        if let Some(slot) = self.history.get_mut(at) {
             *slot = sample;
         }
-        filled += 1;
-        let next_forecast = if filled == window {
+        self.filled += 1;
+        let next_forecast = if self.filled == window {
             let mut out = [0.0f32];
             model.reset_state(state);
-            model.run_sequence(next.get(..window).unwrap_or(&[]), state, scratch, &mut out)?;
+            let xs = self.history.get(..window).unwrap_or(&[]);
+            if let Err(e) = model.run_sequence(xs, state, scratch, &mut out) {
+                if let Some(slot) = self.history.get_mut(at) {
+                    *slot = overwritten;
+                }
+                self.filled -= 1;
+                if full {
+                    self.history.copy_within(0..window - 1, 1);
+                    if let Some(first) = self.history.first_mut() {
+                        *first = dropped;
+                    }
+                    self.filled += 1;
+                }
+                return Err(e.into());
+            }
             Some(if self.params.forecasts_change {
                 sample + out[0]
             } else {
@@ -281,8 +298,6 @@ impl<const N: usize> Detector<N> {
             None => 0.0,
         };
         self.signal_stats.push(sample, self.params.long_window);
-        self.history = next;
-        self.filled = filled;
         self.forecast = next_forecast;
 
         let high = raw_score >= self.params.flag_on && raw_score > 0.0;

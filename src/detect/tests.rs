@@ -224,6 +224,20 @@ fn non_finite_samples_are_refused_and_change_nothing() {
         Err(DetectError::Run(_))
     ));
     assert_eq!(detector, before);
+
+    // The same while the window is still filling: the run that would fill it fails.
+    let mut filling = Detector::<8>::for_model(&model).expect("fits");
+    for x in [1.0, 2.0, 3.0] {
+        filling
+            .update(&model, x, &mut state, &mut scratch)
+            .expect("runs");
+    }
+    let before = filling.clone();
+    assert!(matches!(
+        filling.update(&model, 4.0, &mut state, &mut tiny[..0]),
+        Err(DetectError::Run(_))
+    ));
+    assert_eq!(filling, before);
 }
 
 #[test]

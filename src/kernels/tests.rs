@@ -402,13 +402,16 @@ conformance!(avx2, "avx2", crate::kernels::x86_64::avx2::kernels());
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
 
-/// On aarch64 the dispatcher hands out the NEON table, and the model's entry points call it.
-#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-#[test]
-fn neon_path_runs_on_aarch64() {
+/// Calls the kernels through the entry points the cells use and asserts that table `name` is
+/// the one in use and that its call counter moved.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize) {
     use core::sync::atomic::Ordering;
-    assert_eq!(super::kernel_name(), "neon");
-    let before = super::aarch64::neon::CALLS.load(Ordering::Relaxed);
+    assert_eq!(super::kernel_name(), name);
+    let before = calls.load(Ordering::Relaxed);
     let w: Vec<u8> = [1.0f32; 16].iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut y = [0.0f32; 2];
     super::matvec_acc(&super::Matrix::F32(F32View::new(&w)), &[1.0; 8], &mut y);
@@ -416,8 +419,18 @@ fn neon_path_runs_on_aarch64() {
     let mut dots = [0i64; 2];
     super::dot_rows_i8(&[1u8; 16], &[3; 8], &mut dots);
     assert_eq!(dots, [24, 24]);
-    let after = super::aarch64::neon::CALLS.load(Ordering::Relaxed);
-    assert!(after >= before + 2, "NEON kernels were not called");
+    let after = calls.load(Ordering::Relaxed);
+    assert!(
+        after >= before + 2,
+        "{name} kernels were not called ({before} -> {after})"
+    );
+}
+
+/// On aarch64 the dispatcher hands out the NEON table, and the model's entry points call it.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[test]
+fn neon_path_runs_on_aarch64() {
+    assert_entry_points_run("neon", &super::aarch64::neon::CALLS);
 }
 
 /// The dispatcher must hand out the AVX2 table on a CPU that has AVX2 + FMA, and the model's
@@ -425,7 +438,6 @@ fn neon_path_runs_on_aarch64() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_path_runs_when_the_cpu_has_it() {
-    use core::sync::atomic::Ordering;
     let has = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
     if !has {
         assert!(
@@ -436,19 +448,5 @@ fn avx2_path_runs_when_the_cpu_has_it() {
         assert_eq!(super::kernel_name(), "generic");
         return;
     }
-    assert_eq!(super::kernel_name(), "avx2");
-    let before = super::x86_64::avx2::CALLS.load(Ordering::Relaxed);
-    // Through the same entry points the cells use.
-    let w: Vec<u8> = [1.0f32; 16].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut y = [0.0f32; 2];
-    super::matvec_acc(&super::Matrix::F32(F32View::new(&w)), &[1.0; 8], &mut y);
-    assert_eq!(y, [8.0, 8.0]);
-    let mut dots = [0i64; 2];
-    super::dot_rows_i8(&[1u8; 16], &[3; 8], &mut dots);
-    assert_eq!(dots, [24, 24]);
-    let after = super::x86_64::avx2::CALLS.load(Ordering::Relaxed);
-    assert!(
-        after >= before + 2,
-        "AVX2 kernels were not called ({before} -> {after})"
-    );
+    assert_entry_points_run("avx2", &super::x86_64::avx2::CALLS);
 }

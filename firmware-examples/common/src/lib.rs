@@ -10,6 +10,22 @@ use edgernn::Model;
 mod stack;
 pub use stack::{bench_start, bench_stop, paint_stack, stack_high_water};
 
+#[path = "../../models/machine_temperature_int8.rs"]
+mod machine_temperature;
+
+/// The detector check both Cortex-M examples run: the README demo's int8 forecaster over the
+/// first 4,500 machine-temperature readings, every score compared with the host's bit for bit.
+pub fn run_machine_temperature_detector() -> bool {
+    use machine_temperature as m;
+    run_detector::<m::Word, { m::LAYERS }, { m::DETECT_WINDOW }>(
+        &m::MODEL.0,
+        &m::DETECT_SAMPLES,
+        &m::DETECT_SCORES,
+        &mut [m::Word::default(); m::STATE_LEN],
+        &mut [m::Word::default(); m::STEP_SCRATCH_LEN],
+    )
+}
+
 /// Streams `windows` x `steps` samples through the model (state reset per window), prints each
 /// output, and compares it with the host's `expected` output; returns whether all matched.
 /// Steps of the first window are bracketed by [`bench_start`]/[`bench_stop`].

@@ -11,8 +11,6 @@
 use cortex_m_rt::entry;
 use panic_semihosting as _;
 
-#[path = "../../models/machine_temperature_int8.rs"]
-mod detector_model;
 #[path = "../../models/lstm_classifier_int8.rs"]
 mod model;
 
@@ -33,17 +31,6 @@ fn main() -> ! {
         &mut [model::Word::default(); model::STEP_SCRATCH_LEN],
         &mut [0.0; model::OUTPUT_WIDTH],
     );
-    let ok = ok
-        && firmware_common::run_detector::<
-            detector_model::Word,
-            { detector_model::LAYERS },
-            { detector_model::DETECT_WINDOW },
-        >(
-            &detector_model::MODEL.0,
-            &detector_model::DETECT_SAMPLES,
-            &detector_model::DETECT_SCORES,
-            &mut [detector_model::Word::default(); detector_model::STATE_LEN],
-            &mut [detector_model::Word::default(); detector_model::STEP_SCRATCH_LEN],
-        );
+    let ok = ok && firmware_common::run_machine_temperature_detector();
     firmware_common::finish(ok)
 }

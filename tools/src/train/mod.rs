@@ -839,15 +839,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
             expected.len()
         )));
     }
-    let parity = blob_out
-        .iter()
-        .flatten()
-        .zip(val_outputs.iter().flatten())
-        .map(|(&g, &e)| f64::from((g - e).abs() / e.abs().max(1.0)))
-        .fold(
-            0f64,
-            |m, v| if v.is_nan() { f64::INFINITY } else { m.max(v) },
-        );
+    let parity = parity_error(&blob_out, &val_outputs);
     let (forecast, classification) = match cfg.task {
         Task::Forecast => (Some(forecast_metrics(&p, ends, &val_outputs)), None),
         Task::Classify | Task::NextToken => {
@@ -972,6 +964,20 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
         val_windows,
         val_outputs,
     })
+}
+
+/// `max |blob - candle| / max(1, |candle|)` over outputs, infinite when any is NaN: the
+/// parity every training run reports.
+pub(crate) fn parity_error(blob_out: &[Vec<f32>], candle_out: &[Vec<f32>]) -> f64 {
+    blob_out
+        .iter()
+        .flatten()
+        .zip(candle_out.iter().flatten())
+        .map(|(&g, &e)| f64::from((g - e).abs() / e.abs().max(1.0)))
+        .fold(
+            0f64,
+            |m, v| if v.is_nan() { f64::INFINITY } else { m.max(v) },
+        )
 }
 
 /// The cell's name as the CLI spells it.

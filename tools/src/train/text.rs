@@ -34,8 +34,8 @@ use serde::Serialize;
 
 use super::model::{Net, NetSpec, Rng};
 use super::{
-    argmax, cell_name, fit_epochs, mode_name, Classification, Fit, Outcome, QuantizedReport,
-    Report, Task, TrainConfig, TrainError,
+    argmax, cell_name, fit_epochs, mode_name, parity_error, Classification, Fit, Outcome,
+    QuantizedReport, Report, Task, TrainConfig, TrainError,
 };
 use crate::blob_file::AlignedBlob;
 use crate::builder::{write_blob_with, ModelBuilder};
@@ -650,15 +650,7 @@ pub fn train(cfg: &TrainConfig) -> Result<Outcome, TrainError> {
     );
     let blob = build_blob(&net, &d.vocab)?;
     let blob_out = run_blob(&blob, w, &w.val)?;
-    let parity = blob_out
-        .iter()
-        .flatten()
-        .zip(val_probs.iter().flatten())
-        .map(|(&g, &e)| f64::from((g - e).abs() / e.abs().max(1.0)))
-        .fold(
-            0f64,
-            |m, v| if v.is_nan() { f64::INFINITY } else { m.max(v) },
-        );
+    let parity = parity_error(&blob_out, &val_probs);
 
     let (quantized, quantized_report) = match cfg.quantize {
         None => (None, None),
