@@ -6,7 +6,7 @@
 
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
-use crate::kernels::{dot_rows_i8, I32View, RequantView};
+use crate::kernels::{dot_rows_i8, pack_i16, packed_len, project_i8, I32View, RequantView, RowsI8};
 use crate::quant::fixed::{clamp_to, sat_i16, shift_round};
 use crate::quant::lut;
 
@@ -48,9 +48,54 @@ pub struct IntCell {
 const ROW_BLOCK: usize = if cfg!(target_arch = "x86_64") { 32 } else { 16 };
 
 /// `out[k] (+)= requant[k + requant_first](bias[r] + W[r] . x)` for `r = first_row + k` over the
-/// rows of `out` (rows the weights do not hold are left untouched).
+/// rows of `out` (rows the weights do not hold are left untouched), with `x` the `cols` codes
+/// [`pack_i16`] packed: the cells pack `x` and `h` once per step, however many blocks of rows
+/// read them.
 #[allow(clippy::too_many_arguments)]
 fn project(
+    weights: &[u8],
+    bias: I32View<'_>,
+    requant: RequantView<'_>,
+    first_row: usize,
+    requant_first: usize,
+    x: Packed<'_>,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let Some(weights) = first_row
+        .checked_mul(x.cols)
+        .and_then(|from| weights.get(from..))
+    else {
+        return;
+    };
+    let rows = RowsI8 {
+        weights,
+        bias: bias.skip(first_row),
+        requant: requant.skip(requant_first),
+    };
+    project_i8(&rows, x.words, x.cols, out, accumulate);
+}
+
+/// Codes packed by [`pack_i16`] and how many there are.
+#[derive(Clone, Copy)]
+struct Packed<'a> {
+    words: &'a [i32],
+    cols: usize,
+}
+
+/// Packs `codes` into the front of `buffer` (which [`IntCell::scratch_len`] sized).
+fn pack<'a>(codes: &[i32], buffer: &'a mut [i32]) -> Packed<'a> {
+    let words = buffer.get_mut(..packed_len(codes.len())).unwrap_or(&mut []);
+    pack_i16(codes, words);
+    Packed {
+        words,
+        cols: codes.len(),
+    }
+}
+
+/// [`project`] on unpacked codes, for Dense layers (which have no scratch to pack into).
+#[allow(clippy::too_many_arguments)]
+fn project_codes(
     weights: &[u8],
     bias: I32View<'_>,
     requant: RequantView<'_>,
@@ -123,18 +168,31 @@ impl IntCell {
         self.quant.h_to_q15.apply(centered).clamp(-32768, 32768) as i32
     }
 
-    /// Scratch values one step needs: [`CellSpec::scratch_len`], except the LSTM, which
-    /// computes its gates a block of units at a time on the stack and only keeps the new `h`
-    /// apart (the old one is read until the last unit): `units` values instead of `4 * units`.
-    pub const fn scratch_len(&self) -> usize {
+    /// Scratch values one step on `input_width` codes needs: the packed codes of `x` and `h`
+    /// (and of `r * h` for a GRU with `reset_after = false`) after the gate values, which are
+    /// [`IntCell::gate_scratch_len`].
+    pub const fn scratch_len(&self, input_width: usize) -> usize {
+        let units = self.spec.units;
+        let gates = self.gate_scratch_len();
+        let reset = match self.spec.cell {
+            Cell::Gru { reset_after: false } => packed_len(units),
+            _ => 0,
+        };
+        gates + packed_len(input_width) + packed_len(units) + reset
+    }
+
+    /// Gate values one step keeps in scratch: [`CellSpec::scratch_len`], except for the LSTM,
+    /// which computes its gates a block of units at a time on the stack and writes the new `h`
+    /// in place (the old one is read from its packed copy): none.
+    pub const fn gate_scratch_len(&self) -> usize {
         match self.spec.cell {
-            Cell::Lstm => self.spec.units,
+            Cell::Lstm => 0,
             _ => self.spec.scratch_len(),
         }
     }
 
     /// Advances one direction by one step on codes `x`; `state` holds `h` codes, then `c`
-    /// for LSTM. `scratch` needs [`IntCell::scratch_len`] values.
+    /// for LSTM. `scratch` needs [`IntCell::scratch_len`]`(x.len())` values.
     pub fn step(
         &self,
         w: &IntDirectionViews<'_>,
@@ -146,39 +204,44 @@ impl IntCell {
         if units == 0 || state.len() < self.spec.state_len() {
             return;
         }
-        let Some(scratch) = scratch.get_mut(..self.scratch_len()) else {
+        let Some(scratch) = scratch.get_mut(..self.scratch_len(x.len())) else {
             return;
         };
         let Some((h, c)) = state.split_at_mut_checked(units) else {
             return;
         };
+        let gate_len = self.gate_scratch_len();
+        let (gates, packed) = scratch.split_at_mut(gate_len.min(scratch.len()));
+        let (packed_x, packed) = packed.split_at_mut(packed_len(x.len()).min(packed.len()));
+        let (packed_h, packed_reset) = packed.split_at_mut(packed_len(units).min(packed.len()));
+        let px = pack(x, packed_x);
+        let ph = pack(h, packed_h);
         // One `cfg!` per cell: a constant false guard drops that cell's code; the loader
         // refuses blobs with a cell whose feature is off, so the last arm is never taken.
         match self.spec.cell {
-            Cell::SimpleRnn if cfg!(feature = "simple-rnn") => self.simple_rnn(w, x, h, scratch),
-            Cell::Lstm if cfg!(feature = "lstm") => self.lstm(w, x, h, c, scratch),
+            Cell::SimpleRnn if cfg!(feature = "simple-rnn") => self.simple_rnn(w, px, ph, h, gates),
+            Cell::Lstm if cfg!(feature = "lstm") => self.lstm(w, px, ph, h, c),
             Cell::Gru { reset_after } if cfg!(feature = "gru") => {
-                self.gru(w, reset_after, x, h, scratch);
+                self.gru(w, reset_after, px, ph, h, gates, packed_reset);
             }
             _ => {}
         }
     }
 
-    fn simple_rnn(&self, w: &IntDirectionViews<'_>, x: &[i32], h: &mut [i32], pre: &mut [i32]) {
+    fn simple_rnn(
+        &self,
+        w: &IntDirectionViews<'_>,
+        x: Packed<'_>,
+        old_h: Packed<'_>,
+        h: &mut [i32],
+        pre: &mut [i32],
+    ) {
         let Some(pre) = pre.get_mut(..h.len()) else {
             return;
         };
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, pre, false);
-        project(
-            w.recurrent_kernel,
-            w.bias_h,
-            w.requant_h,
-            0,
-            0,
-            h,
-            pre,
-            true,
-        );
+        let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
+        project(u, bias, requant, 0, 0, old_h, pre, true);
         let activation = self.spec.activation;
         let zero = self.quant.output.zero_point;
         for (hv, &p) in h.iter_mut().zip(pre.iter()) {
@@ -198,20 +261,17 @@ impl IntCell {
     fn lstm(
         &self,
         w: &IntDirectionViews<'_>,
-        x: &[i32],
+        x: Packed<'_>,
+        old_h: Packed<'_>,
         h: &mut [i32],
         c: &mut [i32],
-        new_h: &mut [i32],
     ) {
         let units = h.len();
-        let Some(new_h) = new_h.get_mut(..units) else {
-            return;
-        };
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let frac = u32::from(self.quant.cell_frac_bits.min(15));
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];
-        for (block, (hs, cs)) in new_h
+        for (block, (hs, cs)) in h
             .chunks_mut(ROW_BLOCK)
             .zip(c.chunks_mut(ROW_BLOCK))
             .enumerate()
@@ -224,7 +284,7 @@ impl IntCell {
                 let row = gate * units + first;
                 project(w.kernel, w.bias_x, w.requant_x, row, row, x, pre, false);
                 let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
-                project(u, bias, requant, row, row, h, pre, true);
+                project(u, bias, requant, row, row, old_h, pre, true);
             }
             let mut blocks = gates.chunks_exact(ROW_BLOCK);
             let (Some(gi), Some(gf), Some(gc), Some(go)) =
@@ -258,18 +318,18 @@ impl IntCell {
                 *hv = self.code_of(shift_round(o * t, 15) as i32);
             }
         }
-        for (hv, &v) in h.iter_mut().zip(new_h.iter()) {
-            *hv = v;
-        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn gru(
         &self,
         w: &IntDirectionViews<'_>,
         reset_after: bool,
-        x: &[i32],
+        x: Packed<'_>,
+        old_h: Packed<'_>,
         h: &mut [i32],
         scratch: &mut [i32],
+        packed_reset: &mut [i32],
     ) {
         let units = h.len();
         let Some((zx, rest)) = scratch.split_at_mut_checked(3 * units) else {
@@ -289,28 +349,20 @@ impl IntCell {
         let Some((zx_z, zx_r)) = zx_zr.split_at_mut_checked(units) else {
             return;
         };
-        project(
-            w.recurrent_kernel,
-            w.bias_h,
-            w.requant_h,
-            0,
-            0,
-            h,
-            zh,
-            false,
-        );
+        let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
+        project(u, bias, requant, 0, 0, old_h, zh, false);
         let Some((zh_z, zh_r)) = zh.split_at_mut_checked(units) else {
             return;
         };
         if reset_after {
             // The candidate rows' recurrent part is needed apart: r multiplies it.
             project(
-                w.recurrent_kernel,
-                w.bias_h,
-                w.requant_h,
+                u,
+                bias,
+                requant,
                 2 * units,
                 2 * units,
-                h,
+                old_h,
                 reset_h,
                 false,
             );
@@ -344,13 +396,14 @@ impl IntCell {
             let Some(candidate) = zr.get_mut(..units) else {
                 return;
             };
+            let reset_codes = pack(reset_h, packed_reset);
             project(
-                w.recurrent_kernel,
-                w.bias_h,
+                u,
+                bias,
                 w.requant_reset,
                 2 * units,
                 0,
-                reset_h,
+                reset_codes,
                 candidate,
                 false,
             );
@@ -385,7 +438,7 @@ pub struct IntDense<'a> {
 impl IntDense<'_> {
     /// Computes the output codes `y` from input codes `x`.
     pub fn forward(&self, x: &[i32], y: &mut [i32]) {
-        project(self.kernel, self.bias, self.requant, 0, 0, x, y, false);
+        project_codes(self.kernel, self.bias, self.requant, 0, 0, x, y, false);
         let zero = i64::from(self.quant.output.zero_point);
         let clamp = |v: i64| clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32;
         match self.activation {

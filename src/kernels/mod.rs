@@ -129,6 +129,12 @@ impl<'a> I32View<'a> {
             .map(|c| i32::from_le_bytes(*c))
     }
 
+    /// The view without its first `count` values (empty past the end).
+    pub fn skip(&self, count: usize) -> Self {
+        let from = count.saturating_mul(4).min(self.bytes.len());
+        Self::new(self.bytes.get(from..).unwrap_or(&[]))
+    }
+
     /// The value at `index`, or 0 past the end (the loader checks every length).
     pub fn get_or_zero(&self, index: usize) -> i32 {
         let at = index.saturating_mul(4);
@@ -161,6 +167,11 @@ impl<'a> RequantView<'a> {
         self.len() == 0
     }
 
+    /// The view without its first `count` rows.
+    pub fn skip(&self, count: usize) -> Self {
+        Self::new(self.values.skip(count))
+    }
+
     /// The requantizer of `row` (zero factor past the end).
     pub fn get(&self, row: usize) -> crate::quant::Requant {
         crate::quant::Requant::unpack(self.values.get_or_zero(row))
@@ -171,6 +182,23 @@ impl<'a> RequantView<'a> {
         let values = self.values;
         (0..self.len()).map(move |r| Self { values }.get(r))
     }
+}
+
+/// Consecutive rows of an integer projection: int8 weights (row-major, `cols` per row) with
+/// each row's i32 bias and requantizer, all starting at the same row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowsI8<'a> {
+    /// Row-major `i8` weights.
+    pub weights: &'a [u8],
+    /// One bias per row (0 past the end).
+    pub bias: I32View<'a>,
+    /// One requantizer per row (zero factor past the end).
+    pub requant: RequantView<'a>,
+}
+
+/// Words [`Kernels::pack_i16`] fills for `cols` codes: two i16 codes per `i32` word.
+pub const fn packed_len(cols: usize) -> usize {
+    cols.div_ceil(2)
 }
 
 /// A weight matrix of the float paths: f32, or int8 with one f32 scale per row.
@@ -239,6 +267,14 @@ pub struct Kernels {
     pub dot_rows_i8: fn(&[u8], &[i32], &mut [i64]),
     /// An element-wise activation in place (never softmax; see [`generic::activate`]).
     pub activate: fn(crate::format::Activation, &mut [f32]),
+    /// Packs integer codes for [`Kernels::project_i8`] of the same table: each saturated to
+    /// i16, two per word, in an order the table chooses ([`generic::pack_i16`]: natural).
+    /// `packed` needs [`packed_len`] words.
+    pub pack_i16: fn(&[i32], &mut [i32]),
+    /// The integer cells' projection: `out[k] (+)= requant[k](bias[k] + W[k] . x)`, saturated
+    /// to i32, over `cols` columns of codes packed by this table's `pack_i16`, exact (see
+    /// [`generic::project_i8`]).
+    pub project_i8: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool),
 }
 
 impl core::fmt::Debug for Kernels {
@@ -254,6 +290,8 @@ pub const GENERIC: Kernels = Kernels {
     matvec_i8w: generic::matvec_acc_i8w,
     dot_rows_i8: generic::dot_rows_i8,
     activate: generic::activate,
+    pack_i16: generic::pack_i16,
+    project_i8: generic::project_i8,
 };
 
 /// The best kernel table this CPU can run (see the module docs for how it is chosen).
@@ -305,6 +343,52 @@ pub fn dot_i8(row: &[u8], x: &[i32]) -> i64 {
 #[inline]
 pub fn dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     (active().dot_rows_i8)(weights, x, out);
+}
+
+/// Packs integer codes for [`project_i8`] (see [`Kernels::pack_i16`]); `packed` needs
+/// [`packed_len`]`(codes.len())` words.
+#[inline]
+pub fn pack_i16(codes: &[i32], packed: &mut [i32]) {
+    (active().pack_i16)(codes, packed);
+}
+
+/// `out[k] (+)= requant[k](bias[k] + W[k] . x)` over the rows of `out` (rows the weights do
+/// not hold are left untouched), with `x` packed by [`pack_i16`] (see [`Kernels::project_i8`]).
+#[inline]
+pub fn project_i8(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    (active().project_i8)(rows, packed, cols, out, accumulate);
+}
+
+/// The bias, requantization and accumulation of [`Kernels::project_i8`] around exact row sums
+/// `dot(row, k)` (row `k`'s weights), shared by every table whose product kernel works a row
+/// at a time.
+#[inline]
+pub(crate) fn project_rows_with(
+    rows: &RowsI8<'_>,
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    mut dot: impl FnMut(&[u8]) -> i64,
+) {
+    if cols == 0 {
+        return;
+    }
+    for (k, (o, row)) in out
+        .iter_mut()
+        .zip(rows.weights.chunks_exact(cols))
+        .enumerate()
+    {
+        let acc = i64::from(rows.bias.get_or_zero(k)) + dot(row);
+        let v = rows.requant.get(k).apply(acc);
+        let v = if accumulate { i64::from(*o) + v } else { v };
+        *o = crate::quant::fixed::clamp_to(v, i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    }
 }
 
 /// An element-wise activation of `values` in place, by the active kernel table.

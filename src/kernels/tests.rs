@@ -282,6 +282,128 @@ pub(super) fn dot_rows_i8_saturating(name: &str, k: &Kernels) {
     }
 }
 
+/// The projection oracle: codes saturated to i16, exact i64 sums, the crate's requantization,
+/// accumulation and saturation to i32.
+#[allow(clippy::too_many_arguments)]
+fn oracle_project(
+    w: &[i8],
+    bias: &[i32],
+    requant: &[i32],
+    x: &[i32],
+    rows: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let x16: Vec<i32> = x.iter().map(|&v| v.clamp(-32768, 32767)).collect();
+    let cols = x.len();
+    if cols == 0 {
+        return;
+    }
+    for r in 0..rows {
+        let acc = i64::from(bias[r]) + oracle_dot(&w[r * cols..(r + 1) * cols], &x16);
+        let v = crate::quant::Requant::unpack(requant[r]).apply(acc);
+        let v = if accumulate { i64::from(out[r]) + v } else { v };
+        out[r] = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    }
+}
+
+/// One projection case through `k`'s own packing, compared with the oracle bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn check_project(
+    name: &str,
+    k: &Kernels,
+    w: &[i8],
+    bias: &[i32],
+    requant: &[i32],
+    x: &[i32],
+    rows: usize,
+    offset: usize,
+    accumulate: bool,
+    initial: i32,
+) {
+    let cols = x.len();
+    let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let bytes: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+    let (buf, start) = misaligned(&bytes, offset);
+    let (bias_bytes, requant_bytes) = (le(bias), le(requant));
+    let rows_view = super::RowsI8 {
+        weights: &buf[start..start + bytes.len()],
+        bias: super::I32View::new(&bias_bytes),
+        requant: super::RequantView::new(super::I32View::new(&requant_bytes)),
+    };
+    // The packed buffer starts dirty: packing must write every word the kernel reads.
+    let mut packed = std::vec![0x3C3C_3C3Ci32; super::packed_len(cols)];
+    (k.pack_i16)(x, &mut packed);
+    let mut got = std::vec![initial; rows + 1];
+    (k.project_i8)(&rows_view, &packed, cols, &mut got[..rows], accumulate);
+    let mut expected = std::vec![initial; rows + 1];
+    oracle_project(w, bias, requant, x, rows, &mut expected[..rows], accumulate);
+    assert_eq!(
+        got, expected,
+        "{name} project {rows}x{cols} offset {offset} accumulate {accumulate}"
+    );
+}
+
+/// Random per-row requantizers as the blob stores them (packed), factors from 2^-40 to 2^6.
+fn random_requants(rng: &mut Rng, rows: usize) -> Vec<i32> {
+    (0..rows)
+        .map(|_| {
+            let exponent = rng.range(-40, 6);
+            let factor = (1.0 + f64::from(rng.range(0, 1_000_000)) / 1e6) * 2f64.powi(exponent);
+            crate::quant::Requant::from_f64(factor)
+                .and_then(|r| r.pack())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+pub(super) fn project_i8(name: &str, k: &Kernels) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // int8 codes, int16 codes, and codes past i16 (saturated by every table's packing).
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    let widths = (0..=MAX_COLS).chain([255, 256, 257, 511, 512, 513, 1023, 1100]);
+    for cols in widths {
+        for rows in ROW_COUNTS.into_iter().chain([31, 32, 33, 64]) {
+            for (offset, &(lo, hi)) in (0..4).zip(ranges.iter().cycle()) {
+                let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+                let x: Vec<i32> = (0..cols).map(|_| rng.range(lo, hi)).collect();
+                let bias: Vec<i32> = (0..rows).map(|_| rng.range(-1 << 24, 1 << 24)).collect();
+                let requant = random_requants(&mut rng, rows);
+                let accumulate = offset % 2 == 1;
+                let initial = rng.range(-1 << 20, 1 << 20);
+                check_project(
+                    name, k, &w, &bias, &requant, &x, rows, offset, accumulate, initial,
+                );
+            }
+        }
+    }
+    // Extremes: full-scale weights and codes at the widest input, and sums that saturate i32.
+    for (wv, xv) in [(-128i8, -32768i32), (127, -32768), (127, 32767)] {
+        let cols = crate::MAX_WIDTH;
+        let rows = 5;
+        let w = std::vec![wv; rows * cols];
+        let x = std::vec![xv; cols];
+        let bias = std::vec![i32::MAX; rows];
+        let big = crate::quant::Requant::from_f64(40.0)
+            .and_then(|r| r.pack())
+            .unwrap_or(0);
+        for requant in [std::vec![big; rows], random_requants(&mut rng, rows)] {
+            check_project(
+                name,
+                k,
+                &w,
+                &bias,
+                &requant,
+                &x,
+                rows,
+                1,
+                true,
+                i32::MAX - 5,
+            );
+        }
+    }
+}
+
 /// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
 const ACTIVATION_TOL: f32 = 1e-6;
 
@@ -387,6 +509,13 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn project_i8_is_exact() {
+                if let Some(k) = table() {
+                    project_i8($name, k);
+                }
+            }
+
+            #[test]
             fn dot_rows_i8_is_exact_at_the_extremes() {
                 if let Some(k) = table() {
                     dot_rows_i8_saturating($name, k);
@@ -419,9 +548,23 @@ fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize) 
     let mut dots = [0i64; 2];
     super::dot_rows_i8(&[1u8; 16], &[3; 8], &mut dots);
     assert_eq!(dots, [24, 24]);
+    let one = crate::quant::Requant::from_f64(1.0)
+        .and_then(|r| r.pack())
+        .unwrap_or(0);
+    let requant: Vec<u8> = [one; 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let rows = super::RowsI8 {
+        weights: &[1u8; 16],
+        bias: super::I32View::default(),
+        requant: super::RequantView::new(super::I32View::new(&requant)),
+    };
+    let mut packed = [0i32; 4];
+    super::pack_i16(&[3; 8], &mut packed);
+    let mut projected = [0i32; 2];
+    super::project_i8(&rows, &packed, 8, &mut projected, false);
+    assert_eq!(projected, [24, 24]);
     let after = calls.load(Ordering::Relaxed);
     assert!(
-        after >= before + 2,
+        after >= before + 3,
         "{name} kernels were not called ({before} -> {after})"
     );
 }

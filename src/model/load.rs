@@ -263,7 +263,7 @@ impl<'a, const L: usize> Model<'a, L> {
                     state_len += spec.state_len() * plan.directions();
                     max_units = max_units.max(spec.units);
                     let cell_scratch = match &plan.int {
-                        Some(int) => int.scratch_len(),
+                        Some(int) => int.scratch_len(width),
                         None => spec.scratch_len(),
                     };
                     max_cell_scratch = max_cell_scratch.max(cell_scratch);

@@ -1,6 +1,6 @@
 //! Portable scalar reference kernels. Every other kernel is tested against these.
 
-use super::F32View;
+use super::{project_rows_with, F32View, RowsI8};
 
 /// `y[r] += sum_c W[r, c] * x[c]`, summing each row left to right in one f32 accumulator and
 /// adding it to `y[r]` last. That fixed order is what makes results reproducible: streaming and
@@ -73,6 +73,65 @@ pub fn dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     for (o, row) in out.iter_mut().zip(weights.chunks_exact(cols)) {
         *o = dot_i8(row, x);
     }
+}
+
+/// A code saturated to i16, the range every integer mode keeps its codes in.
+#[inline]
+fn sat_code(v: i32) -> i32 {
+    v.clamp(i32::from(i16::MIN), i32::from(i16::MAX))
+}
+
+/// Packs codes two per word in natural order: word `k` holds code `2k` in its low half and
+/// `2k + 1` in its high half (0 past the end), each saturated to i16. Words beyond the codes'
+/// are left untouched.
+pub fn pack_i16(codes: &[i32], packed: &mut [i32]) {
+    for (word, pair) in packed.iter_mut().zip(codes.chunks(2)) {
+        let (lo, hi) = match *pair {
+            [lo, hi] => (sat_code(lo), sat_code(hi)),
+            [lo] => (sat_code(lo), 0),
+            _ => (0, 0),
+        };
+        *word = (lo & 0xFFFF) | (hi << 16);
+    }
+}
+
+/// `sum_c w[c] * x[c]` over int8 weights and natural-order packed codes, exact: blocks of 256
+/// products (128 words) summed in i32, below 2^30 each (see [`I32_BLOCK`]).
+fn dot_i8_packed(row: &[u8], packed: &[i32]) -> i64 {
+    row.chunks(I32_BLOCK)
+        .zip(packed.chunks(I32_BLOCK / 2))
+        .map(|(w, words)| {
+            let mut acc = 0i32;
+            for (pair, &word) in w.chunks(2).zip(words) {
+                let (lo, hi) = (i32::from(word as i16), word >> 16);
+                let sum = match *pair {
+                    [a, b] => i32::from(a as i8) * lo + i32::from(b as i8) * hi,
+                    [a] => i32::from(a as i8) * lo,
+                    _ => 0,
+                };
+                // Wrapping only to keep debug builds panic-free: it never wraps (see above).
+                acc = acc.wrapping_add(sum);
+            }
+            i64::from(acc)
+        })
+        .sum()
+}
+
+/// The reference projection of the integer cells: for each row `k` of `out`,
+/// `v = requant[k](bias[k] + sum_c W[k, c] * x[c])` (exact sum, the crate's one rounding rule)
+/// and `out[k] = v`, or `out[k] + v` when `accumulate`, saturated to i32. `x` is `cols` codes
+/// packed by [`pack_i16`]. Rows the weights do not hold, and every row when `cols` is 0, are
+/// left untouched.
+pub fn project_i8(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    project_rows_with(rows, cols, out, accumulate, |row| {
+        dot_i8_packed(row, packed)
+    });
 }
 
 /// `v = act(v)` for every value, by [`crate::math::apply`] (softmax, which is not element-wise,

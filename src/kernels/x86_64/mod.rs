@@ -14,6 +14,14 @@ pub(crate) fn best() -> Option<&'static Kernels> {
     avx2::kernels()
 }
 
+/// The first `cols` codes of words [`crate::kernels::generic::pack_i16`] packed (natural
+/// order), as the i16 slice they are on this little-endian architecture.
+pub(crate) fn packed_as_i16(packed: &[i32], cols: usize) -> &[i16] {
+    let len = cols.min(packed.len() * 2);
+    // SAFETY: `len` i16 values fit in `packed`'s bytes, and i32 alignment satisfies i16's.
+    unsafe { core::slice::from_raw_parts(packed.as_ptr().cast::<i16>(), len) }
+}
+
 /// Runtime detection, cached: 0 = not yet asked, 1 = absent, 2 = present.
 #[cfg(any(test, feature = "std"))]
 pub(crate) mod detect {

@@ -14,7 +14,9 @@
 
 use core::arch::aarch64::*;
 
-use crate::kernels::{dot_rows_i8_by_i16_chunks, generic, F32View, Kernels};
+use crate::kernels::{
+    dot_rows_i8_by_i16_chunks, generic, project_rows_with, F32View, Kernels, RowsI8, PACK_I16,
+};
 
 /// The NEON table: the products overridden, activations generic.
 pub static TABLE: Kernels = Kernels {
@@ -23,6 +25,8 @@ pub static TABLE: Kernels = Kernels {
     matvec_i8w: neon_matvec_i8w,
     dot_rows_i8: neon_dot_rows_i8,
     activate: generic::activate,
+    pack_i16: generic::pack_i16,
+    project_i8: neon_project_i8,
 };
 
 /// Calls of the NEON kernels, so tests can prove this path ran.
@@ -74,6 +78,28 @@ fn neon_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
             let sum = unsafe { dot_i8_i16(w.as_ptr().add(r * cols + start), codes) };
             *o = if first { sum } else { *o + sum };
         }
+    });
+}
+
+fn neon_project_i8(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    count();
+    let codes = super::packed_as_i16(packed, cols);
+    project_rows_with(rows, cols, out, accumulate, |row| {
+        codes
+            .chunks(PACK_I16)
+            .zip(row.chunks(PACK_I16))
+            .map(|(codes, weights)| {
+                // SAFETY: NEON is enabled at compile time; `weights` holds one weight per code
+                // (`row` has `cols` values and `codes` at most that many), at most `PACK_I16`.
+                unsafe { dot_i8_i16(weights.as_ptr(), &codes[..weights.len().min(codes.len())]) }
+            })
+            .sum()
     });
 }
 

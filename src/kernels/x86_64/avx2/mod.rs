@@ -24,7 +24,9 @@
 use core::arch::x86_64::*;
 
 use crate::format::Activation;
-use crate::kernels::{dot_rows_i8_by_i16_chunks, generic, F32View, Kernels};
+use crate::kernels::{
+    dot_rows_i8_by_i16_chunks, generic, project_rows_with, F32View, Kernels, RowsI8, PACK_I16,
+};
 
 /// The AVX2 table: every entry overridden.
 static TABLE: Kernels = Kernels {
@@ -33,6 +35,8 @@ static TABLE: Kernels = Kernels {
     matvec_i8w: avx2_matvec_i8w,
     dot_rows_i8: avx2_dot_rows_i8,
     activate: avx2_activate,
+    pack_i16: generic::pack_i16,
+    project_i8: avx2_project_i8,
 };
 
 /// The AVX2 + FMA table, only when this CPU can run it: decided at compile time when the build
@@ -80,6 +84,43 @@ fn avx2_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
         // <= cols`.
         unsafe { dot_rows_i8_chunk(w, cols, start, codes, out, first) }
     });
+}
+
+/// Rows per block of [`avx2_project_i8`]: their i64 sums live on the stack.
+const PROJECT_ROWS: usize = 32;
+
+fn avx2_project_i8(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    count();
+    if cols == 0 {
+        return;
+    }
+    let codes = super::packed_as_i16(packed, cols);
+    let held = out.len().min(rows.weights.len() / cols);
+    let mut dots = [0i64; PROJECT_ROWS];
+    for (block, outs) in out[..held].chunks_mut(PROJECT_ROWS).enumerate() {
+        let first = block * PROJECT_ROWS;
+        let dots = &mut dots[..outs.len()];
+        let block_rows = RowsI8 {
+            weights: &rows.weights[first * cols..],
+            bias: rows.bias.skip(first),
+            requant: rows.requant.skip(first),
+        };
+        for (chunk, start) in codes.chunks(PACK_I16).zip((0..).step_by(PACK_I16)) {
+            // SAFETY: as in `avx2_matvec_f32`: only reachable after the AVX2 + FMA check; the
+            // block holds `dots.len()` rows of `cols` values and `start + chunk.len() <= cols`.
+            unsafe { dot_rows_i8_chunk(block_rows.weights, cols, start, chunk, dots, start == 0) };
+        }
+        let mut sums = dots.iter();
+        project_rows_with(&block_rows, cols, outs, accumulate, |_| {
+            sums.next().copied().unwrap_or(0)
+        });
+    }
 }
 
 /// Lane mask for the last `tail` (0..8) columns of a row: lanes `< tail` set.
