@@ -34,3 +34,9 @@ text_model=tools/demo/text/devils-dictionary.int8.ern
 # host's outputs for 96 later readings, which the firmware must reproduce bit for bit.
 "$edgernn" export "$out/machine_temperature_lstm32_int8.ern" \
     --vectors "$out/machine_temperature_window.csv" --rust "$out/machine_temperature_lstm32_int8.rs"
+
+# kernel-bench's int8 models on 8 features (made by kernel-bench/make-models.sh) and the host's
+# outputs for one 16-step window, which the firmware must reproduce bit for bit on both cores.
+for model in bench_lstm32_int8 bench_lstm64_int8 bench_gru64_int8; do
+    "$edgernn" export "$out/$model.ern" --vectors "$out/bench_input.csv" --rust "$out/$model.rs"
+done
