@@ -239,7 +239,7 @@ fn window_models_refuse_to_stream() {
 
 #[test]
 fn bench_json_reports_mode_speed_and_kernel() {
-    for mode in ["seq", "stream"] {
+    for mode in ["seq", "stream", "batch"] {
         let o = edgernn(&[
             "bench",
             &demo("lstm_classifier.ern"),

@@ -275,6 +275,10 @@ pub struct Kernels {
     /// to i32, over `cols` columns of codes packed by this table's `pack_i16`, exact (see
     /// [`generic::project_i8`]).
     pub project_i8: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool),
+    /// `y[r * s + j] += sum_c W[r, c] * x[c * s + j]`: f32 `W` times a tile of `s` streams
+    /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
+    /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
+    pub matmul_f32: fn(F32View<'_>, &[f32], &mut [f32], usize),
 }
 
 impl core::fmt::Debug for Kernels {
@@ -292,6 +296,7 @@ pub const GENERIC: Kernels = Kernels {
     activate: generic::activate,
     pack_i16: generic::pack_i16,
     project_i8: generic::project_i8,
+    matmul_f32: generic::batch::matmul_acc_f32,
 };
 
 /// The best kernel table this CPU can run (see the module docs for how it is chosen).

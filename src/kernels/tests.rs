@@ -16,6 +16,8 @@
 //! A table missing on this CPU is skipped with a message; set `EDGERNN_REQUIRE_KERNELS` to a
 //! comma-separated list of table names (CI does) to make a missing table fail instead.
 
+mod batch;
+
 use std::vec::Vec;
 
 use super::{F32View, Kernels};

@@ -2,6 +2,8 @@
 //!
 //! * [`Model::step`] consumes one time step and updates caller-owned state: a sensor stream.
 //! * [`Model::run_sequence`] runs a whole window.
+//! * [`Model::step_batch`] advances many independent streams by one step each, reading the
+//!   weights once per tile of streams (a gateway watching thousands of sensors).
 //!
 //! Both call the same cell functions in the same order, so stepping a window one sample at a
 //! time gives exactly, bit for bit, what the sequence call gives.
@@ -14,8 +16,11 @@
 //! survive a deep sleep and copy it back to continue exactly where the stream stopped.
 //! [`Model::reset_state`] writes the initial state (real zeros, as in Keras).
 
+mod batch;
 mod load;
 mod run;
+
+pub use batch::BATCH_TILE;
 
 use crate::cell::quantized::{IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};

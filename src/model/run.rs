@@ -12,7 +12,7 @@ use crate::error::{sat_u32, RunError};
 use crate::format::{Merge, QParams, QuantMode};
 use crate::quant;
 
-fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
+pub(super) fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
     if expected == found {
         Ok(())
     } else {
@@ -23,7 +23,7 @@ fn check_len(expected: usize, found: usize) -> Result<(), RunError> {
     }
 }
 
-fn need<V>(buf: &mut [V], needed: usize) -> Result<&mut [V], RunError> {
+pub(super) fn need<V>(buf: &mut [V], needed: usize) -> Result<&mut [V], RunError> {
     let found = buf.len();
     buf.get_mut(..needed).ok_or(RunError::ScratchTooSmall {
         needed: sat_u32(needed),
@@ -32,7 +32,7 @@ fn need<V>(buf: &mut [V], needed: usize) -> Result<&mut [V], RunError> {
 }
 
 /// Splits `len` values off the front of `buf` (the caller has checked the total length).
-fn take<'s, V>(buf: &mut &'s mut [V], len: usize) -> &'s mut [V] {
+pub(super) fn take<'s, V>(buf: &mut &'s mut [V], len: usize) -> &'s mut [V] {
     let whole = core::mem::take(buf);
     let (head, tail) = whole.split_at_mut(len.min(whole.len()));
     *buf = tail;
@@ -96,7 +96,7 @@ fn normalize_f32(n: &NormalizationPlan<'_>, x: &[f32], y: &mut [f32]) {
 }
 
 /// The table row of token `id` (validated against the vocabulary before running).
-fn embedding_row<'t>(e: &EmbeddingPlan<'t>, id: usize) -> Table<'t> {
+pub(super) fn embedding_row<'t>(e: &EmbeddingPlan<'t>, id: usize) -> Table<'t> {
     let start = id.saturating_mul(e.dim);
     match e.table {
         Table::F32(t) => Table::F32(t.slice(start, e.dim).unwrap_or_default()),
@@ -259,7 +259,7 @@ impl<const L: usize> Model<'_, L> {
         }
     }
 
-    fn check_output(&self, out: &[f32], needed: usize) -> Result<(), RunError> {
+    pub(super) fn check_output(&self, out: &[f32], needed: usize) -> Result<(), RunError> {
         if out.len() >= needed {
             Ok(())
         } else {
@@ -287,7 +287,7 @@ impl<const L: usize> Model<'_, L> {
     }
 
     /// Token models: every input value must be an integer id in `[0, vocab)`.
-    fn check_tokens(&self, xs: &[f32]) -> Result<(), RunError> {
+    pub(super) fn check_tokens(&self, xs: &[f32]) -> Result<(), RunError> {
         let Some(LayerPlan::Embedding(e)) = self.layers.first() else {
             return Ok(());
         };

@@ -130,13 +130,16 @@ enum Command {
     Bench {
         /// The model blob (.ern).
         model: PathBuf,
-        /// stream: one step() per sample, state carried; seq: one sequence call per window.
-        #[arg(long, default_value = "seq")]
-        mode: String,
+        /// stream: one step() per sample, state carried; seq: one sequence call per window;
+        /// batch: one step_batch() per sample for all --streams. Default: batch with
+        /// --streams above 1, else seq.
+        #[arg(long)]
+        mode: Option<String>,
         /// Steps per timed sample (the window length in seq mode).
         #[arg(long, default_value_t = 100)]
         steps: usize,
-        /// Independent streams advanced one sample each, round robin.
+        /// Independent streams advanced one sample each: together (batch), or round robin
+        /// (stream, seq).
         #[arg(long, default_value_t = 1)]
         streams: usize,
         /// Least time spent timing, in seconds (after a warm-up; at least 11 samples).
@@ -267,7 +270,7 @@ fn main() -> ExitCode {
             json,
         } => cli::bench::run(&cli::bench::BenchOptions {
             model,
-            mode,
+            mode: mode.unwrap_or_else(|| if streams > 1 { "batch" } else { "seq" }.into()),
             steps,
             streams,
             seconds,

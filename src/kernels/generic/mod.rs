@@ -1,5 +1,7 @@
 //! Portable scalar reference kernels. Every other kernel is tested against these.
 
+pub mod batch;
+
 use super::{project_rows_with, F32View, RowsI8};
 
 /// `y[r] += sum_c W[r, c] * x[c]`, summing each row left to right in one f32 accumulator and

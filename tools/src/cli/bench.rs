@@ -3,8 +3,12 @@
 //! * `stream`: one [`Model::step`] per sample, state carried (a sensor stream);
 //! * `seq`: one [`Model::run_sequence`] call over `--steps` samples.
 //!
-//! With `--streams N`, N independent streams of the model are advanced one sample each, round
-//! robin (each with its own state), and the figures are per stream-step.
+//! * `batch`: one [`Model::step_batch`] per sample advancing all `--streams` streams together
+//!   (the default with `--streams` above 1).
+//!
+//! With `--streams N`, N independent streams of the model are advanced one sample each (each
+//! with its own state): together in `batch` mode, round robin in the others; the figures are
+//! per stream-step.
 //!
 //! Every timed sample runs `--steps` steps; after a warm-up, samples are taken for at least
 //! `--seconds` (and at least [`MIN_SAMPLES`]), and the median is reported, with the fastest
@@ -35,6 +39,8 @@ pub enum Mode {
     Stream,
     /// One sequence call per window.
     Seq,
+    /// One `step_batch()` per sample for every stream.
+    Batch,
 }
 
 impl Mode {
@@ -42,6 +48,7 @@ impl Mode {
         match self {
             Self::Stream => "stream",
             Self::Seq => "seq",
+            Self::Batch => "batch",
         }
     }
 }
@@ -117,9 +124,10 @@ pub fn run(options: &BenchOptions) -> Result<(), Failure> {
     let mode = match options.mode.as_str() {
         "stream" => Mode::Stream,
         "seq" => Mode::Seq,
+        "batch" => Mode::Batch,
         other => {
             return Err(Failure::BadInput(format!(
-                "--mode must be stream or seq, not {other:?}"
+                "--mode must be stream, seq or batch, not {other:?}"
             )))
         }
     };
@@ -134,7 +142,7 @@ pub fn run(options: &BenchOptions) -> Result<(), Failure> {
     let path = options.model.as_path();
     let blob = read_blob(path)?;
     let model = load_model(path, &blob)?;
-    if mode == Mode::Stream && !model.is_streamable() {
+    if mode != Mode::Seq && !model.is_streamable() {
         return Err(Failure::input(
             path,
             "the model needs whole windows (Bidirectional or go_backwards); use --mode seq",
@@ -187,6 +195,12 @@ pub fn run(options: &BenchOptions) -> Result<(), Failure> {
             report.gflops,
             report.macs_per_step
         );
+        if report.streams > 1 {
+            println!(
+                "  {:.0} stream-steps/s ({:.1} ns per stream-step)",
+                report.stream_steps_per_second, report.ns_per_step
+            );
+        }
     }
     Ok(())
 }
@@ -239,18 +253,34 @@ fn time_with<W: Word>(
         .collect();
     let scratch_len = match mode {
         Mode::Stream => model.step_scratch_len(),
+        Mode::Batch => model.batch_scratch_len(streams),
         Mode::Seq => model.sequence_scratch_len(steps).ok_or_else(|| {
             Failure::input(path, "the window is too large for this machine's memory")
         })?,
     };
     let out_len = match mode {
         Mode::Stream => model.output_width(),
+        Mode::Batch => model.output_width() * streams,
         Mode::Seq => model.output_len(steps).unwrap_or(0),
     };
     let mut scratch = vec![W::default(); scratch_len];
     let mut out = vec![0.0f32; out_len];
+    // Batch mode: every stream's state in one stream-major buffer, and every stream reads the
+    // sample the round-robin modes give it (one row per stream).
+    let mut batch_states: Vec<W> = states.concat();
+    let batch_xs: Vec<f32> = xs
+        .chunks_exact(features.max(1))
+        .flat_map(|x| x.iter().copied().cycle().take(features * streams))
+        .collect();
     let mut sample = |states: &mut [Vec<W>]| -> Result<(), Failure> {
         match mode {
+            Mode::Batch => {
+                for x in batch_xs.chunks_exact((features * streams).max(1)) {
+                    model
+                        .step_batch(streams, x, &mut batch_states, &mut scratch, &mut out)
+                        .map_err(fail)?;
+                }
+            }
             Mode::Stream => {
                 for x in xs.chunks_exact(features) {
                     for state in states.iter_mut() {

@@ -27,6 +27,7 @@ pub static TABLE: Kernels = Kernels {
     activate: generic::activate,
     pack_i16: generic::pack_i16,
     project_i8: neon_project_i8,
+    matmul_f32: neon_matmul_f32,
 };
 
 /// Calls of the NEON kernels, so tests can prove this path ran.
@@ -49,6 +50,41 @@ fn neon_matvec_f32(w: F32View<'_>, x: &[f32], y: &mut [f32]) {
         // SAFETY: this table is only built for targets with NEON enabled at compile time; `row`
         // holds `cols` little-endian f32 values (`cols * 4` bytes) and `x` holds `cols`.
         *out += unsafe { dot_f32(row.as_ptr(), x) };
+    }
+}
+
+/// The batched product by `neon_matvec_f32` on each stream's column (gathered on the stack,
+/// 64 output rows at a time), so a stream gets the bits `neon_matvec_f32` gives it alone; no
+/// NEON tile kernel yet.
+fn neon_matmul_f32(w: F32View<'_>, x: &[f32], y: &mut [f32], streams: usize) {
+    const ROWS: usize = 64;
+    let Some(cols) = x.len().checked_div(streams) else {
+        return;
+    };
+    let mut x_col = [0.0f32; crate::MAX_WIDTH];
+    let (Some(x_col), Some(rows)) = (x_col.get_mut(..cols), y.len().checked_div(streams)) else {
+        return;
+    };
+    for j in 0..streams {
+        for (x, &v) in x_col.iter_mut().zip(x.iter().skip(j).step_by(streams)) {
+            *x = v;
+        }
+        for start in (0..rows).step_by(ROWS) {
+            let n = ROWS.min(rows - start);
+            let Some(w_rows) = w.slice(start * cols, n * cols) else {
+                return;
+            };
+            let mut y_col = [0.0f32; ROWS];
+            let y_rows = y.iter().skip(start * streams + j).step_by(streams);
+            for (c, &v) in y_col.iter_mut().zip(y_rows) {
+                *c = v;
+            }
+            neon_matvec_f32(w_rows, x_col, &mut y_col[..n]);
+            let y_rows = y.iter_mut().skip(start * streams + j).step_by(streams);
+            for (v, &c) in y_rows.zip(y_col.iter()) {
+                *v = c;
+            }
+        }
     }
 }
 

@@ -21,6 +21,8 @@
 //! widened to i64 every `PACK_I16` (512) columns (at most `PACK_I16 / 16 * 2^23 + 2^23 < 2^31` per
 //! lane), so the result is the exact sum, the same bits as the generic kernel.
 
+mod batch;
+
 use core::arch::x86_64::*;
 
 use crate::format::Activation;
@@ -37,6 +39,7 @@ static TABLE: Kernels = Kernels {
     activate: avx2_activate,
     pack_i16: generic::pack_i16,
     project_i8: avx2_project_i8,
+    matmul_f32: batch::avx2_matmul_f32,
 };
 
 /// The AVX2 + FMA table, only when this CPU can run it: decided at compile time when the build

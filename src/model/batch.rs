@@ -1,0 +1,507 @@
+//! Many independent streams of one model, one time step each: [`Model::step_batch`].
+//!
+//! An edge gateway that watches thousands of sensors with one model would otherwise read every
+//! weight once per sensor per step. The batched step advances the streams in tiles of up to
+//! [`BATCH_TILE`] streams: the tile's inputs, states and gate pre-activations are laid out
+//! stream-minor (`[row][stream]`, tens of KB that stay in cache), and each weight matrix is applied
+//! to the whole tile by the kernel table's `matmul_f32`, which reads every weight once per
+//! tile instead of once per stream.
+//!
+//! # Same results as `step`
+//!
+//! Per stream, the batched step performs the operations of [`Model::step`] in the same order:
+//! the products sum every row in the order of the table's matrix-vector kernel (that is the
+//! contract of `matmul_f32`), and biases, gate arithmetic and activations are element-wise
+//! and written as in the cells. So in every mode each stream's state and output are bit for
+//! bit what `step` gives it, and a stream can move between `step` and `step_batch` at any
+//! time. (One process always runs one kernel table; across tables float results differ by
+//! rounding, as the kernels module describes.)
+//!
+//! What is batched: `F32` models run the tiled path above. `Int8Weights` models run it too,
+//! but their products go through the matrix-vector kernel one stream at a time (no int8-weight
+//! tile kernel yet), so only the element-wise work is shared. The integer modes (`Int8`,
+//! `Int16`) call [`Model::step`] on each stream in turn: exact, and no faster than a loop.
+
+use super::run::{check_len, embedding_row, need, take};
+use super::{
+    runs_float, runs_integer, DensePlan, DirWeights, EmbeddingPlan, LayerPlan, Model,
+    NormalizationPlan, RecurrentPlan, Table, Word,
+};
+use crate::cell::{CellSpec, DirectionViews};
+use crate::error::{sat_u32, RunError};
+use crate::format::{Activation, Cell};
+use crate::kernels::{self, F32View, Kernels, Matrix};
+use crate::math;
+
+/// Streams advanced together in one tile by [`Model::step_batch`]. Its scratch grows with the
+/// tile, not with the number of streams: 64 streams of an LSTM(32) keep their gates (32 KB),
+/// `h`, `c` and inputs in L1/L2 while the weights stream past once per tile (64 measured
+/// slightly faster than 32 for LSTM(32) at 1,000 streams on the bench machine).
+pub const BATCH_TILE: usize = 64;
+
+/// Column buffers for the products that run stream by stream (int8 weights) and softmax.
+struct Columns<'s> {
+    x: &'s mut [f32],
+    y: &'s mut [f32],
+}
+
+impl<const L: usize> Model<'_, L> {
+    /// Scratch words ([`Word`]) [`Model::step_batch`] needs for `streams` streams (0 for none).
+    /// It stops growing at [`BATCH_TILE`] streams; the integer modes need
+    /// [`Model::step_scratch_len`].
+    pub fn batch_scratch_len(&self, streams: usize) -> usize {
+        if streams == 0 {
+            0
+        } else if runs_float(self.mode) {
+            let per_stream = 2 * self.max_width + self.max_units + self.max_cell_scratch;
+            streams
+                .min(BATCH_TILE)
+                .saturating_mul(per_stream)
+                .saturating_add(self.column_words())
+        } else {
+            self.step_scratch_len()
+        }
+    }
+
+    fn column_words(&self) -> usize {
+        self.max_width + self.max_width.max(self.max_cell_scratch)
+    }
+
+    /// Advances `streams` independent streams of this model by one time step each.
+    ///
+    /// Every buffer is stream-major: `inputs` holds `streams` rows of
+    /// [`Model::input_features`] values, `states` `streams` states of [`Model::state_len`]
+    /// words each, laid out exactly as [`Model::step`] lays out one, and `outputs` receives
+    /// `streams` rows of [`Model::output_width`] values. Each stream's new state and output are
+    /// bit for bit what `step` gives it (see the module docs), so a stream can move between
+    /// the two calls at any time.
+    ///
+    /// # Errors
+    /// As [`Model::step`]: [`RunError::NotStreamable`] for Bidirectional or `go_backwards`
+    /// models; [`RunError::BufferType`] when `W` does not fit the mode; a length error when a
+    /// slice does not fit `streams` ([`Model::batch_scratch_len`] for the scratch);
+    /// [`RunError::TooLarge`] when a buffer length overflows `usize`;
+    /// [`RunError::InvalidToken`] (indexing `inputs`) for a bad token id. On error every state
+    /// is unchanged.
+    ///
+    /// # Panics
+    /// Never.
+    pub fn step_batch<W: Word>(
+        &self,
+        streams: usize,
+        inputs: &[f32],
+        states: &mut [W],
+        scratch: &mut [W],
+        outputs: &mut [f32],
+    ) -> Result<(), RunError> {
+        if !self.streamable {
+            return Err(RunError::NotStreamable);
+        }
+        let times = |width: usize| streams.checked_mul(width).ok_or(RunError::TooLarge);
+        check_len(times(self.input_features)?, inputs.len())?;
+        self.check_tokens(inputs)?;
+        let state_words = times(self.state_len)?;
+        if states.len() != state_words {
+            return Err(RunError::StateLength {
+                expected: sat_u32(state_words),
+                found: sat_u32(states.len()),
+            });
+        }
+        self.check_output(outputs, times(self.output_width)?)?;
+        let scratch = need(scratch, self.batch_scratch_len(streams))?;
+        if runs_float(self.mode) {
+            let (Some(states), Some(scratch)) = (W::as_f32(states), W::as_f32(scratch)) else {
+                return Err(RunError::BufferType);
+            };
+            self.tiles_f32(streams, inputs, states, scratch, outputs);
+            return Ok(());
+        }
+        if !runs_integer(self.mode) || W::as_i32(&mut []).is_none() {
+            return Err(RunError::BufferType);
+        }
+        let (features, words, width) = (self.input_features, self.state_len, self.output_width);
+        for s in 0..streams {
+            let x = inputs.get(s * features..(s + 1) * features).unwrap_or(&[]);
+            let state = states
+                .get_mut(s * words..(s + 1) * words)
+                .unwrap_or(&mut []);
+            let out = outputs
+                .get_mut(s * width..(s + 1) * width)
+                .unwrap_or(&mut []);
+            self.step(x, state, scratch, out)?;
+        }
+        Ok(())
+    }
+
+    /// The float modes, tile by tile (every length checked by the caller).
+    fn tiles_f32(&self, streams: usize, x: &[f32], st: &mut [f32], sc: &mut [f32], y: &mut [f32]) {
+        let k = kernels::active();
+        let (features, words, width) = (self.input_features, self.state_len, self.output_width);
+        let mut first = 0;
+        while first < streams {
+            let t = (streams - first).min(BATCH_TILE);
+            let end = first + t;
+            self.tile_f32(
+                k,
+                t,
+                x.get(first * features..end * features).unwrap_or(&[]),
+                st.get_mut(first * words..end * words).unwrap_or(&mut []),
+                sc,
+                y.get_mut(first * width..end * width).unwrap_or(&mut []),
+            );
+            first = end;
+        }
+    }
+
+    /// One step of `t` streams: the layers of [`Model::step`] over stream-minor buffers.
+    fn tile_f32(
+        &self,
+        k: &Kernels,
+        t: usize,
+        x: &[f32],
+        states: &mut [f32],
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let mut rest = scratch;
+        let mut src = take(&mut rest, self.max_width * t);
+        let mut dst = take(&mut rest, self.max_width * t);
+        let c = take(&mut rest, self.max_units * t);
+        let mut columns = Columns {
+            x: take(&mut rest, self.max_width),
+            y: take(&mut rest, self.max_width.max(self.max_cell_scratch)),
+        };
+        let cell = rest;
+        gather(x, self.input_features, 0, self.input_features, t, src);
+        let mut width = self.input_features;
+        for layer in &self.layers {
+            let input = src.get(..width * t).unwrap_or(&[]);
+            match layer {
+                LayerPlan::Recurrent(r) => {
+                    let tile = StateTile {
+                        states,
+                        words: self.state_len,
+                        t,
+                    };
+                    recurrent(k, r, input, tile, dst, c, cell, &mut columns);
+                }
+                LayerPlan::Dense(d) => dense(k, d, input, t, dst, &mut columns),
+                LayerPlan::Normalization(n, w) => normalize(n, input, t, dst, *w),
+                LayerPlan::Embedding(e) if cfg!(feature = "embedding") => embed(e, input, t, dst),
+                // Models with a RepeatVector are not streamable; a step never gets here.
+                LayerPlan::Repeat(_, w) => {
+                    let n = (*w * t).min(input.len());
+                    if let (Some(d), Some(s)) = (dst.get_mut(..n), input.get(..n)) {
+                        d.copy_from_slice(s);
+                    }
+                }
+                // Embeddings without their feature were refused at load.
+                LayerPlan::Embedding(_) => {}
+            }
+            width = layer.output_width();
+            core::mem::swap(&mut src, &mut dst);
+        }
+        scatter(src, t, out, width, 0, width);
+    }
+}
+
+/// `tile[f * t + s] = rows[s * stride + offset + f]` for `f < width`: `t` stream-major rows
+/// into a stream-minor tile. Plain indexing: strided iterator adapters cost more than the
+/// rest of a small cell's step.
+fn gather(rows: &[f32], stride: usize, offset: usize, width: usize, t: usize, tile: &mut [f32]) {
+    for (s, row) in rows.chunks_exact(stride.max(1)).take(t).enumerate() {
+        let part = row.get(offset..offset + width).unwrap_or(&[]);
+        for (f, &v) in part.iter().enumerate() {
+            if let Some(d) = tile.get_mut(f * t + s) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// The inverse of [`gather`].
+fn scatter(tile: &[f32], t: usize, rows: &mut [f32], stride: usize, offset: usize, width: usize) {
+    for (s, row) in rows.chunks_exact_mut(stride.max(1)).take(t).enumerate() {
+        let part = row.get_mut(offset..offset + width).unwrap_or(&mut []);
+        for (f, d) in part.iter_mut().enumerate() {
+            if let Some(&v) = tile.get(f * t + s) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// Every stream's state words of a tile, and how to find one layer's part.
+struct StateTile<'s> {
+    states: &'s mut [f32],
+    /// Words per stream ([`Model::state_len`]).
+    words: usize,
+    t: usize,
+}
+
+impl StateTile<'_> {
+    /// Words `offset..offset + n` of every stream's state into `tile` (stream-minor).
+    fn load(&self, offset: usize, n: usize, tile: &mut [f32]) {
+        gather(self.states, self.words, offset, n, self.t, tile);
+    }
+
+    /// The inverse of [`StateTile::load`].
+    fn store(&mut self, offset: usize, n: usize, tile: &[f32]) {
+        scatter(tile, self.t, self.states, self.words, offset, n);
+    }
+}
+
+/// `y = W x` added to `y` for a tile: the table's tile kernel for f32 weights; for int8
+/// weights the table's matrix-vector kernel on each stream's column, so the bits stay those of
+/// `step`.
+fn product(k: &Kernels, m: &Matrix<'_>, x: &[f32], y: &mut [f32], t: usize, cols: &mut Columns) {
+    match *m {
+        Matrix::F32(w) => (k.matmul_f32)(w, x, y, t),
+        Matrix::I8 { weights, scales } => {
+            let (Some(n_in), Some(n_out)) = (x.len().checked_div(t), y.len().checked_div(t)) else {
+                return;
+            };
+            let (Some(xc), Some(yc)) = (cols.x.get_mut(..n_in), cols.y.get_mut(..n_out)) else {
+                return;
+            };
+            for s in 0..t {
+                for (d, &v) in xc.iter_mut().zip(x.iter().skip(s).step_by(t)) {
+                    *d = v;
+                }
+                for (d, &v) in yc.iter_mut().zip(y.iter().skip(s).step_by(t)) {
+                    *d = v;
+                }
+                (k.matvec_i8w)(weights, scales, xc, yc);
+                for (d, &v) in y.iter_mut().skip(s).step_by(t).zip(yc.iter()) {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
+
+/// Row `r` of the tile `y` = `bias[r]` for every stream (zeros without a bias), as
+/// [`kernels::init_bias`] starts each stream's affine map.
+fn init_bias(bias: Option<F32View<'_>>, y: &mut [f32], t: usize) {
+    match bias {
+        Some(b) => {
+            for (row, v) in y.chunks_exact_mut(t.max(1)).zip(b.iter()) {
+                row.fill(v);
+            }
+        }
+        None => y.fill(0.0),
+    }
+}
+
+/// One recurrent layer (forward direction only: batched models are streamable) over the
+/// tile: its state in from `states`, the step, `h` (the layer's output) left in `h_out` and
+/// the state written back.
+#[allow(clippy::too_many_arguments)]
+fn recurrent(
+    k: &Kernels,
+    r: &RecurrentPlan<'_>,
+    x: &[f32],
+    mut states: StateTile<'_>,
+    h_out: &mut [f32],
+    c: &mut [f32],
+    cell: &mut [f32],
+    cols: &mut Columns,
+) {
+    let DirWeights::Float(w) = &r.forward else {
+        return;
+    };
+    let spec = &r.spec;
+    let units = spec.units;
+    let n = units * states.t;
+    let (Some(h), Some(c)) = (h_out.get_mut(..n), c.get_mut(..n)) else {
+        return;
+    };
+    let has_c = spec.cell.has_cell_state();
+    states.load(r.state_offset, units, h);
+    if has_c {
+        states.load(r.state_offset + units, units, c);
+    }
+    let cx = Cx {
+        k,
+        w,
+        x,
+        t: states.t,
+    };
+    // As in `CellSpec::step`: a cell whose feature is off compiles to nothing and is refused
+    // at load.
+    match spec.cell {
+        Cell::SimpleRnn if cfg!(feature = "simple-rnn") => simple_rnn(&cx, spec, h, cell, cols),
+        Cell::Lstm if cfg!(feature = "lstm") => lstm(&cx, spec, h, c, cell, cols),
+        Cell::Gru { reset_after } if cfg!(feature = "gru") => {
+            gru(&cx, spec, reset_after, h, cell, cols);
+        }
+        _ => {}
+    }
+    states.store(r.state_offset, units, h);
+    if has_c {
+        states.store(r.state_offset + units, units, c);
+    }
+}
+
+/// What every cell of a tile reads.
+struct Cx<'c, 'w> {
+    k: &'c Kernels,
+    w: &'c DirectionViews<'w>,
+    x: &'c [f32],
+    t: usize,
+}
+
+/// `crate::cell::simple_rnn::step` over a tile.
+fn simple_rnn(cx: &Cx, spec: &CellSpec, h: &mut [f32], scratch: &mut [f32], cols: &mut Columns) {
+    let Some(pre) = scratch.get_mut(..h.len()) else {
+        return;
+    };
+    init_bias(cx.w.bias, pre, cx.t);
+    product(cx.k, &cx.w.kernel, cx.x, pre, cx.t, cols);
+    product(cx.k, &cx.w.recurrent_kernel, h, pre, cx.t, cols);
+    (cx.k.activate)(spec.activation, pre);
+    h.copy_from_slice(pre);
+}
+
+/// `crate::cell::lstm::step` over a tile (gate blocks `[4 * units][t]`, same operations).
+fn lstm(
+    cx: &Cx,
+    spec: &CellSpec,
+    h: &mut [f32],
+    c: &mut [f32],
+    scratch: &mut [f32],
+    cols: &mut Columns,
+) {
+    let n = h.len();
+    let Some(z) = scratch.get_mut(..4 * n) else {
+        return;
+    };
+    init_bias(cx.w.bias, z, cx.t);
+    product(cx.k, &cx.w.kernel, cx.x, z, cx.t, cols);
+    product(cx.k, &cx.w.recurrent_kernel, h, z, cx.t, cols);
+    let (a, ra) = (spec.activation, spec.recurrent_activation);
+    let (zif, rest) = z.split_at_mut(2 * n);
+    let (zc, zo) = rest.split_at_mut(n);
+    (cx.k.activate)(ra, zif);
+    (cx.k.activate)(a, zc);
+    (cx.k.activate)(ra, zo);
+    let (zi, zf) = zif.split_at_mut(n);
+    for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
+        *cv = f * *cv + i * g;
+    }
+    zi.copy_from_slice(c);
+    (cx.k.activate)(a, zi);
+    for ((hv, &o), &t) in h.iter_mut().zip(zo.iter()).zip(zi.iter()) {
+        *hv = o * t;
+    }
+}
+
+/// `crate::cell::gru::step` over a tile (both reset variants, same operations).
+fn gru(
+    cx: &Cx,
+    spec: &CellSpec,
+    reset_after: bool,
+    h: &mut [f32],
+    scratch: &mut [f32],
+    cols: &mut Columns,
+) {
+    let (n, units, t) = (h.len(), spec.units, cx.t);
+    let Some(scratch) = scratch.get_mut(..6 * n) else {
+        return;
+    };
+    let (zx, zh) = scratch.split_at_mut(3 * n);
+    init_bias(cx.w.bias, zx, t);
+    product(cx.k, &cx.w.kernel, cx.x, zx, t, cols);
+    let (a, ra) = (spec.activation, spec.recurrent_activation);
+    let (zx_zr, zx_h) = zx.split_at_mut(2 * n);
+    if reset_after {
+        init_bias(cx.w.recurrent_bias, zh, t);
+        product(cx.k, &cx.w.recurrent_kernel, h, zh, t, cols);
+        let (zh_zr, zh_h) = zh.split_at(2 * n);
+        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
+            *xv += hv;
+        }
+        (cx.k.activate)(ra, zx_zr);
+        let (zx_z, zx_r) = zx_zr.split_at(n);
+        for ((xh, &r), &hh) in zx_h.iter_mut().zip(zx_r.iter()).zip(zh_h.iter()) {
+            *xh += r * hh;
+        }
+        (cx.k.activate)(a, zx_h);
+        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
+            *hv = z * *hv + (1.0 - z) * cand;
+        }
+    } else {
+        let (zh_zr, rest) = zh.split_at_mut(2 * n);
+        let Some(reset_h) = rest.get_mut(..n) else {
+            return;
+        };
+        let u = &cx.w.recurrent_kernel;
+        let recurrent_zr = u.rows(0, 2 * units, units).unwrap_or_default();
+        let recurrent_h = u.rows(2 * units, units, units).unwrap_or_default();
+        zh_zr.fill(0.0);
+        product(cx.k, &recurrent_zr, h, zh_zr, t, cols);
+        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
+            *xv += hv;
+        }
+        (cx.k.activate)(ra, zx_zr);
+        let (zx_z, zx_r) = zx_zr.split_at(n);
+        for ((rh, &r), &hv) in reset_h.iter_mut().zip(zx_r.iter()).zip(h.iter()) {
+            *rh = r * hv;
+        }
+        product(cx.k, &recurrent_h, reset_h, zx_h, t, cols);
+        (cx.k.activate)(a, zx_h);
+        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
+            *hv = z * *hv + (1.0 - z) * cand;
+        }
+    }
+}
+
+/// `crate::cell::dense::forward` over a tile; softmax, which is not element-wise, stream by
+/// stream.
+fn dense(k: &Kernels, d: &DensePlan<'_>, x: &[f32], t: usize, y: &mut [f32], cols: &mut Columns) {
+    let super::DenseWeights::Float { kernel, bias } = &d.weights else {
+        return;
+    };
+    let Some(y) = y.get_mut(..d.units * t) else {
+        return;
+    };
+    init_bias(*bias, y, t);
+    product(k, kernel, x, y, t, cols);
+    if d.activation != Activation::Softmax {
+        math::apply_slice(d.activation, y);
+        return;
+    }
+    let Some(column) = cols.y.get_mut(..d.units) else {
+        return;
+    };
+    for s in 0..t {
+        for (c, &v) in column.iter_mut().zip(y.iter().skip(s).step_by(t)) {
+            *c = v;
+        }
+        math::apply_slice(d.activation, column);
+        for (v, &c) in y.iter_mut().skip(s).step_by(t).zip(column.iter()) {
+            *v = c;
+        }
+    }
+}
+
+/// `(x - mean) / std` per feature (row of the tile), as the step's float path computes it.
+fn normalize(n: &NormalizationPlan<'_>, x: &[f32], t: usize, y: &mut [f32], width: usize) {
+    let rows = x.chunks_exact(t.max(1)).zip(y.chunks_exact_mut(t.max(1)));
+    for ((x_row, y_row), (m, s)) in rows.take(width).zip(n.mean.iter().zip(n.std.iter())) {
+        for (out, &v) in y_row.iter_mut().zip(x_row) {
+            *out = (v - m) / s;
+        }
+    }
+}
+
+/// Each stream's table row for its (validated) token id in row 0 of the tile.
+fn embed(e: &EmbeddingPlan<'_>, x: &[f32], t: usize, y: &mut [f32]) {
+    for (s, &id) in x.iter().take(t).enumerate() {
+        if let Table::F32(row) = embedding_row(e, id as usize) {
+            for (o, v) in y.iter_mut().skip(s).step_by(t.max(1)).zip(row.iter()) {
+                *o = v;
+            }
+        }
+    }
+}
