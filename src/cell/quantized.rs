@@ -7,7 +7,7 @@
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::{dot_rows_i8, pack_i16, packed_len, project_i8, I32View, RequantView, RowsI8};
-use crate::quant::fixed::{clamp_to, sat_i16, shift_round};
+use crate::quant::fixed::{clamp_to, sat_i16, shift_round, shift_round32};
 use crate::quant::lut;
 
 /// One direction's integer weights, as views into the blob.
@@ -45,7 +45,11 @@ pub struct IntCell {
 /// kernel row by row and keep the stack small: 16 takes 384 bytes of blocks, 6% more
 /// instructions per LSTM(32) step on a Cortex-M4F than 32 (768 bytes); 8 would save 192 bytes
 /// more for another 12%.
-const ROW_BLOCK: usize = if cfg!(target_arch = "x86_64") { 32 } else { 16 };
+const ROW_BLOCK: usize = if cfg!(target_arch = "x86_64") {
+    128
+} else {
+    16
+};
 
 /// `out[k] (+)= requant[k + requant_first](bias[r] + W[r] . x)` for `r = first_row + k` over the
 /// rows of `out` (rows the weights do not hold are left untouched), with `x` the `cols` codes
@@ -74,6 +78,15 @@ fn project(
         requant: requant.skip(requant_first),
     };
     project_i8(&rows, x.words, x.cols, out, accumulate);
+}
+
+/// One block of LSTM units: their `h` and `c` values and the pre-activations of their four
+/// gates (i, f, c, o), with the cell state's fractional bits.
+struct LstmUnits<'a> {
+    h: &'a mut [i32],
+    c: &'a mut [i32],
+    gates: [&'a [i32]; 4],
+    frac: u32,
 }
 
 /// Codes packed by [`pack_i16`] and how many there are.
@@ -292,31 +305,61 @@ impl IntCell {
             else {
                 return;
             };
-            for (((((hv, cv), &pi), &pf), &pc), &po) in hs
-                .iter_mut()
-                .zip(cs.iter_mut())
-                .zip(gi)
-                .zip(gf)
-                .zip(gc)
-                .zip(go)
-            {
-                let i = i64::from(activate_q15(ra, pi));
-                let f = i64::from(activate_q15(ra, pf));
-                let g = i64::from(activate_q15(a, pc));
-                let o = i64::from(activate_q15(ra, po));
-                let forget = shift_round(f * i64::from(*cv), 15);
-                let input = shift_round(i * g, 30 - frac);
-                let c_new = sat_i16(forget + input);
-                *cv = i32::from(c_new);
-                let c_q12 = if frac >= 12 {
-                    shift_round(i64::from(c_new), frac - 12)
-                } else {
-                    i64::from(c_new) << (12 - frac)
-                };
-                let t = i64::from(activate_q15(a, i32::from(sat_i16(c_q12))));
-                // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first.
-                *hv = self.code_of(shift_round(o * t, 15) as i32);
+            let units = LstmUnits {
+                h: hs,
+                c: cs,
+                gates: [gi, gf, gc, go],
+                frac,
+            };
+            // The activations are chosen once per block, not per value: the usual pair gets a
+            // loop with both tables inlined (the same functions `activate_q15` calls, so the
+            // same bits), any other pair the general one.
+            match (ra, a) {
+                (Activation::Sigmoid, Activation::Tanh) => self.lstm_units(
+                    units,
+                    |p| i32::from(lut::sigmoid_q15(sat_i16(i64::from(p)))),
+                    |p| i32::from(lut::tanh_q15(sat_i16(i64::from(p)))),
+                ),
+                _ => self.lstm_units(units, |p| activate_q15(ra, p), |p| activate_q15(a, p)),
             }
+        }
+    }
+
+    /// The LSTM update of one block of units from their gate pre-activations, with the
+    /// recurrent activation `ra` and the activation `a`.
+    #[inline]
+    fn lstm_units(&self, units: LstmUnits<'_>, ra: impl Fn(i32) -> i32, a: impl Fn(i32) -> i32) {
+        let LstmUnits { h, c, gates, frac } = units;
+        let [gi, gf, gc, go] = gates;
+        for (((((hv, cv), &pi), &pf), &pc), &po) in h
+            .iter_mut()
+            .zip(c.iter_mut())
+            .zip(gi)
+            .zip(gf)
+            .zip(gc)
+            .zip(go)
+        {
+            // Gate values are Q0.15 (|v| <= 2^15), so every product below is at most 2^30 and
+            // the rounding shifts are exact in 32 bits (64-bit products are library calls on
+            // Cortex-M0); only a cell value outside i16, which no step writes, takes 64 bits.
+            let (i, f, g, o) = (ra(pi), ra(pf), a(pc), ra(po));
+            let input = shift_round32(i * g, 30 - frac);
+            let c_new = match i16::try_from(*cv) {
+                Ok(c) => (shift_round32(f * i32::from(c), 15) + input).clamp(-32768, 32767),
+                Err(_) => {
+                    let forget = shift_round(i64::from(f) * i64::from(*cv), 15);
+                    i32::from(sat_i16(forget + i64::from(input)))
+                }
+            };
+            *cv = c_new;
+            let c_q12 = if frac >= 12 {
+                shift_round32(c_new, frac - 12)
+            } else {
+                c_new << (12 - frac)
+            };
+            let t = a(c_q12.clamp(-32768, 32767));
+            // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first.
+            *hv = self.code_of(shift_round32(o * t, 15));
         }
     }
 

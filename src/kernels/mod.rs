@@ -4,14 +4,16 @@
 //!
 //! A [`Kernels`] table names one implementation of every kernel. [`GENERIC`] is complete and
 //! always compiles (`generic/`, the reference every other kernel is tested against);
-//! per-architecture modules (`<arch>/<isa>/`, e.g. `x86_64/avx2/`, `aarch64/neon/`) build a
-//! table that starts from it and overrides entries. [`active`] picks the best table the CPU can
-//! run:
+//! per-architecture modules (`<arch>/<isa>/`, e.g. `x86_64/avx2/`, `x86_64/avx512/`,
+//! `aarch64/neon/`) build a table that starts from it (or from a lesser ISA's table) and
+//! overrides entries. [`active`] picks the best table the CPU can run (on x86_64: `avx512vnni`,
+//! `avx512`, `avx2`, in that order):
 //!
 //! * with the `std` feature (host tools), by runtime detection (`is_x86_feature_detected!`),
 //!   done once and cached in an atomic;
 //! * without it (MCUs, `no_std` binaries), at compile time from `cfg!(target_feature = ...)`:
-//!   build with `-C target-feature=+avx2,+fma` (or `-C target-cpu=native`) to get AVX2.
+//!   build with `-C target-feature=+avx2,+fma` (or `-C target-cpu=native`) to get AVX2, and
+//!   `+avx512f,+avx512bw,+avx512vl` (`+avx512vnni`) on top for the AVX-512 tables.
 //!
 //! A table for an ISA is only ever handed out after that check, so a kernel value exists only
 //! on a CPU that can run it. The arch modules are the only place `unsafe` is allowed.
@@ -35,7 +37,7 @@ pub mod x86_64;
 #[allow(unsafe_code)]
 pub mod aarch64;
 
-#[cfg(all(target_arch = "arm", edgernn_arm_dsp))]
+#[cfg(target_arch = "arm")]
 #[allow(unsafe_code)]
 pub mod arm;
 
@@ -129,6 +131,11 @@ impl<'a> I32View<'a> {
             .map(|c| i32::from_le_bytes(*c))
     }
 
+    /// The raw little-endian bytes.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The view without its first `count` values (empty past the end).
     pub fn skip(&self, count: usize) -> Self {
         let from = count.saturating_mul(4).min(self.bytes.len());
@@ -170,6 +177,11 @@ impl<'a> RequantView<'a> {
     /// The view without its first `count` rows.
     pub fn skip(&self, count: usize) -> Self {
         Self::new(self.values.skip(count))
+    }
+
+    /// The packed values.
+    pub const fn values(&self) -> I32View<'a> {
+        self.values
     }
 
     /// The requantizer of `row` (zero factor past the end).

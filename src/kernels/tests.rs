@@ -346,11 +346,13 @@ fn check_project(
     );
 }
 
-/// Random per-row requantizers as the blob stores them (packed), factors from 2^-40 to 2^6.
-fn random_requants(rng: &mut Rng, rows: usize) -> Vec<i32> {
+/// Random per-row requantizers as the blob stores them (packed), factors from `2^lowest` to
+/// 2^6. Down to 2^-30 every factor keeps `n = 31 + shift <= 62`, the range of real models
+/// (and of the SIMD kernels' vector requantization); smaller ones take the 128-bit path.
+fn random_requants(rng: &mut Rng, rows: usize, lowest: i32) -> Vec<i32> {
     (0..rows)
         .map(|_| {
-            let exponent = rng.range(-40, 6);
+            let exponent = rng.range(lowest, 6);
             let factor = (1.0 + f64::from(rng.range(0, 1_000_000)) / 1e6) * 2f64.powi(exponent);
             crate::quant::Requant::from_f64(factor)
                 .and_then(|r| r.pack())
@@ -370,7 +372,7 @@ pub(super) fn project_i8(name: &str, k: &Kernels) {
                 let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
                 let x: Vec<i32> = (0..cols).map(|_| rng.range(lo, hi)).collect();
                 let bias: Vec<i32> = (0..rows).map(|_| rng.range(-1 << 24, 1 << 24)).collect();
-                let requant = random_requants(&mut rng, rows);
+                let requant = random_requants(&mut rng, rows, if offset < 2 { -30 } else { -40 });
                 let accumulate = offset % 2 == 1;
                 let initial = rng.range(-1 << 20, 1 << 20);
                 check_project(
@@ -389,7 +391,7 @@ pub(super) fn project_i8(name: &str, k: &Kernels) {
         let big = crate::quant::Requant::from_f64(40.0)
             .and_then(|r| r.pack())
             .unwrap_or(0);
-        for requant in [std::vec![big; rows], random_requants(&mut rng, rows)] {
+        for requant in [std::vec![big; rows], random_requants(&mut rng, rows, -40)] {
             check_project(
                 name,
                 k,
@@ -530,6 +532,14 @@ macro_rules! conformance {
 conformance!(generic, "generic", Some(&crate::kernels::GENERIC));
 #[cfg(target_arch = "x86_64")]
 conformance!(avx2, "avx2", crate::kernels::x86_64::avx2::kernels());
+#[cfg(target_arch = "x86_64")]
+conformance!(avx512, "avx512", crate::kernels::x86_64::avx512::kernels());
+#[cfg(target_arch = "x86_64")]
+conformance!(
+    avx512vnni,
+    "avx512vnni",
+    crate::kernels::x86_64::avx512::kernels_vnni()
+);
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
 
@@ -539,7 +549,9 @@ conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
     target_arch = "x86_64",
     all(target_arch = "aarch64", target_feature = "neon")
 ))]
-fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize) {
+/// `own_calls` is how many of the calls below reach kernels the table defines itself (the
+/// AVX-512 tables take their float kernels from the AVX2 table, whose counter those move).
+fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize, own_calls: usize) {
     use core::sync::atomic::Ordering;
     assert_eq!(super::kernel_name(), name);
     let before = calls.load(Ordering::Relaxed);
@@ -566,7 +578,7 @@ fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize) 
     assert_eq!(projected, [24, 24]);
     let after = calls.load(Ordering::Relaxed);
     assert!(
-        after >= before + 3,
+        after >= before + own_calls,
         "{name} kernels were not called ({before} -> {after})"
     );
 }
@@ -575,23 +587,35 @@ fn assert_entry_points_run(name: &str, calls: &core::sync::atomic::AtomicUsize) 
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 #[test]
 fn neon_path_runs_on_aarch64() {
-    assert_entry_points_run("neon", &super::aarch64::neon::CALLS);
+    assert_entry_points_run("neon", &super::aarch64::neon::CALLS, 3);
 }
 
-/// The dispatcher must hand out the AVX2 table on a CPU that has AVX2 + FMA, and the model's
-/// cells must then actually run it (the AVX2 kernels count their calls in test builds).
+/// The dispatcher must hand out the best x86_64 table the CPU has (`avx512vnni`, `avx512`,
+/// `avx2`, else the generic one), and the model's entry points must then actually run it (the
+/// SIMD kernels count their calls in test builds).
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_path_runs_when_the_cpu_has_it() {
-    let has = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-    if !has {
-        assert!(
-            !required("avx2"),
-            "EDGERNN_REQUIRE_KERNELS names avx2 but this CPU lacks AVX2 + FMA"
-        );
-        std::eprintln!("SKIPPED: this CPU lacks AVX2 + FMA; the AVX2 path cannot run");
-        assert_eq!(super::kernel_name(), "generic");
-        return;
+fn best_x86_path_runs_when_the_cpu_has_it() {
+    use std::is_x86_feature_detected as has;
+    let avx2 = has!("avx2") && has!("fma");
+    let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
+    let vnni = avx512 && has!("avx512vnni");
+    for (name, present) in [("avx2", avx2), ("avx512", avx512), ("avx512vnni", vnni)] {
+        if !present {
+            assert!(
+                !required(name),
+                "EDGERNN_REQUIRE_KERNELS names {name} but this CPU lacks its features"
+            );
+            std::eprintln!("SKIPPED: this CPU lacks the features of `{name}`; it cannot run");
+        }
     }
-    assert_entry_points_run("avx2", &super::x86_64::avx2::CALLS);
+    if vnni {
+        assert_entry_points_run("avx512vnni", &super::x86_64::avx512::CALLS, 2);
+    } else if avx512 {
+        assert_entry_points_run("avx512", &super::x86_64::avx512::CALLS, 2);
+    } else if avx2 {
+        assert_entry_points_run("avx2", &super::x86_64::avx2::CALLS, 3);
+    } else {
+        assert_eq!(super::kernel_name(), "generic");
+    }
 }

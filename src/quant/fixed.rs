@@ -146,6 +146,19 @@ pub fn shift_round(a: i64, n: u32) -> i64 {
     }
 }
 
+/// [`shift_round`] in 32 bits, for values where it is exact: `a + 2^(n-1)` fits i32 (`n` in
+/// `0..=31`). The integer cells' gate products are at most `2^30` in magnitude, so this gives
+/// [`shift_round`]'s bits without 64-bit arithmetic (a library call on Cortex-M0).
+#[inline]
+pub fn shift_round32(a: i32, n: u32) -> i32 {
+    if n == 0 {
+        a
+    } else {
+        let n = n.min(31);
+        a.wrapping_add(1 << (n - 1)) >> n
+    }
+}
+
 /// `v` limited to `[lo, hi]` (`lo` wins if the bounds cross). Unlike `Ord::clamp`, it has no
 /// panic path for bounds the compiler cannot see are ordered.
 #[inline]
@@ -230,6 +243,34 @@ mod tests {
                 (p + (1i64 << (n - 1))) >> n,
                 "{p} {n}"
             );
+        }
+    }
+
+    #[test]
+    fn shift_round32_matches_shift_round_where_exact() {
+        for n in 0..=31u32 {
+            let half = if n == 0 { 0 } else { 1i64 << (n - 1) };
+            for a in [
+                -(1 << 30),
+                -(1 << 30) + 1,
+                -32769,
+                -3,
+                -1,
+                0,
+                1,
+                2,
+                3,
+                16384,
+                1 << 30,
+            ] {
+                if i64::from(a) + half <= i64::from(i32::MAX) {
+                    assert_eq!(
+                        i64::from(shift_round32(a, n)),
+                        shift_round(i64::from(a), n),
+                        "{a} {n}"
+                    );
+                }
+            }
         }
     }
 

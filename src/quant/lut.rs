@@ -23,8 +23,9 @@ pub const TANH_MAX_ERROR: f64 = 4.0e-4;
 /// `sigmoid(-x) = 1 - sigmoid(x)`, and so are their Q0.15 samples (rounding half up is
 /// symmetric when no sample is an exact tie, and none is), except that +1.0 saturates to 32767:
 /// `T[k] = min(mirror - T[256 - k], 32767)` (checked against the functions by the tests).
-// Hosts interpolate over the unfolded tables; the tests compare them with this.
-#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+// The reference rule: the fast interpolations (unfolded tables on hosts, one branch on
+// microcontrollers) are tested against it.
+#[allow(dead_code)]
 #[inline]
 pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
     match left.get(k) {
@@ -65,13 +66,33 @@ static SIGMOID_FULL: [i16; 257] = unfold(&SIGMOID_Q15, 32768);
 #[cfg(target_pointer_width = "64")]
 static TANH_FULL: [i16; 257] = unfold(&TANH_Q15, 0);
 
-#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+#[allow(dead_code)]
 #[inline]
 fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32; // 0..=65535
     let index = (u >> 8) as usize; // 0..=255
     let frac = (u & 0xFF) as i32;
     let (a, b) = (sample(left, mirror, index), sample(left, mirror, index + 1));
+    (a + (((b - a) * frac + 128) >> 8)) as i16
+}
+
+/// [`interpolate`] with one branch instead of one per sample, for microcontrollers: both
+/// samples come from the left half below the middle, and both from its mirror from the middle
+/// on (`sample`'s rule holds at the middle sample too, which is its own mirror). The same
+/// samples, so the same bits (test `one_branch_interpolation_matches`).
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))]
+#[inline]
+fn interpolate_mirrored(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
+    let u = (i32::from(x) + 32768) as u32;
+    let index = (u >> 8) as usize;
+    let frac = (u & 0xFF) as i32;
+    let at = |k: usize| left.get(k).map_or(0, |&v| i32::from(v));
+    let (a, b) = if index < 128 {
+        (at(index), at(index + 1))
+    } else {
+        let far = |k: usize| (mirror - at(k)).min(32767);
+        (far(256 - index), far(255usize.wrapping_sub(index)))
+    };
     (a + (((b - a) * frac + 128) >> 8)) as i16
 }
 
@@ -93,7 +114,7 @@ pub fn sigmoid_q15(x: i16) -> i16 {
     #[cfg(target_pointer_width = "64")]
     return interpolate_full(&SIGMOID_FULL, x).max(0);
     #[cfg(not(target_pointer_width = "64"))]
-    interpolate(&SIGMOID_Q15, 32768, x).max(0)
+    interpolate_mirrored(&SIGMOID_Q15, 32768, x).max(0)
 }
 
 /// Tanh of a Q3.12 value, in Q0.15.
@@ -102,7 +123,7 @@ pub fn tanh_q15(x: i16) -> i16 {
     #[cfg(target_pointer_width = "64")]
     return interpolate_full(&TANH_FULL, x);
     #[cfg(not(target_pointer_width = "64"))]
-    interpolate(&TANH_Q15, 0, x)
+    interpolate_mirrored(&TANH_Q15, 0, x)
 }
 
 /// Keras 3 hard sigmoid `clip(x / 6 + 0.5, 0, 1)` of a Q3.12 value, in Q0.15, exact up to
@@ -156,6 +177,24 @@ pub fn softmax_q15(values: &mut [i32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The microcontrollers' one-branch interpolation gives the per-sample rule's bits for
+    /// every input.
+    #[test]
+    fn one_branch_interpolation_matches() {
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(
+                interpolate_mirrored(&SIGMOID_Q15, 32768, x),
+                interpolate(&SIGMOID_Q15, 32768, x),
+                "{x}"
+            );
+            assert_eq!(
+                interpolate_mirrored(&TANH_Q15, 0, x),
+                interpolate(&TANH_Q15, 0, x),
+                "{x}"
+            );
+        }
+    }
 
     /// The unfolded tables of 64-bit targets give the half tables' bits for every input.
     #[cfg(target_pointer_width = "64")]

@@ -30,8 +30,8 @@ use crate::kernels::{
     dot_rows_i8_by_i16_chunks, generic, project_rows_with, F32View, Kernels, RowsI8, PACK_I16,
 };
 
-/// The AVX2 table: every entry overridden.
-static TABLE: Kernels = Kernels {
+/// The AVX2 table: every entry overridden (the AVX-512 tables start from it).
+pub(crate) static TABLE: Kernels = Kernels {
     name: "avx2",
     matvec_f32: avx2_matvec_f32,
     matvec_i8w: avx2_matvec_i8w,

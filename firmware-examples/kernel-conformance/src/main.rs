@@ -1,0 +1,220 @@
+//! The integer kernel conformance suite on the MCU: the kernel table this build selects
+//! (`arm-dsp` on a Cortex-M4F, `arm-v6m` on a Cortex-M0) against the generic reference, bit for
+//! bit, on random projections (widths 0..=67 and larger, row counts around the four-row blocks,
+//! weights 0..3 bytes off alignment, int8, int16 and out-of-range codes, random biases,
+//! requantizers of every shift, accumulation into values near the i32 limits) and on
+//! full-scale extremes whose 32-bit partial sums would overflow. The host runs the same suite
+//! (`src/kernels/tests.rs`) but cannot execute these kernels. Exits 0 when every case matches.
+
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use edgernn::kernels::{self, I32View, Kernels, RequantView, RowsI8, GENERIC};
+use panic_semihosting as _;
+
+/// Widest random case; the extremes go wider.
+const MAX_COLS: usize = 260;
+const MAX_ROWS: usize = 17;
+/// Columns of the full-scale cases (the codes take 4 bytes each of the 16 KiB of RAM).
+const EXTREME_COLS: usize = 1024;
+const EXTREME_ROWS: usize = 4;
+
+/// Fixed-seed xorshift: the same cases on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % (i64::from(hi) - i64::from(lo) + 1) as u64) as i32
+    }
+    /// A packed requantizer: multiplier in `[2^30, 2^31)` (or 0) in the top 24 bits, mostly
+    /// the shifts of real gate rows (0..=12), sometimes any valid one.
+    fn requant(&mut self) -> i32 {
+        let m = (0x4000_0000 | (self.next() as i32 & 0x3FFF_FFFF)) & !0xFF;
+        let shift = match self.next() % 8 {
+            0 => self.range(-30, 64),
+            1 => 0,
+            _ => self.range(-2, 12),
+        };
+        let m = if self.next().is_multiple_of(50) { 0 } else { m };
+        m | i32::from(shift as i8 as u8)
+    }
+}
+
+/// Bytes of little-endian i32 values, `offset` bytes into `buffer`.
+fn le_into<'a>(values: &[i32], buffer: &'a mut [u8], offset: usize) -> &'a [u8] {
+    let bytes = &mut buffer[offset..offset + 4 * values.len()];
+    for (chunk, v) in bytes.chunks_exact_mut(4).zip(values) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+/// One projection through `table` (its own packing) and through the generic table.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    table: &Kernels,
+    weights: &[u8],
+    bias: &[i32],
+    requant: &[i32],
+    codes: &[i32],
+    rows: usize,
+    view_offset: usize,
+    accumulate: bool,
+    initial: &[i32],
+) -> bool {
+    let cols = codes.len();
+    let mut bias_bytes = [0u8; 4 * MAX_ROWS + 4];
+    let mut requant_bytes = [0u8; 4 * MAX_ROWS + 4];
+    let view = RowsI8 {
+        weights,
+        bias: I32View::new(le_into(&bias[..rows], &mut bias_bytes, view_offset)),
+        requant: RequantView::new(I32View::new(le_into(
+            &requant[..rows],
+            &mut requant_bytes,
+            view_offset,
+        ))),
+    };
+    let mut packed = [0x3C3C_3C3Ci32; EXTREME_COLS / 2];
+    let mut got = [0i32; MAX_ROWS + 1];
+    got[..=rows].copy_from_slice(&initial[..=rows]);
+    let mut want = got;
+    (table.pack_i16)(codes, &mut packed[..kernels::packed_len(cols)]);
+    (table.project_i8)(&view, &packed, cols, &mut got[..rows], accumulate);
+    let mut packed = [0x5A5A_5A5Ai32; EXTREME_COLS / 2];
+    (GENERIC.pack_i16)(codes, &mut packed[..kernels::packed_len(cols)]);
+    (GENERIC.project_i8)(&view, &packed, cols, &mut want[..rows], accumulate);
+    if got != want {
+        hprintln!(
+            "MISMATCH {} project {}x{} view offset {} accumulate {}: got {:?} want {:?}",
+            table.name,
+            rows,
+            cols,
+            view_offset,
+            accumulate,
+            &got[..=rows],
+            &want[..=rows]
+        );
+        return false;
+    }
+    true
+}
+
+#[entry]
+fn main() -> ! {
+    let table = kernels::active();
+    hprintln!("kernel table: {}", table.name);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut weights = [0u8; MAX_ROWS * MAX_COLS + 4];
+    let mut codes = [0i32; EXTREME_COLS];
+    let mut bias = [0i32; MAX_ROWS];
+    let mut requant = [0i32; MAX_ROWS];
+    let mut initial = [0i32; MAX_ROWS + 1];
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    let widths = (0..=67).chain([96, 128, 255, 256, 260]);
+    let mut cases = 0u32;
+    let mut rows_checked = 0usize;
+    // Rows the DSP kernel takes by its fast path unless they would saturate: whole blocks of
+    // four, widths a multiple of 4, aligned views.
+    let mut fast_rows = 0usize;
+    let mut ok = true;
+    for cols in widths {
+        for rows in [0usize, 1, 3, 4, 5, 7, 8, 9, 12, 16, 17] {
+            for round in 0..6usize {
+                let offset = round % 4;
+                let (lo, hi) = ranges[round % 3];
+                let w = &mut weights[offset..offset + rows * cols];
+                w.iter_mut().for_each(|v| *v = rng.next() as u8);
+                let x = &mut codes[..cols];
+                x.iter_mut().for_each(|v| *v = rng.range(lo, hi));
+                bias.iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 24, 1 << 24));
+                requant.iter_mut().for_each(|v| *v = rng.requant());
+                let big = if round == 5 { 1 << 30 } else { 1 << 20 };
+                initial.iter_mut().for_each(|v| *v = rng.range(-big, big));
+                // Views 4-byte aligned except in one round (the unaligned path).
+                let view_offset = if round == 4 { 1 } else { 0 };
+                ok &= check(
+                    table,
+                    &weights[offset..offset + rows * cols],
+                    &bias,
+                    &requant,
+                    &codes[..cols],
+                    rows,
+                    view_offset,
+                    round % 2 == 1,
+                    &initial,
+                );
+                cases += 1;
+                rows_checked += rows;
+                if cols > 0 && cols % 4 == 0 && view_offset == 0 {
+                    fast_rows += rows / 4 * 4;
+                }
+            }
+        }
+    }
+    // Full scale: every product 2^22, row sums far past i32 (the fast paths must notice), with
+    // a bias at the i32 limit and factors large enough to saturate.
+    for (wv, xv) in [
+        (-128i8, -32768i32),
+        (127, -32768),
+        (127, 32767),
+        (-128, 32767),
+    ] {
+        let cols = EXTREME_COLS;
+        codes.iter_mut().for_each(|v| *v = xv);
+        for (r, b) in bias.iter_mut().enumerate() {
+            *b = if r % 2 == 0 { i32::MAX } else { -5 };
+        }
+        requant.iter_mut().for_each(|v| *v = rng.requant());
+        initial.iter_mut().for_each(|v| *v = i32::MAX - 5);
+        let all = &mut weights[..EXTREME_ROWS * EXTREME_COLS];
+        all.fill(wv as u8);
+        for accumulate in [false, true] {
+            ok &= check(
+                table,
+                &weights[..EXTREME_ROWS * EXTREME_COLS],
+                &bias,
+                &requant,
+                &codes[..cols],
+                EXTREME_ROWS,
+                0,
+                accumulate,
+                &initial,
+            );
+            cases += 1;
+            rows_checked += EXTREME_ROWS;
+        }
+    }
+    // A fast kernel that silently took its reference path everywhere would pass the
+    // comparisons: the DSP table must have computed most rows itself.
+    let reference = edgernn::kernels::arm::reference_rows();
+    hprintln!(
+        "{} rows checked, {} eligible for a fast path, {} by the reference path",
+        rows_checked,
+        fast_rows,
+        reference
+    );
+    if table.name == "arm-dsp" && reference > rows_checked - fast_rows / 2 {
+        hprintln!("MISMATCH: the DSP fast path did not run");
+        ok = false;
+    }
+    hprintln!(
+        "{} projection cases against the generic kernel: {}",
+        cases,
+        if ok { "all bit-identical" } else { "MISMATCH" }
+    );
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {}
+}
