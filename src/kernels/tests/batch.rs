@@ -6,8 +6,9 @@
 //! * Against the exact (f64) sum, within the suite's float bound `F32_TOL` (see the parent
 //!   module): generic and SIMD tables agree with each other to that tolerance.
 //!
-//! Sweeps: columns 0..=MAX_COLS (every 8-lane tail), streams 0..=41 (blocks of 32, of 8, and a
-//! masked tail of 1..7), rows around the row blocks, weights 0..3 bytes past an aligned address,
+//! Sweeps: columns 0..=MAX_COLS (every 8-lane tail), streams 0..=64 (AVX2: blocks of 16, of 8,
+//! a masked tail of 1..7; AVX-512: blocks of 32, a masked tail of 1..31), rows around the row
+//! blocks (pairs and a single row), weights 0..3 bytes past an aligned address,
 //! outputs starting with garbage, zeros of both signs and non-finite values.
 
 use std::vec::Vec;
@@ -15,8 +16,8 @@ use std::vec::Vec;
 use super::{check_f32, misaligned, table_or_skip, Rng, MAX_COLS};
 use crate::kernels::{F32View, Kernels};
 
-const STREAMS: [usize; 12] = [0, 1, 3, 7, 8, 9, 15, 16, 31, 32, 33, 41];
-const ROWS: [usize; 4] = [0, 1, 5, 9];
+const STREAMS: [usize; 16] = [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 41, 48, 63, 64];
+const ROWS: [usize; 5] = [0, 1, 2, 5, 9];
 
 fn same_bits(a: f32, b: f32) -> bool {
     (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
@@ -129,6 +130,8 @@ macro_rules! batch_conformance {
 batch_conformance!(generic, "generic", Some(&crate::kernels::GENERIC));
 #[cfg(target_arch = "x86_64")]
 batch_conformance!(avx2, "avx2", crate::kernels::x86_64::avx2::kernels());
+#[cfg(target_arch = "x86_64")]
+batch_conformance!(avx512, "avx512", crate::kernels::x86_64::avx512::kernels());
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 batch_conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
 
@@ -141,6 +144,23 @@ fn avx2_matmul_runs_when_the_cpu_has_it() {
         return;
     };
     let calls = &crate::kernels::x86_64::avx2::CALLS;
+    let before = calls.load(Ordering::Relaxed);
+    let w: Vec<u8> = [1.0f32; 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut y = [0.0f32; 2];
+    (k.matmul_f32)(F32View::new(&w), &[1.0; 16], &mut y, 2);
+    assert_eq!(y, [8.0, 8.0]);
+    assert!(calls.load(Ordering::Relaxed) > before);
+}
+
+/// The AVX-512 tile kernel must actually run where the CPU has it (its calls are counted).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_matmul_runs_when_the_cpu_has_it() {
+    use core::sync::atomic::Ordering;
+    let Some(k) = table_or_skip("avx512", crate::kernels::x86_64::avx512::kernels()) else {
+        return;
+    };
+    let calls = &crate::kernels::x86_64::avx512::CALLS;
     let before = calls.load(Ordering::Relaxed);
     let w: Vec<u8> = [1.0f32; 8].iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut y = [0.0f32; 2];

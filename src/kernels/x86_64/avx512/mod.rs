@@ -11,6 +11,7 @@
 //! (`matmul_f32`, promising its table's `matvec_f32` bits) and the golden runs rely on. The
 //! f32 paths at H >= 64 are bound by reading the weights from L2 anyway.
 
+mod batch;
 mod project;
 
 use crate::kernels::Kernels;
@@ -21,6 +22,7 @@ static TABLE: Kernels = Kernels {
     name: "avx512",
     dot_rows_i8: project::avx512_dot_rows_i8,
     project_i8: project::avx512_project_i8,
+    matmul_f32: batch::avx512_matmul_f32,
     ..super::avx2::TABLE
 };
 
