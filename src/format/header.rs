@@ -113,7 +113,7 @@ pub enum Merge {
 }
 
 /// A weight tensor: `len` f32 values starting `offset` bytes into the weight section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorRef {
     /// Byte offset from the start of the weight section; a multiple of 4.
     pub offset: u32,
@@ -134,7 +134,7 @@ pub struct TensorRef {
 /// | `recurrent_bias` | f32, GRU `reset_after` only | same | i32, optional (zeros when absent): recurrent-side bias |
 /// | `kernel_scale`, `recurrent_scale` | absent | f32 per row | [`Requant`] per row, packed in one i32 ([`Requant::pack`]) |
 /// | `reset_scale` | absent | absent | integer GRU `reset_after = false`: packed [`Requant`] per candidate row for `U_h (r * h)` |
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectionWeights {
     /// `[gates * units, input_width]`.
     pub kernel: TensorRef,

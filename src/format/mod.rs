@@ -244,25 +244,31 @@ pub struct LayerIter<'a> {
     left: usize,
 }
 
-impl Iterator for LayerIter<'_> {
-    type Item = Result<Layer, LoadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl LayerIter<'_> {
+    /// Decodes the next layer into `out` rather than returning it by value (a layer
+    /// description is a few hundred bytes: the loader keeps one on its stack, not three).
+    /// `None` after the last layer; on an error `out` is unspecified and the iteration ends.
+    pub(crate) fn next_into(&mut self, out: &mut Layer) -> Option<Result<(), LoadError>> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
         let mut reader = wire::Reader::new(self.rest);
-        match reader.layer() {
-            Ok(layer) => {
-                self.rest = reader.rest();
-                Some(Ok(layer))
-            }
-            Err(_) => {
-                self.left = 0;
-                Some(Err(LoadError::HeaderDecode))
-            }
+        if reader.layer_into(out).is_err() {
+            self.left = 0;
+            return Some(Err(LoadError::HeaderDecode));
         }
+        self.rest = reader.rest();
+        Some(Ok(()))
+    }
+}
+
+impl Iterator for LayerIter<'_> {
+    type Item = Result<Layer, LoadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut layer = Layer::RepeatVector(RepeatLayer { times: 0 });
+        Some(self.next_into(&mut layer)?.map(|()| layer))
     }
 }
 
@@ -276,6 +282,13 @@ impl<'a> Blob<'a> {
     /// # Panics
     /// Never.
     pub fn new_checked(bytes: &'a [u8]) -> Result<Self, LoadError> {
+        Self::check_with(bytes, &mut Layer::RepeatVector(RepeatLayer { times: 0 }))
+    }
+
+    /// [`Blob::new_checked`], decoding the layers into `layer` (left unspecified): the
+    /// loader passes the one it decodes them into again to build its plans, so loading keeps
+    /// a single layer description on the stack.
+    pub(crate) fn check_with(bytes: &'a [u8], layer: &mut Layer) -> Result<Self, LoadError> {
         let pre = Preamble::parse(bytes)?;
         if !(FORMAT_VERSION_PLAIN..=FORMAT_VERSION).contains(&pre.version) {
             return Err(LoadError::UnsupportedVersion { found: pre.version });
@@ -348,8 +361,8 @@ impl<'a> Blob<'a> {
         };
         // Every layer must decode, then version 2 has its extensions, and nothing may follow.
         let mut layers = blob.layers();
-        for layer in layers.by_ref() {
-            layer?;
+        while let Some(decoded) = layers.next_into(layer) {
+            decoded?;
         }
         let mut rest = layers.rest;
         if pre.version >= 2 {

@@ -79,6 +79,9 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A `bool`: 0 or 1. Also an `Option` tag (whether a value follows), encoded the same way.
+    /// Out of line: it is read at some twenty places of the schema.
+    #[inline(never)]
     fn bool(&mut self) -> Decoded<bool> {
         match self.byte()? {
             0 => Ok(false),
@@ -89,11 +92,7 @@ impl<'a> Reader<'a> {
 
     /// An `Option` tag: whether a value follows.
     fn some(&mut self) -> Decoded<bool> {
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(Malformed),
-        }
+        self.bool()
     }
 
     /// An enum's variant index, below `count`.
@@ -182,63 +181,63 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn direction(&mut self) -> Decoded<DirectionWeights> {
-        Ok(DirectionWeights {
-            kernel: self.tensor()?,
-            recurrent_kernel: self.tensor()?,
-            bias: self.opt_tensor()?,
-            recurrent_bias: self.opt_tensor()?,
-            kernel_scale: self.opt_tensor()?,
-            recurrent_scale: self.opt_tensor()?,
-            reset_scale: self.opt_tensor()?,
+    /// Decodes [`DirectionWeights`] into `d`, field by field, in place.
+    fn direction_into(&mut self, d: &mut DirectionWeights) -> Decoded<()> {
+        d.kernel = self.tensor()?;
+        d.recurrent_kernel = self.tensor()?;
+        for t in [
+            &mut d.bias,
+            &mut d.recurrent_bias,
+            &mut d.kernel_scale,
+            &mut d.recurrent_scale,
+            &mut d.reset_scale,
+        ] {
+            *t = self.opt_tensor()?;
+        }
+        Ok(())
+    }
+
+    fn recurrent_quant(&mut self) -> Decoded<RecurrentQuant> {
+        Ok(RecurrentQuant {
+            output: self.qparams()?,
+            output_requant: self.requant()?,
+            h_to_q15: self.requant()?,
+            cell_frac_bits: self.byte()?,
+            merged: if self.some()? {
+                Some((self.qparams()?, self.requant()?))
+            } else {
+                None
+            },
         })
     }
 
-    fn recurrent(&mut self) -> Decoded<RecurrentLayer> {
-        let cell = self.cell()?;
-        let units = self.u32()?;
-        let activation = self.activation()?;
-        let recurrent_activation = self.activation()?;
-        let return_sequences = self.bool()?;
-        let go_backwards = self.bool()?;
-        let bidirectional = if self.some()? {
+    /// Decodes a [`RecurrentLayer`] into `r` in place: the two directions' weights are the
+    /// bulk of a layer description, and building them into `r` rather than into temporaries
+    /// moved by value keeps the decoder's stack frame small on a microcontroller.
+    fn recurrent_into(&mut self, r: &mut RecurrentLayer) -> Decoded<()> {
+        r.cell = self.cell()?;
+        r.units = self.u32()?;
+        r.activation = self.activation()?;
+        r.recurrent_activation = self.activation()?;
+        r.return_sequences = self.bool()?;
+        r.go_backwards = self.bool()?;
+        r.bidirectional = if self.some()? {
             Some(self.merge()?)
         } else {
             None
         };
-        let forward = self.direction()?;
-        let backward = if self.some()? {
-            Some(self.direction()?)
+        self.direction_into(&mut r.forward)?;
+        r.backward = None;
+        if self.some()? {
+            let backward = r.backward.insert(r.forward);
+            self.direction_into(backward)?;
+        }
+        r.quant = if self.some()? {
+            Some(self.recurrent_quant()?)
         } else {
             None
         };
-        let quant = if self.some()? {
-            Some(RecurrentQuant {
-                output: self.qparams()?,
-                output_requant: self.requant()?,
-                h_to_q15: self.requant()?,
-                cell_frac_bits: self.byte()?,
-                merged: if self.some()? {
-                    Some((self.qparams()?, self.requant()?))
-                } else {
-                    None
-                },
-            })
-        } else {
-            None
-        };
-        Ok(RecurrentLayer {
-            cell,
-            units,
-            activation,
-            recurrent_activation,
-            return_sequences,
-            go_backwards,
-            bidirectional,
-            forward,
-            backward,
-            quant,
-        })
+        Ok(())
     }
 
     fn dense(&mut self) -> Decoded<DenseLayer> {
@@ -260,22 +259,64 @@ impl<'a> Reader<'a> {
     }
 
     /// One [`Layer`].
+    #[cfg(test)]
     pub(crate) fn layer(&mut self) -> Decoded<Layer> {
-        Ok(match self.variant(5)? {
-            0 => Layer::Recurrent(self.recurrent()?),
-            1 => Layer::Dense(self.dense()?),
-            2 => Layer::Normalization(NormalizationLayer {
-                mean: self.tensor()?,
-                std: self.tensor()?,
-            }),
-            3 => Layer::Embedding(EmbeddingLayer {
-                vocab: self.u32()?,
-                dim: self.u32()?,
-                table: self.tensor()?,
-                quant: self.opt_qparams()?,
-            }),
-            _ => Layer::RepeatVector(RepeatLayer { times: self.u32()? }),
-        })
+        let mut layer = Layer::RepeatVector(RepeatLayer { times: 0 });
+        self.layer_into(&mut layer)?;
+        Ok(layer)
+    }
+
+    /// Decodes one [`Layer`] into `out` (whose value is unspecified on error). A recurrent
+    /// layer is decoded in place ([`Reader::recurrent_into`]); the other kinds are small.
+    pub(crate) fn layer_into(&mut self, out: &mut Layer) -> Decoded<()> {
+        // Each kind is written straight into `out`: no layer-sized temporary on the stack.
+        match self.variant(5)? {
+            0 => {
+                if !matches!(out, Layer::Recurrent(_)) {
+                    // Any value of the variant: `recurrent_into` overwrites every field.
+                    *out = Layer::Recurrent(RecurrentLayer {
+                        cell: Cell::SimpleRnn,
+                        units: 0,
+                        activation: Activation::Linear,
+                        recurrent_activation: Activation::Linear,
+                        return_sequences: false,
+                        go_backwards: false,
+                        bidirectional: None,
+                        forward: DirectionWeights::default(),
+                        backward: None,
+                        quant: None,
+                    });
+                }
+                match out {
+                    Layer::Recurrent(r) => self.recurrent_into(r),
+                    _ => Err(Malformed),
+                }
+            }
+            1 => {
+                *out = Layer::Dense(self.dense()?);
+                Ok(())
+            }
+            2 => {
+                *out = Layer::Normalization(NormalizationLayer {
+                    mean: self.tensor()?,
+                    std: self.tensor()?,
+                });
+                Ok(())
+            }
+            3 => {
+                *out = Layer::Embedding(EmbeddingLayer {
+                    vocab: self.u32()?,
+                    dim: self.u32()?,
+                    table: self.tensor()?,
+                    quant: self.opt_qparams()?,
+                });
+                Ok(())
+            }
+            _ => {
+                *out = Layer::RepeatVector(RepeatLayer { times: self.u32()? });
+                Ok(())
+            }
+        }
     }
 
     /// The header's leading fields: mode, input features, input quantization.
@@ -422,6 +463,24 @@ mod tests {
             // Every truncation is refused by both.
             for cut in 0..bytes.len() {
                 agree::<Layer>(&bytes[..cut], |r| r.layer());
+            }
+        }
+    }
+
+    /// The loader decodes every layer into one value in place: whatever layer it held before
+    /// (any kind, a bidirectional one with quantization included), the result equals a fresh
+    /// decode.
+    #[test]
+    fn decoding_in_place_overwrites_every_field() {
+        let layers = sample_layers();
+        for before in &layers {
+            for layer in &layers {
+                let bytes = encode(layer);
+                let mut slot = *before;
+                let mut r = Reader::new(&bytes);
+                assert_eq!(r.layer_into(&mut slot), Ok(()));
+                assert_eq!(&slot, layer);
+                assert!(r.rest().is_empty());
             }
         }
     }

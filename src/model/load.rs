@@ -10,7 +10,7 @@ use crate::cell::{CellSpec, DirectionViews};
 use crate::error::{sat_u32, Feature, LoadError};
 use crate::format::{
     Activation, Blob, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Layer, Merge, QParams,
-    QuantMode, RecurrentLayer, TensorRef,
+    QuantMode, RecurrentLayer, RepeatLayer, TensorRef,
 };
 use crate::kernels::{F32View, I32View, Matrix, RequantView};
 use crate::{MAX_LAYERS, MAX_WIDTH};
@@ -160,6 +160,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    #[inline(never)]
     fn qparams(&self, p: QParams) -> Result<QParams, LoadError> {
         let (lo, hi) = self.mode.activation_range();
         if p.scale.is_finite() && p.scale > 0.0 && (lo..=hi).contains(&p.zero_point) {
@@ -201,11 +202,51 @@ impl<'a, const L: usize> Model<'a, L> {
         Self::from_blob(&blob)
     }
 
+    /// As [`Model::from_bytes_with_capacity`], but builds the model in `slot` (`Some` after
+    /// success, `None` after an error) instead of returning it, and returns a reference to it.
+    ///
+    /// For firmware that counts its stack: the returned-value form builds the plans on the
+    /// loader's stack and then moves them to the caller (the value is a few hundred bytes),
+    /// so while it runs the stack holds the model twice; this form builds it once, in place.
+    ///
+    /// # Errors
+    /// As [`Model::from_bytes_with_capacity`].
+    ///
+    /// # Panics
+    /// Never, whatever the bytes.
+    pub fn load_into<'s>(
+        slot: &'s mut Option<Self>,
+        bytes: &'a [u8],
+    ) -> Result<&'s mut Self, LoadError> {
+        *slot = None;
+        // One layer description for the blob's checks and the plans (see `Blob::check_with`).
+        let mut layer = Layer::RepeatVector(RepeatLayer { times: 0 });
+        let blob = Blob::check_with(bytes, &mut layer)?;
+        Self::build_into(slot, &blob, &mut layer)
+    }
+
     /// Builds the model over an already checked [`Blob`].
     ///
     /// # Errors
     /// As [`Model::from_bytes`], for the per-layer checks.
     pub fn from_blob(blob: &Blob<'a>) -> Result<Self, LoadError> {
+        let mut slot = None;
+        Self::build_into(
+            &mut slot,
+            blob,
+            &mut Layer::RepeatVector(RepeatLayer { times: 0 }),
+        )?;
+        // `build_into` leaves the model in the slot whenever it succeeds.
+        slot.ok_or(LoadError::HeaderDecode)
+    }
+
+    /// Checks the model-wide facts, writes a model without layers to `slot`, then checks each
+    /// layer against the ones before it and appends its plan, in place. Leaves `None` on error.
+    fn build_into<'s>(
+        slot: &'s mut Option<Self>,
+        blob: &Blob<'a>,
+        decoded: &mut Layer,
+    ) -> Result<&'s mut Self, LoadError> {
         let info = blob.info();
         let mode = info.mode;
         let arithmetic = if mode.is_integer() {
@@ -220,146 +261,166 @@ impl<'a, const L: usize> Model<'a, L> {
                 found: sat_u32(count),
             });
         }
-        let first = Ctx {
+        let input_features = Ctx {
             weights: &[],
             layer: 0,
             mode,
-        };
-        let input_features = first.width(info.input_features)?;
-        let reads_tokens = matches!(blob.layers().next(), Some(Ok(Layer::Embedding(_))));
-        // Token ids are not quantized; every other integer model quantizes its input.
-        let input_quant = match (mode.is_integer() && !reads_tokens, info.input_quant) {
-            (true, Some(p)) => Some(first.qparams(p)?),
-            (false, None) => None,
-            _ => return Err(LoadError::BadQuantization { layer: 0 }),
-        };
+        }
+        .width(info.input_features)?;
+        let model = slot.insert(Self {
+            mode,
+            input_quant: None,
+            output_quant: None,
+            layers: heapless::Vec::new(),
+            blob_len: blob.len(),
+            input_features,
+            output_width: input_features,
+            output_is_sequence: true,
+            state_len: 0,
+            max_width: input_features,
+            max_units: 0,
+            max_cell_scratch: 0,
+            streamable: true,
+            head_start: count,
+            repeated_steps: None,
+            reads_tokens: false,
+            vocabulary: blob.extensions().vocabulary,
+            #[cfg(feature = "detect")]
+            detector: blob.extensions().detector,
+        });
+        if let Err(e) = model.push_layers(blob, decoded) {
+            *slot = None;
+            return Err(e);
+        }
+        // Written just above; `None` is unreachable and never panics.
+        slot.as_mut().ok_or(LoadError::HeaderDecode)
+    }
 
-        let mut layers = heapless::Vec::new();
-        let mut width = input_features;
-        let mut max_width = input_features;
-        let mut max_units = 0;
-        let mut max_cell_scratch = 0;
-        let mut state_len = 0usize;
-        let mut is_sequence = true;
-        let mut streamable = true;
-        let mut head_start = count;
-        let mut output_quant = input_quant;
-        let mut repeated_steps = None;
-
-        for (index, layer) in blob.layers().enumerate() {
-            let layer = &layer?;
+    /// Checks every layer of `blob` in order against the ones before it and appends its plan.
+    /// Each layer is decoded into `decoded`, overwriting the previous one.
+    fn push_layers(&mut self, blob: &Blob<'a>, decoded: &mut Layer) -> Result<(), LoadError> {
+        let mode = self.mode;
+        let mut layers = blob.layers();
+        let mut index = 0;
+        while let Some(result) = layers.next_into(decoded) {
+            result?;
+            let layer = &*decoded;
             let ctx = Ctx {
                 weights: blob.weights(),
                 layer: index as u8,
                 mode,
             };
-            let plan = match layer {
+            if index == 0 {
+                self.reads_tokens = matches!(layer, Layer::Embedding(_));
+                // Token ids are not quantized; every other integer model quantizes its input.
+                self.input_quant = match (
+                    mode.is_integer() && !self.reads_tokens,
+                    blob.info().input_quant,
+                ) {
+                    (true, Some(p)) => Some(ctx.qparams(p)?),
+                    (false, None) => None,
+                    _ => return Err(LoadError::BadQuantization { layer: 0 }),
+                };
+                self.output_quant = self.input_quant;
+            }
+            let width = self.output_width;
+            // The plan is written straight into its place in the list: no plan-sized
+            // temporary on the stack. Capacity was checked against the layer count before the
+            // first layer.
+            let full = LoadError::LayerCount {
+                found: sat_u32(blob.info().layer_count),
+            };
+            self.layers
+                .push(LayerPlan::Repeat(0, 0))
+                .map_err(|_| full)?;
+            let slot = self.layers.last_mut().ok_or(full)?;
+            match layer {
                 Layer::Recurrent(r) => {
-                    if !is_sequence {
+                    if !self.output_is_sequence {
                         return Err(LoadError::RecurrentAfterVector { layer: ctx.layer });
                     }
-                    let plan = recurrent_plan(&ctx, r, width, state_len)?;
-                    let spec = plan.spec;
-                    state_len += spec.state_len() * plan.directions();
-                    max_units = max_units.max(spec.units);
-                    let cell_scratch = match &plan.int {
-                        Some(int) => int.scratch_len(width),
-                        None => spec.scratch_len(),
-                    };
-                    max_cell_scratch = max_cell_scratch.max(cell_scratch);
-                    streamable &= plan.merge.is_none() && !plan.go_backwards;
-                    if !plan.return_sequences {
-                        is_sequence = false;
-                        head_start = head_start.min(index + 1);
-                    }
-                    if let Some(int) = &plan.int {
-                        output_quant = Some(match int.quant.merged {
-                            Some((p, _)) => p,
-                            None => int.quant.output,
-                        });
-                    }
-                    LayerPlan::Recurrent(plan)
+                    recurrent_plan(&ctx, r, width, self.state_len, slot)?;
                 }
-                Layer::Dense(d) => {
-                    let plan = dense_plan(&ctx, d, width)?;
-                    if let DenseWeights::Int(i) = &plan.weights {
-                        output_quant = Some(i.quant.output);
-                    }
-                    LayerPlan::Dense(plan)
-                }
+                Layer::Dense(d) => *slot = LayerPlan::Dense(dense_plan(&ctx, d, width)?),
                 Layer::Normalization(n) => {
                     // Integer models normalise the f32 input on entry, before quantizing it.
                     if mode.is_integer() && index != 0 {
                         return Err(LoadError::BadPlacement { layer: ctx.layer });
                     }
-                    LayerPlan::Normalization(
+                    *slot = LayerPlan::Normalization(
                         NormalizationPlan {
                             mean: ctx.f32s(n.mean, width)?,
                             std: ctx.f32s(n.std, width)?,
                         },
                         width,
-                    )
+                    );
                 }
                 Layer::Embedding(e) => {
                     Feature::Embedding.require(Some(ctx.layer))?;
-                    if index != 0 || input_features != 1 {
+                    if index != 0 || self.input_features != 1 {
                         return Err(LoadError::BadPlacement { layer: ctx.layer });
                     }
-                    let plan = embedding_plan(&ctx, e)?;
+                    *slot = LayerPlan::Embedding(embedding_plan(&ctx, e)?);
                     if let Some(p) = e.quant {
-                        output_quant = Some(p);
+                        self.output_quant = Some(p);
                     }
-                    LayerPlan::Embedding(plan)
                 }
                 Layer::RepeatVector(r) => {
                     Feature::WholeWindow.require(Some(ctx.layer))?;
-                    if is_sequence {
+                    if self.output_is_sequence {
                         return Err(LoadError::BadPlacement { layer: ctx.layer });
                     }
                     let times = r.times as usize;
                     if times == 0 || times > MAX_REPEAT {
                         return Err(LoadError::BadWidth { layer: ctx.layer });
                     }
-                    is_sequence = true;
-                    streamable = false;
-                    repeated_steps = Some(times);
-                    LayerPlan::Repeat(times, width)
+                    self.output_is_sequence = true;
+                    self.streamable = false;
+                    self.repeated_steps = Some(times);
+                    *slot = LayerPlan::Repeat(times, width);
                 }
-            };
-            width = plan.output_width();
+            }
+            let plan = &*slot;
+            match plan {
+                LayerPlan::Recurrent(plan) => {
+                    let spec = plan.spec;
+                    self.state_len += spec.state_len() * plan.directions();
+                    self.max_units = self.max_units.max(spec.units);
+                    let cell_scratch = match &plan.int {
+                        Some(int) => int.scratch_len(width),
+                        None => spec.scratch_len(),
+                    };
+                    self.max_cell_scratch = self.max_cell_scratch.max(cell_scratch);
+                    self.streamable &= plan.merge.is_none() && !plan.go_backwards;
+                    if !plan.return_sequences {
+                        self.output_is_sequence = false;
+                        self.head_start = self.head_start.min(index + 1);
+                    }
+                    if let Some(int) = &plan.int {
+                        self.output_quant = Some(match int.quant.merged {
+                            Some((p, _)) => p,
+                            None => int.quant.output,
+                        });
+                    }
+                }
+                LayerPlan::Dense(DensePlan {
+                    weights: DenseWeights::Int(i),
+                    ..
+                }) => self.output_quant = Some(i.quant.output),
+                _ => {}
+            }
+            let width = plan.output_width();
             if width > MAX_WIDTH {
                 return Err(LoadError::BadWidth { layer: ctx.layer });
             }
-            max_width = max_width.max(width);
-            // Capacity was checked against MAX_LAYERS above.
-            layers.push(plan).map_err(|_| LoadError::LayerCount {
-                found: sat_u32(count),
-            })?;
+            self.output_width = width;
+            self.max_width = self.max_width.max(width);
+            index += 1;
         }
-
-        Ok(Self {
-            mode,
-            input_quant,
-            output_quant: if mode.is_integer() {
-                output_quant
-            } else {
-                None
-            },
-            layers,
-            blob_len: blob.len(),
-            input_features,
-            output_width: width,
-            output_is_sequence: is_sequence,
-            state_len,
-            max_width,
-            max_units,
-            max_cell_scratch,
-            streamable,
-            head_start,
-            repeated_steps,
-            reads_tokens,
-            extensions: blob.extensions(),
-        })
+        if !mode.is_integer() {
+            self.output_quant = None;
+        }
+        Ok(())
     }
 }
 
@@ -368,7 +429,8 @@ fn recurrent_plan<'a>(
     r: &RecurrentLayer,
     input_width: usize,
     state_offset: usize,
-) -> Result<RecurrentPlan<'a>, LoadError> {
+    slot: &mut LayerPlan<'a>,
+) -> Result<(), LoadError> {
     let layer = Some(ctx.layer);
     match r.cell {
         Cell::SimpleRnn => Feature::SimpleRnn,
@@ -444,7 +506,8 @@ fn recurrent_plan<'a>(
         }
         _ => return Err(LoadError::BadQuantization { layer: ctx.layer }),
     };
-    Ok(RecurrentPlan {
+    // Written as the list entry it becomes: no plan-sized copy on the way.
+    *slot = LayerPlan::Recurrent(RecurrentPlan {
         spec,
         input_width,
         return_sequences: r.return_sequences,
@@ -455,7 +518,8 @@ fn recurrent_plan<'a>(
         backward,
         state_offset,
         int,
-    })
+    });
+    Ok(())
 }
 
 /// Largest vocabulary: token ids travel as f32, exact up to 2^24.
@@ -560,6 +624,40 @@ mod tests {
             quant: None,
         });
         blob(2, &[layer], &w, Extensions::default())
+    }
+
+    /// Loading in place gives the model the returned-value form gives, and leaves `None`
+    /// after a refusal (even when the slot held a model before).
+    #[test]
+    fn loading_in_place_matches_loading_by_value() {
+        let (buf, len) = simple_rnn_blob();
+        let bytes = &buf.0[..len];
+        let mut broken = std::vec::Vec::from(bytes);
+        broken[0] ^= 0xFF;
+        let by_value = Model::<'_, 2>::from_bytes_with_capacity(bytes);
+        let mut slot = None;
+        let in_place = Model::<'_, 2>::load_into(&mut slot, bytes).map(|m| m.layer_summary(0));
+        assert_eq!(
+            in_place,
+            by_value
+                .as_ref()
+                .map(|m| m.layer_summary(0))
+                .map_err(|e| *e)
+        );
+        match by_value {
+            Ok(model) => {
+                let loaded = slot.as_ref().expect("loaded in place");
+                assert_eq!(loaded.state_len(), model.state_len());
+                assert_eq!(loaded.step_scratch_len(), model.step_scratch_len());
+                assert_eq!(loaded.output_width(), model.output_width());
+                assert_eq!(loaded.blob_len(), model.blob_len());
+            }
+            Err(_) => assert!(slot.is_none()),
+        }
+        // A refused blob (bad magic) clears a slot that held a model.
+        let refused = Model::<'_, 2>::load_into(&mut slot, &broken).map(|_| ());
+        assert_eq!(refused, Err(LoadError::BadMagic));
+        assert!(slot.is_none());
     }
 
     /// A build without a part the blob needs refuses it at load and names the feature (CI

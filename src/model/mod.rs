@@ -274,24 +274,35 @@ pub struct Model<'a, const L: usize = DEFAULT_LAYERS> {
     /// Index of the first layer that reads a single vector (after a recurrent layer with
     /// `return_sequences = false`); `layers.len()` when every layer reads a sequence.
     head_start: usize,
-    /// Format version 2 records (detector parameters, vocabulary).
-    extensions: Extensions<'a>,
+    /// Format version 2 records: a text model's vocabulary and, only in builds with the
+    /// detector (without it the loader drops them: 36 bytes of every `Model` value spared),
+    /// the detector parameters.
+    vocabulary: Option<&'a str>,
+    #[cfg(feature = "detect")]
+    detector: Option<DetectorParams>,
 }
 
 impl<'a, const L: usize> Model<'a, L> {
     /// The anomaly detector parameters stored in the blob, if any (see [`crate::detect`]).
     pub fn detector_params(&self) -> Option<DetectorParams> {
-        self.extensions.detector
+        #[cfg(feature = "detect")]
+        return self.detector;
+        #[cfg(not(feature = "detect"))]
+        None
     }
 
     /// A text model's characters in token-id order, if the blob stores them.
     pub fn vocabulary(&self) -> Option<&'a str> {
-        self.extensions.vocabulary
+        self.vocabulary
     }
 
-    /// Every format version 2 record of the blob.
+    /// Every format version 2 record of the blob (without the `detect` feature, no detector
+    /// parameters: see [`Model::detector_params`]).
     pub fn extensions(&self) -> Extensions<'a> {
-        self.extensions
+        Extensions {
+            detector: self.detector_params(),
+            vocabulary: self.vocabulary,
+        }
     }
 
     /// The layer plans, for the crate's drivers built on the model (`crate::generate`).

@@ -41,7 +41,9 @@ pub fn run_vectors<W: Word, const L: usize>(
     scratch: &mut [W],
     out: &mut [f32],
 ) -> bool {
-    let model = match Model::<'_, L>::from_bytes_with_capacity(blob) {
+    // Built in place: one `Model` value on the stack, no copy of it while loading.
+    let mut slot = None;
+    let model: &Model<'_, L> = match Model::load_into(&mut slot, blob) {
         Ok(m) => m,
         Err(e) => {
             hprintln!("load failed: {}", e);
@@ -109,14 +111,16 @@ pub fn run_detector<W: Word, const L: usize, const N: usize>(
 ) -> bool {
     /// Updates timed by the instruction counter (one bench window per update).
     const BENCH_UPDATES: usize = 16;
-    let model = match Model::<'_, L>::from_bytes_with_capacity(blob) {
+    // Built in place: one `Model` value on the stack, no copy of it while loading.
+    let mut slot = None;
+    let model: &Model<'_, L> = match Model::load_into(&mut slot, blob) {
         Ok(m) => m,
         Err(e) => {
             hprintln!("load failed: {}", e);
             return false;
         }
     };
-    let mut detector = match edgernn::detect::Detector::<N>::for_model(&model) {
+    let mut detector = match edgernn::detect::Detector::<N>::for_model(model) {
         Ok(d) => d,
         Err(e) => {
             hprintln!("detector refused the model: {}", e);
@@ -138,7 +142,7 @@ pub fn run_detector<W: Word, const L: usize, const N: usize>(
         if timed {
             bench_start();
         }
-        let result = detector.update(&model, x, state, scratch);
+        let result = detector.update(model, x, state, scratch);
         if timed {
             bench_stop();
         }
