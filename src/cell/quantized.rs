@@ -7,7 +7,9 @@
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::{dot_rows_i8, pack_i16, packed_len, project_i8, I32View, RequantView, RowsI8};
-use crate::quant::fixed::{clamp_to, sat_i16, shift_round, shift_round32};
+use crate::quant::fixed::{
+    clamp_to, sat_i16, sat_i16_32, shift_round, shift_round32, SmallRequant, ToCodes,
+};
 use crate::quant::lut;
 
 /// One direction's integer weights, as views into the blob.
@@ -40,13 +42,18 @@ pub struct IntCell {
 }
 
 /// Rows per call of the integer dot-product kernel, whose i64 results live on the stack, and
-/// units per block of the integer LSTM (whose four gate blocks also live there). The AVX2
-/// kernel packs its input once per call, so hosts take many rows at a time; MCUs run the scalar
-/// kernel row by row and keep the stack small: 16 takes 384 bytes of blocks, 6% more
-/// instructions per LSTM(32) step on a Cortex-M4F than 32 (768 bytes); 8 would save 192 bytes
-/// more for another 12%.
+/// units per block of the integer LSTM (whose four gate blocks also live there, so a step makes
+/// `8 * ceil(units / ROW_BLOCK)` projection calls). The AVX2 kernel packs its input once per
+/// call, so hosts take many rows at a time. On microcontrollers each call costs about 130
+/// instructions before its first product (checks, the job, the kernel's prologue): cores with
+/// the DSP extension take 32 (768 bytes of stack), 5% fewer instructions per int8 LSTM(32) and
+/// LSTM(64) step on a Cortex-M4F than 16 (384 bytes); ARMv6-M cores, where the scalar products
+/// dominate and RAM is smallest, keep 16 (1.3% more instructions there than 32; 8 would
+/// save 192 bytes more).
 const ROW_BLOCK: usize = if cfg!(target_arch = "x86_64") {
     128
+} else if cfg!(edgernn_arm_dsp) {
+    32
 } else {
     16
 };
@@ -81,12 +88,46 @@ fn project(
 }
 
 /// One block of LSTM units: their `h` and `c` values and the pre-activations of their four
-/// gates (i, f, c, o), with the cell state's fractional bits.
+/// gates (i, f, c, o), with the cell state's format.
 struct LstmUnits<'a> {
     h: &'a mut [i32],
     c: &'a mut [i32],
     gates: [&'a [i32]; 4],
+    cell: CellFormat,
+}
+
+/// The cell state's fractional bits `frac` (`0..=15`) and its conversion to Q3.12.
+#[derive(Clone, Copy)]
+struct CellFormat {
     frac: u32,
+    /// `12 - frac` if positive, else 0.
+    up: u32,
+    /// `frac - 12` if positive, else 0.
+    down: u32,
+    /// `2^(down - 1)`, or 0 when `down` is 0.
+    half: i32,
+}
+
+impl CellFormat {
+    fn new(frac: u8) -> Self {
+        let frac = u32::from(frac.min(15));
+        let (up, down) = (12u32.saturating_sub(frac), frac.saturating_sub(12));
+        Self {
+            frac,
+            up,
+            down,
+            half: (1i32 << down) >> 1,
+        }
+    }
+
+    /// A cell value in Q3.12: `shift_round32(c, frac - 12)` for `frac >= 12`, else
+    /// `c << (12 - frac)`, without a branch: one of the two shifts is 0, and
+    /// `(v + 2^(n-1)) >> n` is `shift_round32(v, n)` for `n >= 1` (with `half` 0, the identity
+    /// for `n = 0`). `|c| <= 2^15` and `up <= 12`, so `|c << up| <= 2^27`: no overflow.
+    #[inline]
+    fn q12(&self, c: i32) -> i32 {
+        ((c << self.up) + self.half) >> self.down
+    }
 }
 
 /// Codes packed by [`pack_i16`] and how many there are.
@@ -151,7 +192,7 @@ fn project_codes(
 /// `[-1, 1]`; the loader only lets bounded activations reach LSTM and GRU cells.
 #[inline]
 pub fn activate_q15(activation: Activation, pre: i32) -> i32 {
-    let x = sat_i16(i64::from(pre));
+    let x = sat_i16_32(pre);
     i32::from(match activation {
         Activation::Sigmoid => lut::sigmoid_q15(x),
         Activation::Tanh => lut::tanh_q15(x),
@@ -170,15 +211,23 @@ pub const fn is_bounded(activation: Activation) -> bool {
 }
 
 impl IntCell {
-    fn code_of(&self, q15: i32) -> i32 {
-        let v = i64::from(self.quant.output.zero_point)
-            + self.quant.output_requant.apply(i64::from(q15));
-        clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32
+    /// `clamp(zero + output_requant(q15), lo, hi)`, the output code of a Q0.15 value, prepared
+    /// once per step ([`ToCodes`] keeps the per-unit work in 32 bits).
+    fn output_codes(&self) -> ToCodes {
+        ToCodes::new(
+            self.quant.output_requant,
+            self.quant.output.zero_point,
+            self.lo,
+            self.hi,
+        )
     }
 
-    fn h_q15(&self, code: i32) -> i32 {
-        let centered = i64::from(code) - i64::from(self.quant.output.zero_point);
-        self.quant.h_to_q15.apply(centered).clamp(-32768, 32768) as i32
+    /// `h` codes to Q0.15, prepared once per step.
+    fn h_to_q15(&self) -> HToQ15 {
+        HToQ15 {
+            scale: SmallRequant::new(self.quant.h_to_q15),
+            zero: self.quant.output.zero_point,
+        }
     }
 
     /// Scratch values one step on `input_width` codes needs: the packed codes of `x` and `h`
@@ -257,9 +306,10 @@ impl IntCell {
         project(u, bias, requant, 0, 0, old_h, pre, true);
         let activation = self.spec.activation;
         let zero = self.quant.output.zero_point;
+        let codes = self.output_codes();
         for (hv, &p) in h.iter_mut().zip(pre.iter()) {
             *hv = if is_bounded(activation) {
-                self.code_of(activate_q15(activation, p))
+                codes.code(activate_q15(activation, p))
             } else {
                 // Linear and relu: the requantizers already target the output codes.
                 let mut v = i64::from(zero) + i64::from(p);
@@ -281,7 +331,8 @@ impl IntCell {
     ) {
         let units = h.len();
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
-        let frac = u32::from(self.quant.cell_frac_bits.min(15));
+        let cell = CellFormat::new(self.quant.cell_frac_bits);
+        let codes = self.output_codes();
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];
         for (block, (hs, cs)) in h
@@ -309,57 +360,25 @@ impl IntCell {
                 h: hs,
                 c: cs,
                 gates: [gi, gf, gc, go],
-                frac,
+                cell,
             };
             // The activations are chosen once per block, not per value: the usual pair gets a
             // loop with both tables inlined (the same functions `activate_q15` calls, so the
             // same bits), any other pair the general one.
             match (ra, a) {
-                (Activation::Sigmoid, Activation::Tanh) => self.lstm_units(
+                (Activation::Sigmoid, Activation::Tanh) => lstm_units(
                     units,
-                    |p| i32::from(lut::sigmoid_q15(sat_i16(i64::from(p)))),
-                    |p| i32::from(lut::tanh_q15(sat_i16(i64::from(p)))),
+                    &codes,
+                    |p| i32::from(lut::sigmoid_q15(sat_i16_32(p))),
+                    |p| i32::from(lut::tanh_q15(sat_i16_32(p))),
                 ),
-                _ => self.lstm_units(units, |p| activate_q15(ra, p), |p| activate_q15(a, p)),
+                _ => lstm_units(
+                    units,
+                    &codes,
+                    |p| activate_q15(ra, p),
+                    |p| activate_q15(a, p),
+                ),
             }
-        }
-    }
-
-    /// The LSTM update of one block of units from their gate pre-activations, with the
-    /// recurrent activation `ra` and the activation `a`.
-    #[inline]
-    fn lstm_units(&self, units: LstmUnits<'_>, ra: impl Fn(i32) -> i32, a: impl Fn(i32) -> i32) {
-        let LstmUnits { h, c, gates, frac } = units;
-        let [gi, gf, gc, go] = gates;
-        for (((((hv, cv), &pi), &pf), &pc), &po) in h
-            .iter_mut()
-            .zip(c.iter_mut())
-            .zip(gi)
-            .zip(gf)
-            .zip(gc)
-            .zip(go)
-        {
-            // Gate values are Q0.15 (|v| <= 2^15), so every product below is at most 2^30 and
-            // the rounding shifts are exact in 32 bits (64-bit products are library calls on
-            // Cortex-M0); only a cell value outside i16, which no step writes, takes 64 bits.
-            let (i, f, g, o) = (ra(pi), ra(pf), a(pc), ra(po));
-            let input = shift_round32(i * g, 30 - frac);
-            let c_new = match i16::try_from(*cv) {
-                Ok(c) => (shift_round32(f * i32::from(c), 15) + input).clamp(-32768, 32767),
-                Err(_) => {
-                    let forget = shift_round(i64::from(f) * i64::from(*cv), 15);
-                    i32::from(sat_i16(forget + i64::from(input)))
-                }
-            };
-            *cv = c_new;
-            let c_q12 = if frac >= 12 {
-                shift_round32(c_new, frac - 12)
-            } else {
-                c_new << (12 - frac)
-            };
-            let t = a(c_q12.clamp(-32768, 32767));
-            // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first.
-            *hv = self.code_of(shift_round32(o * t, 15));
         }
     }
 
@@ -374,18 +393,53 @@ impl IntCell {
         scratch: &mut [i32],
         packed_reset: &mut [i32],
     ) {
+        let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
+        let io = GruIo {
+            reset_after,
+            x,
+            old_h,
+            h,
+            scratch,
+            packed_reset,
+        };
+        // As for the LSTM: the usual pair with both tables inlined, any other the general one.
+        match (ra, a) {
+            (Activation::Sigmoid, Activation::Tanh) => self.gru_with(
+                w,
+                io,
+                |p| i32::from(lut::sigmoid_q15(sat_i16_32(p))),
+                |p| i32::from(lut::tanh_q15(sat_i16_32(p))),
+            ),
+            _ => self.gru_with(w, io, |p| activate_q15(ra, p), |p| activate_q15(a, p)),
+        }
+    }
+
+    /// The GRU step with the recurrent activation `ra` and the activation `a`.
+    fn gru_with(
+        &self,
+        w: &IntDirectionViews<'_>,
+        io: GruIo<'_, '_>,
+        ra: impl Fn(i32) -> i32,
+        a: impl Fn(i32) -> i32,
+    ) {
+        let GruIo {
+            reset_after,
+            x,
+            old_h,
+            h,
+            scratch,
+            packed_reset,
+        } = io;
         let units = h.len();
+        let to_q15 = self.h_to_q15();
+        let codes = self.output_codes();
         let Some((zx, rest)) = scratch.split_at_mut_checked(3 * units) else {
             return;
         };
-        let Some((zh, rest)) = rest.split_at_mut_checked(2 * units) else {
-            return;
-        };
-        let Some(reset_h) = rest.get_mut(..units) else {
+        let Some(recurrent) = rest.get_mut(..3 * units) else {
             return;
         };
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, zx, false);
-        let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let Some((zx_zr, zx_h)) = zx.split_at_mut_checked(2 * units) else {
             return;
         };
@@ -393,30 +447,31 @@ impl IntCell {
             return;
         };
         let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
-        project(u, bias, requant, 0, 0, old_h, zh, false);
+        // With `reset_after` the candidate rows' recurrent part is needed apart (r multiplies
+        // it): all three blocks of rows in one call, which gives each row the same bits as a
+        // call of its own (every row is requantized alone) for one call's overhead. Without
+        // it, the candidate's recurrent part comes from `r * h` later.
+        let rows = if reset_after { 3 * units } else { 2 * units };
+        if let Some(out) = recurrent.get_mut(..rows) {
+            project(u, bias, requant, 0, 0, old_h, out, false);
+        }
+        let Some((zh, reset_h)) = recurrent.split_at_mut_checked(2 * units) else {
+            return;
+        };
         let Some((zh_z, zh_r)) = zh.split_at_mut_checked(units) else {
             return;
         };
         if reset_after {
-            // The candidate rows' recurrent part is needed apart: r multiplies it.
-            project(
-                u,
-                bias,
-                requant,
-                2 * units,
-                2 * units,
-                old_h,
-                reset_h,
-                false,
-            );
-            let lanes = zx_h.iter_mut().zip(zx_z.iter_mut()).zip(zx_r.iter());
+            // Every input of a unit is ready: its gates and its new `h` in one pass.
+            let lanes = zx_h.iter().zip(zx_z.iter()).zip(zx_r.iter());
             let recurrent = zh_z.iter().zip(zh_r.iter()).zip(reset_h.iter());
-            for (((cand, xz), &xr), ((&hz, &hr), &hh)) in lanes.zip(recurrent) {
-                let z = activate_q15(ra, xz.saturating_add(hz));
-                let r = i64::from(activate_q15(ra, xr.saturating_add(hr)));
-                let pre = i64::from(*cand) + shift_round(r * i64::from(hh), 15);
-                *xz = z;
-                *cand = activate_q15(a, i32::from(sat_i16(pre)));
+            for ((((&cand, &xz), &xr), ((&hz, &hr), &hh)), hv) in
+                lanes.zip(recurrent).zip(h.iter_mut())
+            {
+                let z = ra(xz.saturating_add(hz));
+                let r = ra(xr.saturating_add(hr));
+                let candidate = a(reset_candidate(cand, r, hh));
+                *hv = codes.code(blend(z, to_q15.q15(*hv), candidate));
             }
         } else {
             let qmax = i64::from(self.hi);
@@ -426,11 +481,11 @@ impl IntCell {
                 .zip(zh_z.iter().zip(zh_r.iter()));
             for ((((xz, &xr), (&hz, &hr)), &hv), rh) in lanes.zip(h.iter()).zip(reset_h.iter_mut())
             {
-                let z = activate_q15(ra, xz.saturating_add(hz));
-                let r = i64::from(activate_q15(ra, xr.saturating_add(hr)));
+                let z = ra(xz.saturating_add(hz));
+                let r = i64::from(ra(xr.saturating_add(hr)));
                 *xz = z;
                 // r * h in full-scale symmetric codes (scale 1 / qmax).
-                let product = shift_round(r * i64::from(self.h_q15(hv)) * qmax, 30);
+                let product = shift_round(r * i64::from(to_q15.q15(hv)) * qmax, 30);
                 *rh = clamp_to(product, -qmax, qmax) as i32;
             }
             let Some((zr, _)) = zh.split_at_mut_checked(units) else {
@@ -450,20 +505,145 @@ impl IntCell {
                 candidate,
                 false,
             );
-            for (cand, &rec) in zx_h.iter_mut().zip(candidate.iter()) {
-                let pre = i64::from(*cand) + i64::from(rec);
-                *cand = activate_q15(a, i32::from(sat_i16(pre)));
+            let lanes = zx_h.iter().zip(candidate.iter()).zip(zx_z.iter());
+            for (((&cand, &rec), &z), hv) in lanes.zip(h.iter_mut()) {
+                // A saturating i32 sum clamps to the same i16 as the exact one.
+                let candidate = a(cand.saturating_add(rec));
+                *hv = codes.code(blend(z, to_q15.q15(*hv), candidate));
             }
         }
-        for ((hv, &z), &hh) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
-            let z = i64::from(z);
-            let blended = shift_round(
-                z * i64::from(self.h_q15(*hv)) + (32768 - z) * i64::from(hh),
-                15,
-            );
-            *hv = self.code_of(blended as i32);
+    }
+}
+
+/// The LSTM update of one block of units from their gate pre-activations, with the
+/// recurrent activation `ra` and the activation `a`, writing `h` as `codes` maps it.
+#[inline]
+fn lstm_units(
+    units: LstmUnits<'_>,
+    codes: &ToCodes,
+    ra: impl Fn(i32) -> i32,
+    a: impl Fn(i32) -> i32,
+) {
+    let LstmUnits { h, c, gates, cell } = units;
+    let [gi, gf, gc, go] = gates;
+    for (((((hv, cv), &pi), &pf), &pc), &po) in h
+        .iter_mut()
+        .zip(c.iter_mut())
+        .zip(gi)
+        .zip(gf)
+        .zip(gc)
+        .zip(go)
+    {
+        // Gate values are Q0.15 (|v| <= 2^15), so every product below is at most 2^30 and
+        // the rounding shifts are exact in 32 bits (64-bit products are library calls on
+        // Cortex-M0); only a cell value outside i16, which no step writes, takes 64 bits.
+        let (i, f, g, o) = (ra(pi), ra(pf), a(pc), ra(po));
+        let input = shift_round32(i * g, 30 - cell.frac);
+        let c_new = match i16::try_from(*cv) {
+            Ok(c) => (shift_round32(f * i32::from(c), 15) + input).clamp(-32768, 32767),
+            Err(_) => wide_cell(f, *cv, input),
+        };
+        *cv = c_new;
+        let t = a(cell.q12(c_new).clamp(-32768, 32767));
+        // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first. |o * t| <= 2^30,
+        // so the Q0.15 value is in [-2^15, 2^15], where `ToCodes` never leaves 32 bits.
+        *hv = codes.code(shift_round32(o * t, 15));
+    }
+}
+
+/// `sat16(round(f * c >> 15) + input)` for a cell value outside i16 (a caller-written state;
+/// no step writes one), in 64 bits. Out of line: the gate loop never takes it.
+#[cold]
+#[inline(never)]
+fn wide_cell(f: i32, c: i32, input: i32) -> i32 {
+    let forget = shift_round(i64::from(f) * i64::from(c), 15);
+    i32::from(sat_i16(forget + i64::from(input)))
+}
+
+/// What one GRU step reads and writes besides its weights.
+struct GruIo<'a, 'p> {
+    reset_after: bool,
+    x: Packed<'p>,
+    old_h: Packed<'p>,
+    h: &'a mut [i32],
+    scratch: &'a mut [i32],
+    packed_reset: &'a mut [i32],
+}
+
+/// `clamp(h_to_q15(code - zero), -32768, 32768)`: an `h` code in Q0.15.
+#[derive(Clone, Copy)]
+struct HToQ15 {
+    scale: SmallRequant,
+    zero: i32,
+}
+
+impl HToQ15 {
+    /// The Q0.15 value of `code`: 32-bit work for the codes of real models (see
+    /// [`SmallRequant::apply32`]), the 64-bit formula otherwise.
+    #[inline]
+    fn q15(&self, code: i32) -> i32 {
+        match code
+            .checked_sub(self.zero)
+            .and_then(|c| self.scale.apply32(c))
+        {
+            Some(v) => v.clamp(-32768, 32768),
+            None => self.q15_wide(code),
         }
     }
+
+    #[cold]
+    #[inline(never)]
+    fn q15_wide(&self, code: i32) -> i32 {
+        let centered = i64::from(code) - i64::from(self.zero);
+        self.scale.apply(centered).clamp(-32768, 32768) as i32
+    }
+}
+
+/// The GRU candidate pre-activation with `reset_after`: `cand + round(r * hh >> 15)`,
+/// saturated to i16 (`r` a Q0.15 gate value, `hh` the candidate rows' recurrent part).
+///
+/// When `hh` fits i16, `|r * hh| <= 2^15 * 2^15 = 2^30`, so the product and its rounding shift
+/// are exact in 32 bits, and a saturating i32 sum clamps to the same i16 value as the exact
+/// sum. Otherwise (never for a real model: `hh` is a Q3.12 pre-activation part) the 64-bit
+/// formula.
+#[inline]
+fn reset_candidate(cand: i32, r: i32, hh: i32) -> i32 {
+    match i16::try_from(hh) {
+        Ok(hh) => i32::from(sat_i16_32(
+            cand.saturating_add(shift_round32(r * i32::from(hh), 15)),
+        )),
+        Err(_) => reset_candidate_wide(cand, r, hh),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reset_candidate_wide(cand: i32, r: i32, hh: i32) -> i32 {
+    let pre = i64::from(cand) + shift_round(i64::from(r) * i64::from(hh), 15);
+    i32::from(sat_i16(pre))
+}
+
+/// The GRU update `round((z * h + (32768 - z) * hh) >> 15)` in Q0.15, for `z` and `hh` gate
+/// values (`[-2^15, 2^15)`) and `h` in `[-2^15, 2^15]`.
+///
+/// For `z >= 0` (sigmoid and hard sigmoid gates always) both weights `z` and `32768 - z` are
+/// non-negative and sum to `2^15`, so the sum is at most `2^15 * 2^15 = 2^30` in magnitude and
+/// the whole formula is exact in 32 bits. A negative `z` (a tanh gate) weighs `hh` by up to
+/// `2^16`: 64 bits, whose result (at most `3 * 2^15` in magnitude) fits i32.
+#[inline]
+fn blend(z: i32, h: i32, hh: i32) -> i32 {
+    if (0..=32768).contains(&z) {
+        shift_round32(z * h + (32768 - z) * hh, 15)
+    } else {
+        blend_wide(z, h, hh)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn blend_wide(z: i32, h: i32, hh: i32) -> i32 {
+    let z = i64::from(z);
+    shift_round(z * i64::from(h) + (32768 - z) * i64::from(hh), 15) as i32
 }
 
 /// Integer Dense weights and parameters.
@@ -500,6 +680,104 @@ impl IntDense<'_> {
                 let q15 = activate_q15(a, *v);
                 *v = clamp(zero + self.quant.output_requant.apply(i64::from(q15)));
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points across a range with both ends and the values around 0 and the ends.
+    fn spread(lo: i32, hi: i32, step: usize) -> impl Iterator<Item = i32> {
+        (lo..=hi)
+            .step_by(step)
+            .chain([lo, lo + 1, -1, 0, 1, hi - 1, hi])
+    }
+
+    /// The branch-free conversion to Q3.12 against the two-branch rule, exhaustively.
+    #[test]
+    fn cell_q12_matches_the_two_shifts() {
+        for frac in 0..=20u8 {
+            let cell = CellFormat::new(frac);
+            let f = u32::from(frac.min(15));
+            for c in -32768..=32767 {
+                let want = if f >= 12 {
+                    shift_round32(c, f - 12)
+                } else {
+                    c << (12 - f)
+                };
+                assert_eq!(cell.q12(c), want, "{frac} {c}");
+            }
+        }
+    }
+
+    /// The 32-bit `reset_after` candidate against the 64-bit formula: every gate value `r`
+    /// against spread `cand` and `hh` (the whole i32 range, i16 values densely).
+    #[test]
+    fn reset_candidate_matches_64_bits() {
+        let hhs: std::vec::Vec<i32> = spread(-32768, 32767, 503)
+            .chain([i32::MIN, -32769, 32768, i32::MAX])
+            .collect();
+        let cands = [
+            i32::MIN,
+            -70_000,
+            -32768,
+            -20_000,
+            -1,
+            0,
+            1,
+            20_000,
+            32767,
+            i32::MAX,
+        ];
+        for r in -32768..=32767 {
+            for &hh in &hhs {
+                for &cand in &cands {
+                    let pre = i64::from(cand) + shift_round(i64::from(r) * i64::from(hh), 15);
+                    let want = i32::from(sat_i16(pre));
+                    assert_eq!(reset_candidate(cand, r, hh), want, "{cand} {r} {hh}");
+                }
+            }
+        }
+    }
+
+    /// The GRU blend against the 64-bit formula over its whole domain (`z` and `hh` gate
+    /// values, `h` in `[-2^15, 2^15]`), dense in `z` and spread in the others.
+    #[test]
+    fn blend_matches_64_bits() {
+        let hs: std::vec::Vec<i32> = spread(-32768, 32768, 1021).collect();
+        let hhs: std::vec::Vec<i32> = spread(-32768, 32767, 499).collect();
+        for z in -32768..=32767 {
+            for &h in &hs {
+                for &hh in hhs.iter().step_by(7) {
+                    let zz = i64::from(z);
+                    let want = shift_round(zz * i64::from(h) + (32768 - zz) * i64::from(hh), 15);
+                    assert_eq!(i64::from(blend(z, h, hh)), want, "{z} {h} {hh}");
+                }
+            }
+        }
+    }
+
+    /// `h` codes to Q0.15 against `h_to_q15.apply` for every code of both modes' ranges.
+    #[test]
+    fn h_to_q15_matches_apply() {
+        for (scale, zero) in [
+            (2.0 / 255.0, -1),
+            (1.0 / 127.0, 5),
+            (2.0 / 65535.0, 0),
+            (0.3, 7),
+        ] {
+            let requant = crate::quant::Requant::from_f64(scale * 32768.0).unwrap();
+            let to = HToQ15 {
+                scale: SmallRequant::new(requant),
+                zero,
+            };
+            for code in spread(-70_000, 70_000, 1).chain([i32::MIN, i32::MAX]) {
+                let centered = i64::from(code) - i64::from(zero);
+                let want = requant.apply(centered).clamp(-32768, 32768) as i32;
+                assert_eq!(to.q15(code), want, "{scale} {zero} {code}");
+            }
         }
     }
 }

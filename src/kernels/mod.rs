@@ -322,6 +322,8 @@ pub fn active() -> &'static Kernels {
     return &aarch64::neon::TABLE;
     #[cfg(all(target_arch = "arm", edgernn_arm_dsp))]
     return &arm::dsp::TABLE;
+    #[cfg(all(target_arch = "arm", edgernn_arm_v6m))]
+    return &arm::v6m::TABLE;
     #[allow(unreachable_code)]
     &GENERIC
 }

@@ -135,6 +135,178 @@ impl Requant {
     }
 }
 
+/// [`Requant::apply`] prepared once for many 32-bit values: for factors with `n = 31 + shift`
+/// in `16..=31` (from `2^-16` up to 2: e.g. int8 codes to Q0.15, about 257) and
+/// `|a| < 2^14`, 32-bit multiplies and shifts only; anything else calls `apply`. Same bits
+/// (test `small_requant_matches_apply`, exhaustive in `a`).
+#[derive(Debug, Clone, Copy)]
+pub struct SmallRequant {
+    requant: Requant,
+    /// `n` when the fast path applies to this factor, else 0.
+    n: u32,
+}
+
+impl SmallRequant {
+    /// Prepares `requant`.
+    pub fn new(requant: Requant) -> Self {
+        let n = 31 + i32::from(requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
+        let fast = (16..=31).contains(&n) && requant.multiplier >= 0;
+        Self {
+            requant,
+            n: if fast { n as u32 } else { 0 },
+        }
+    }
+
+    /// `requant.apply(a)`, in 32 bits when it can (`None` when it cannot).
+    ///
+    /// `apply` computes `floor((a * m + 2^(n-1)) / 2^n)`. With `m = mh * 2^16 + ml`
+    /// (`mh = m >> 16` in `[0, 2^15)`, `ml` in `[0, 2^16)`), `A = a * mh` and `B = a * ml`, the
+    /// numerator is `A * 2^16 + (B + 2^(n-1))`, so for `n >= 16` the result is
+    /// `floor((A + floor((B + 2^(n-1)) / 2^16)) / 2^(n-16))` (nested floors compose). For
+    /// `|a| < 2^14`: `|A| < 2^29`, `|B| < 2^30` and `2^(n-1) <= 2^30`, so `B + 2^(n-1)` is in
+    /// `(-2^30, 2^31)` and every intermediate fits i32.
+    #[inline]
+    pub fn apply32(&self, a: i32) -> Option<i32> {
+        let n = self.n;
+        if n == 0 || !(-16383..=16383).contains(&a) {
+            return None;
+        }
+        let m = self.requant.multiplier;
+        let (mh, ml) = (m >> 16, m & 0xFFFF);
+        let low = (a * ml + (1 << (n - 1))) >> 16;
+        Some((a * mh + low) >> (n - 16))
+    }
+
+    /// `requant.apply(a)`.
+    #[inline]
+    pub fn apply(&self, a: i64) -> i64 {
+        match i32::try_from(a).ok().and_then(|a| self.apply32(a)) {
+            Some(v) => i64::from(v),
+            None => self.requant.apply(a),
+        }
+    }
+}
+
+/// Whether this target multiplies 32 by 32 bits into 64 in hardware. ARMv6-M (Cortex-M0/M0+)
+/// and ARMv7-M without the DSP extension are the 32-bit ARM cores the crate builds for without
+/// `edgernn_arm_dsp` (see `build.rs`); ARMv6-M has no `smull`, so an `i64` product there is a
+/// library call (`__aeabi_lmul`). ARMv7-M does have `smull` but takes the split product too:
+/// correct, a few instructions slower, and no stable `cfg` tells the two apart.
+const WIDE_MULTIPLY: bool = !cfg!(target_arch = "arm") || cfg!(edgernn_arm_dsp);
+
+/// `floor(a * m / 2^32)`, the high word of the exact 64-bit product (`smull`'s high register
+/// on a Cortex-M4, one `imul` on x86-64).
+#[inline]
+pub fn mul_high(a: i32, m: i32) -> i32 {
+    ((i64::from(a) * i64::from(m)) >> 32) as i32
+}
+
+/// [`mul_high`] in 32-bit multiplies only, for `|a| <= 2^15` (Q0.15 values), any `m`.
+///
+/// With `m = mh * 2^16 + ml`, `mh = m >> 16` in `[-2^15, 2^15)` and `ml` in `[0, 2^16)`:
+/// `a * m = X * 2^16 + Y` for `X = a * mh` and `Y = a * ml`, so
+/// `floor(a * m / 2^32) = floor((X + floor(Y / 2^16)) / 2^16)` (nested floors of divisions by
+/// positive integers compose, and `X` is an integer). Bounds: `|X| <= 2^15 * 2^15 = 2^30`,
+/// `|Y| <= 2^15 * (2^16 - 1) < 2^31` and `|X + (Y >> 16)| <= 2^30 + 2^15`: nothing overflows
+/// i32 (test `split_mul_high_matches_the_wide_product`, exhaustive in `a`).
+#[inline]
+pub fn mul_high_q15(a: i32, m: i32) -> i32 {
+    let (mh, ml) = (m >> 16, m & 0xFFFF);
+    (a * mh + ((a * ml) >> 16)) >> 16
+}
+
+/// [`mul_high`] by the cheapest exact route this target has, or `None` when the target has no
+/// 64-bit product and `a` is outside [`mul_high_q15`]'s range.
+#[inline]
+fn mul_high_fast(a: i32, m: i32) -> Option<i32> {
+    if WIDE_MULTIPLY {
+        Some(mul_high(a, m))
+    } else if (-32768..=32768).contains(&a) {
+        Some(mul_high_q15(a, m))
+    } else {
+        None
+    }
+}
+
+/// `clamp(zero + requant.apply(v), lo, hi)` for 32-bit `v`: the integer cells' step from a
+/// Q0.15 value to an output code, done once per unit. Built once per step, it keeps only
+/// 32-bit work per value for the usual factors (`n = 31 + shift >= 33`, i.e. below 1/4: int8
+/// outputs); other factors take [`Requant::apply`] itself. Same bits either way (test
+/// `to_codes_matches_requant_apply`).
+#[derive(Debug, Clone, Copy)]
+pub struct ToCodes {
+    requant: Requant,
+    zero: i32,
+    lo: i32,
+    hi: i32,
+    /// `min(n - 33, 31)` when `n >= 33` and the multiplier is not negative, else `None`.
+    high_shift: Option<u32>,
+    /// `(n, 2^(n-1))` when `n <= 62` and the multiplier is not negative, else `None`.
+    wide: Option<(u32, i64)>,
+}
+
+impl ToCodes {
+    /// Prepares `clamp(zero + requant.apply(v), lo, hi)` (`lo` wins if the bounds cross, as in
+    /// [`clamp_to`]).
+    pub fn new(requant: Requant, zero: i32, lo: i32, hi: i32) -> Self {
+        let n = 31 + i32::from(requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
+        let positive = requant.multiplier >= 0;
+        let high_shift = (n >= 33 && positive).then_some((n - 33).min(31) as u32);
+        // `n >= 1` always (`MIN_SHIFT` is -30); the clamp only keeps the unused shift of
+        // larger `n` in range.
+        let wide = (n <= 62 && positive).then_some((n as u32, 1i64 << (n.clamp(1, 62) - 1)));
+        Self {
+            requant,
+            zero,
+            lo,
+            hi,
+            high_shift,
+            wide,
+        }
+    }
+
+    /// The code of `v`.
+    ///
+    /// The fast path is [`Requant::apply`]'s 32-bit-core rule, `((t >> (n - 33)) + 1) >> 1`
+    /// with `t = floor(v * m / 2^32)`, which equals `(v * m + 2^(n-1)) >> n` for `n` in
+    /// `33..=62` (see `round_shift_high`). For `n > 62`, `apply` takes its 128-bit path, which
+    /// gives 0: `|v * m| < 2^31 * 2^31 = 2^62 <= 2^(n-1)`; here `t` is in `[-2^30, 2^30)` and
+    /// is shifted by at least 30 (at most 31, a valid i32 shift), leaving -1 or 0, which rounds
+    /// to 0 too. `t >> s` is at most `2^30` in magnitude, so `+ 1` cannot overflow, and
+    /// `zero + r` saturating instead of widening gives the same code after the clamp, whose
+    /// bounds are i32.
+    #[inline]
+    pub fn code(&self, v: i32) -> i32 {
+        if cfg!(target_pointer_width = "64") {
+            // 64-bit registers: `apply`'s own formula for `n <= 62`, one multiply and one
+            // shift (`|v * m| < 2^62`, so adding `2^(n-1) <= 2^61` cannot overflow), and
+            // the sum with the zero point cannot overflow either.
+            if let Some((n, half)) = self.wide {
+                let r = (i64::from(v) * i64::from(self.requant.multiplier) + half) >> n;
+                return clamp_to(
+                    r + i64::from(self.zero),
+                    i64::from(self.lo),
+                    i64::from(self.hi),
+                ) as i32;
+            }
+        } else if let Some(s) = self.high_shift {
+            if let Some(t) = mul_high_fast(v, self.requant.multiplier) {
+                let r = ((t >> s) + 1) >> 1;
+                return r.saturating_add(self.zero).min(self.hi).max(self.lo);
+            }
+        }
+        self.code_wide(v)
+    }
+
+    /// The reference: [`Requant::apply`] in 64 bits and more.
+    #[cold]
+    #[inline(never)]
+    fn code_wide(&self, v: i32) -> i32 {
+        let v = i64::from(self.zero) + self.requant.apply(i64::from(v));
+        clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32
+    }
+}
+
 /// Rounds a right shift by `n` bits half toward positive infinity (`n` in `0..=62`).
 #[inline]
 pub fn shift_round(a: i64, n: u32) -> i64 {
@@ -164,6 +336,13 @@ pub fn shift_round32(a: i32, n: u32) -> i32 {
 #[inline]
 pub fn clamp_to(v: i64, lo: i64, hi: i64) -> i64 {
     v.min(hi).max(lo)
+}
+
+/// Saturates an `i32` to `i16`: [`sat_i16`]'s bits without widening (a 64-bit comparison is
+/// two on 32-bit cores).
+#[inline]
+pub fn sat_i16_32(v: i32) -> i16 {
+    v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
 /// Saturates to `i16`.
@@ -271,6 +450,118 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Exhaustive in `a` over the Q0.15 range, for multipliers across the whole i32 range.
+    #[test]
+    fn split_mul_high_matches_the_wide_product() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut multipliers = std::vec![0, 1, -1, 0xFFFF, 0x1_0000, 1 << 30, i32::MAX, i32::MIN];
+        multipliers.extend((0..56).map(|_| next() as i32));
+        for m in multipliers {
+            for a in -32768..=32768 {
+                assert_eq!(mul_high_q15(a, m), mul_high(a, m), "{a} {m}");
+            }
+        }
+    }
+
+    /// `ToCodes` gives `clamp(zero + apply(v), lo, hi)` for every shift, random valid and
+    /// invalid multipliers, every Q0.15 value and random and extreme i32 values.
+    #[test]
+    fn to_codes_matches_requant_apply() {
+        let mut seed = 0xD1B5_4A32_D192_ED03u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let bounds = [(-128, 127), (-32768, 32767), (0, 255), (5, -5)];
+        for shift in i8::MIN..=i8::MAX {
+            for case in 0..6 {
+                let multiplier = match case {
+                    0 => 0,
+                    1 => 1 << 30,
+                    2 => i32::MAX,
+                    3 => (1 << 30) | (next() as i32 & 0x3FFF_FF00),
+                    4 => next() as i32,
+                    _ => (1 << 30) | (next() as i32 & 0x3FFF_FFFF),
+                };
+                let r = Requant { multiplier, shift };
+                let (lo, hi) = bounds[(next() % 4) as usize];
+                let zero = match next() % 4 {
+                    0 => 0,
+                    1 => (next() % 256) as i32 - 128,
+                    2 => i32::MAX,
+                    _ => next() as i32,
+                };
+                let t = ToCodes::new(r, zero, lo, hi);
+                let check = |v: i32| {
+                    let want = clamp_to(
+                        i64::from(zero) + r.apply(i64::from(v)),
+                        i64::from(lo),
+                        i64::from(hi),
+                    ) as i32;
+                    assert_eq!(t.code(v), want, "{r:?} zero {zero} [{lo}, {hi}] v {v}");
+                };
+                (-98_304..=98_304).step_by(61).for_each(check);
+                if case == 5 {
+                    (-32768..=32768).for_each(check);
+                }
+                [
+                    i32::MIN,
+                    i32::MIN + 1,
+                    -32769,
+                    32769,
+                    i32::MAX - 1,
+                    i32::MAX,
+                ]
+                .into_iter()
+                .for_each(check);
+                (0..200).for_each(|_| check(next() as i32));
+            }
+        }
+    }
+
+    /// Every `a` of the fast range and beyond, every `n` around it, random multipliers.
+    #[test]
+    fn small_requant_matches_apply() {
+        let mut seed = 0x8CB9_2BA7_2F3D_8DD7u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for shift in -18i8..=3 {
+            for case in 0..4 {
+                let multiplier = match case {
+                    0 => 1 << 30,
+                    1 => i32::MAX,
+                    2 => -(next() as i32 & 0x7FFF_FFFF),
+                    _ => (1 << 30) | (next() as i32 & 0x3FFF_FFFF),
+                };
+                let r = Requant { multiplier, shift };
+                let s = SmallRequant::new(r);
+                for a in (-20_000..=20_000).chain([i32::MIN, i32::MAX]) {
+                    assert_eq!(s.apply(i64::from(a)), r.apply(i64::from(a)), "{r:?} {a}");
+                }
+                assert_eq!(s.apply(1 << 40), r.apply(1 << 40));
+            }
+        }
+    }
+
+    #[test]
+    fn sat_i16_32_matches_sat_i16() {
+        for v in [i32::MIN, -32769, -32768, -1, 0, 32767, 32768, i32::MAX] {
+            assert_eq!(sat_i16_32(v), sat_i16(i64::from(v)));
         }
     }
 

@@ -1,10 +1,20 @@
-//! 32-bit Arm kernels. `dsp`: the Cortex-M4/M7/M33 DSP extension (SMLAD, SXTB16), selected at
-//! compile time by the build script's `edgernn_arm_dsp` cfg for ARMv7E-M and ARMv8-M Mainline
-//! targets. Other Arm cores (Cortex-M0/M0+/M3) run the generic table; this module then only
-//! reports [`reference_rows`] (always 0), so firmware can ask on every core.
+//! 32-bit Arm kernels, chosen at compile time:
+//!
+//! * `dsp`: the Cortex-M4/M7/M33 DSP extension (SMLAD, SXTB16), selected by the build script's
+//!   `edgernn_arm_dsp` cfg for ARMv7E-M and ARMv8-M Mainline targets;
+//! * `v6m`: every other Thumb target (Cortex-M0/M0+ first, also M3 and ARMv8-M Baseline),
+//!   selected by the build script's `edgernn_arm_v6m` cfg: only ARMv6-M instructions
+//!   (`ldrsb`, `muls`, `sxtb`/`uxth`), no 64-bit multiply. Other Arm targets (A32 code,
+//!   pre-v6 cores) run the generic kernels.
+//!
+//! [`reference_rows`] counts the rows either took by its scalar reference path, so firmware
+//! can check on every core that the fast path ran.
 
 #[cfg(edgernn_arm_dsp)]
 pub mod dsp;
+
+#[cfg(edgernn_arm_v6m)]
+pub mod v6m;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,7 +30,7 @@ pub fn reference_rows() -> usize {
 
 /// Adds `rows` to [`REFERENCE_ROWS`] (a load and a store: Cortex-M0 has no atomic add, and
 /// the kernels run on one core).
-#[cfg(edgernn_arm_dsp)]
+#[cfg(any(edgernn_arm_dsp, edgernn_arm_v6m))]
 fn count_reference_rows(rows: usize) {
     let before = REFERENCE_ROWS.load(Ordering::Relaxed);
     REFERENCE_ROWS.store(before.wrapping_add(rows), Ordering::Relaxed);
