@@ -6,7 +6,9 @@
 
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
-use crate::kernels::{dot_rows_i8, pack_i16, packed_len, project_i8, I32View, RequantView, RowsI8};
+use crate::kernels::{
+    dot_rows_i8, pack_i16, packed_len, project_i8, project_rows_with, I32View, RequantView, RowsI8,
+};
 use crate::quant::fixed::{
     clamp_to, sat_i16, sat_i16_32, shift_round, shift_round32, SmallRequant, ToCodes,
 };
@@ -73,10 +75,12 @@ fn project(
     out: &mut [i32],
     accumulate: bool,
 ) {
-    let Some(weights) = first_row
-        .checked_mul(x.cols)
-        .and_then(|from| weights.get(from..))
-    else {
+    // Rows and columns are below 4 * MAX_WIDTH (checked at load), so the product fits; a
+    // checked multiply would cost a 64-bit product (a library call on Cortex-M0) per call.
+    if first_row > 4 * crate::MAX_WIDTH || x.cols > crate::MAX_WIDTH {
+        return;
+    }
+    let Some(weights) = weights.get(first_row * x.cols..) else {
         return;
     };
     let rows = RowsI8 {
@@ -147,44 +151,35 @@ fn pack<'a>(codes: &[i32], buffer: &'a mut [i32]) -> Packed<'a> {
     }
 }
 
-/// [`project`] on unpacked codes, for Dense layers (which have no scratch to pack into).
-#[allow(clippy::too_many_arguments)]
+/// `out[k] = requant[k](bias[k] + W[k] . x)` on unpacked codes, for Dense layers (which have no
+/// scratch to pack into): the products by [`dot_rows_i8`], a block of rows at a time, the rest
+/// by the kernels' shared requantization loop.
 fn project_codes(
     weights: &[u8],
     bias: I32View<'_>,
     requant: RequantView<'_>,
-    first_row: usize,
-    requant_first: usize,
     x: &[i32],
     out: &mut [i32],
-    accumulate: bool,
 ) {
     let cols = x.len();
-    if cols == 0 {
-        return;
-    }
-    let Some(weights) = first_row
-        .checked_mul(cols)
-        .and_then(|from| weights.get(from..))
-    else {
-        return;
-    };
-    let rows = out.len().min(weights.len() / cols);
     let mut dots = [0i64; ROW_BLOCK];
-    for (b, (outs, block)) in out[..rows]
+    for (block, (outs, block_weights)) in out
         .chunks_mut(ROW_BLOCK)
         .zip(weights.chunks(ROW_BLOCK.saturating_mul(cols).max(1)))
         .enumerate()
     {
+        let first = block * ROW_BLOCK;
         let dots = &mut dots[..outs.len()];
-        dot_rows_i8(block, x, dots);
-        for (j, (o, &dot)) in outs.iter_mut().zip(dots.iter()).enumerate() {
-            let k = b * ROW_BLOCK + j;
-            let acc = i64::from(bias.get_or_zero(first_row + k)) + dot;
-            let v = requant.get(requant_first + k).apply(acc);
-            let v = if accumulate { i64::from(*o) + v } else { v };
-            *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-        }
+        dot_rows_i8(block_weights, x, dots);
+        let rows = RowsI8 {
+            weights: block_weights,
+            bias: bias.skip(first),
+            requant: requant.skip(first),
+        };
+        let mut sums = dots.iter();
+        project_rows_with(&rows, cols, outs, false, |_| {
+            sums.next().copied().unwrap_or(0)
+        });
     }
 }
 
@@ -661,7 +656,7 @@ pub struct IntDense<'a> {
 impl IntDense<'_> {
     /// Computes the output codes `y` from input codes `x`.
     pub fn forward(&self, x: &[i32], y: &mut [i32]) {
-        project_codes(self.kernel, self.bias, self.requant, 0, 0, x, y, false);
+        project_codes(self.kernel, self.bias, self.requant, x, y);
         let zero = i64::from(self.quant.output.zero_point);
         let clamp = |v: i64| clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32;
         match self.activation {

@@ -215,17 +215,86 @@ pub fn mul_high_q15(a: i32, m: i32) -> i32 {
     (a * mh + ((a * ml) >> 16)) >> 16
 }
 
-/// [`mul_high`] by the cheapest exact route this target has, or `None` when the target has no
-/// 64-bit product and `a` is outside [`mul_high_q15`]'s range.
+/// [`mul_high`] by the cheapest exact route this target has: the 64-bit product where the core
+/// multiplies into 64 bits, else two 16-bit products for Q0.15 values and four otherwise.
 #[inline]
-fn mul_high_fast(a: i32, m: i32) -> Option<i32> {
+fn mul_high_fast(a: i32, m: i32) -> i32 {
     if WIDE_MULTIPLY {
-        Some(mul_high(a, m))
+        mul_high(a, m)
     } else if (-32768..=32768).contains(&a) {
-        Some(mul_high_q15(a, m))
+        mul_high_q15(a, m)
     } else {
-        None
+        mul_i32_wide(a, m).0
     }
+}
+
+/// The signed 64-bit product `a * b` as its high word and low word, from four 16x16-bit
+/// products (Hacker's Delight, `mulhs`): for cores whose only multiply is 32x32->32
+/// (Cortex-M0), where an `i64` product is a library call. Every partial sum below stays
+/// inside i32 (the bounds are in the comments), so the wrapping operations never wrap.
+#[inline]
+pub fn mul_i32_wide(a: i32, b: i32) -> (i32, u32) {
+    let (a0, a1) = (a & 0xFFFF, a >> 16);
+    let (b0, b1) = (b & 0xFFFF, b >> 16);
+    // 0..2^32, unsigned.
+    let w0 = (a0 as u32).wrapping_mul(b0 as u32);
+    // |a1 * b0| < 2^31 - 2^15 - 2^16, plus < 2^16.
+    let t = a1.wrapping_mul(b0).wrapping_add((w0 >> 16) as i32);
+    // < 2^16 plus |a0 * b1| < 2^31 - 2^16 - 2^15.
+    let w1 = (t & 0xFFFF).wrapping_add(a0.wrapping_mul(b1));
+    // |a1 * b1| <= 2^30, plus two terms below 2^15.
+    let high = a1
+        .wrapping_mul(b1)
+        .wrapping_add(t >> 16)
+        .wrapping_add(w1 >> 16);
+    let low = ((w1 as u32) << 16) | (w0 & 0xFFFF);
+    (high, low)
+}
+
+/// `Requant::unpack(packed).apply(acc)` for an i32 accumulator in 32-bit arithmetic only (no
+/// 64-bit multiply or shift), or `None` for the few inputs it leaves to the 64-bit rule: the
+/// same bits as [`Requant::apply`] whenever it returns a value. The ARMv6-M
+/// kernel runs this arithmetic in assembly; this is its portable statement, tested on the host.
+///
+/// With `p = acc * m`, `n = 31 + shift` (the shift clamped as `apply` clamps it) and the exact
+/// 64-bit product's high word `high` ([`mul_i32_wide`]), the result is
+/// `floor((p + 2^(n-1)) / 2^n)`:
+///
+/// * shifts of 2 and more (`n >= 33`, the usual gate rows): `floor((floor(p / 2^(n-1)) + 1) /
+///   2)`, and `floor(p / 2^(n-1))` is `high >> (n - 33)`: the high-word
+///   rounding of [`Requant::apply`] on 32-bit cores (`high` from two 16-bit products when `acc` fits i16, four otherwise).
+///   `|p| <= 2^62`, so `high` is in `[-2^30, 2^30]` and for `n - 33 >= 31` the shift by 31
+///   already gives `floor(p / 2^(n-1))` (`-1` or `0`): the amount is capped at 31 (same bits
+///   as the 128-bit path `apply` takes for `n > 62`).
+/// * below (`n <= 32`): with `k = 32 - n` (`0..=31`), the result is
+///   `floor((acc * 2^k * m + 2^31) / 2^32)`: the high word of `(acc << k) * m` plus the carry
+///   of adding `2^31` to its low word (that word's top bit). Exact when `acc << k` fits i32;
+///   otherwise `None` (then the result may not even fit i32; real gate rows have small sums).
+#[inline]
+pub fn requant_i32(acc: i32, packed: i32) -> Option<i32> {
+    // `packed & !0xFF` by two shifts: no constant to load on Thumb-1.
+    let multiplier = (packed >> 8) << 8;
+    let shift = i32::from(packed as u8 as i8);
+    if shift >= 2 {
+        let high = match i16::try_from(acc) {
+            // |acc| <= 2^15: two products (see `mul_high_q15`).
+            Ok(a) => mul_high_q15(i32::from(a), multiplier),
+            Err(_) => mul_i32_wide(acc, multiplier).0,
+        };
+        // n - 33 = shift - 2; `apply` clamps shifts above 64, where the cap at 31 rules anyway.
+        let by = ((shift - 2) as u32).min(31);
+        // high >> by is within [-2^30, 2^30]: the increment cannot overflow.
+        return Some(((high >> by) + 1) >> 1);
+    }
+    // k = 32 - n = 1 - shift, with the shift clamped at MIN_SHIFT = -30.
+    let k = ((1 - shift) as u32).min(31);
+    let scaled = acc.wrapping_shl(k);
+    if scaled >> k != acc {
+        return None;
+    }
+    let (high, low) = mul_i32_wide(scaled, multiplier);
+    // |high| <= 2^30: adding the carry cannot overflow.
+    Some(high + (low >> 31) as i32)
 }
 
 /// `clamp(zero + requant.apply(v), lo, hi)` for 32-bit `v`: the integer cells' step from a
@@ -290,10 +359,9 @@ impl ToCodes {
                 ) as i32;
             }
         } else if let Some(s) = self.high_shift {
-            if let Some(t) = mul_high_fast(v, self.requant.multiplier) {
-                let r = ((t >> s) + 1) >> 1;
-                return r.saturating_add(self.zero).min(self.hi).max(self.lo);
-            }
+            let t = mul_high_fast(v, self.requant.multiplier);
+            let r = ((t >> s) + 1) >> 1;
+            return r.saturating_add(self.zero).min(self.hi).max(self.lo);
         }
         self.code_wide(v)
     }
@@ -354,6 +422,79 @@ pub fn sat_i16(v: i64) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 32-bit requantization gives `Requant::apply`'s bits (or declines, only where its
+    /// docs say) for random and extreme accumulators, every shift byte (valid or not) and
+    /// random or extreme multipliers.
+    #[test]
+    fn requant_i32_matches_apply() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -65537,
+            -65536,
+            -65535,
+            -32769,
+            -32768,
+            -1,
+            0,
+            1,
+            32767,
+            32768,
+            65535,
+            65536,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let mut declined = 0u32;
+        for round in 0..3_000_000u32 {
+            let acc = match round % 4 {
+                0 => next() as i32,
+                1 => (next() % 200_001) as i32 - 100_000,
+                2 => edges[(next() % edges.len() as u64) as usize],
+                _ => (next() as i32) >> (next() % 32),
+            };
+            let multiplier = match next() % 8 {
+                0 => edges[(next() % edges.len() as u64) as usize],
+                1 => 0,
+                2 => next() as i32,
+                _ => 0x4000_0000 | (next() as i32 & 0x3FFF_FFFF),
+            } & !0xFF;
+            let shift = match next() % 4 {
+                0 => next() as u8 as i32,
+                _ => (next() % 95) as i32 - 30,
+            };
+            let packed = multiplier | (shift & 0xFF);
+            let want = Requant::unpack(packed).apply(i64::from(acc));
+            match requant_i32(acc, packed) {
+                Some(got) => assert_eq!(i64::from(got), want, "{acc} {packed:#x}"),
+                None => {
+                    // Only for shifts below 2 whose scaled sum leaves i32 (see the docs).
+                    let shift = i32::from(packed as u8 as i8);
+                    let k = ((1 - shift) as u32).min(31);
+                    assert!(
+                        shift < 2 && acc.wrapping_shl(k) >> k != acc,
+                        "{acc} {packed:#x}: {want}"
+                    );
+                    declined += 1;
+                }
+            }
+            let b = next() as i32;
+            let (high, low) = mul_i32_wide(acc, b);
+            let p = i64::from(acc) * i64::from(b);
+            assert_eq!((high, low), ((p >> 32) as i32, p as u32), "{acc} * {b}");
+        }
+        assert!(declined > 0, "the out-of-range results were not exercised");
+    }
 
     #[test]
     fn round_trips_factors() {

@@ -41,7 +41,7 @@
 //! 127,000 instructions on a Cortex-M0 (423,000 with the generic table), about 94,000 of them
 //! in the projections (`firmware-examples/kernel-bench/count.sh`).
 //!
-//! [`requant_i32`]: crate::kernels::generic::requant_i32
+//! [`requant_i32`]: crate::quant::fixed::requant_i32
 //! [`project_i8`]: crate::kernels::generic::project_i8
 
 use crate::kernels::{packed_len, project_rows_with, Kernels, RowsI8, GENERIC};
@@ -331,7 +331,7 @@ macro_rules! column {
 /// The words of `r0 * r1` from four 16x16 `muls` ([`mul_i32_wide`]): the high word in `r0`,
 /// and `r2` holding `w1`, whose bit 15 is the low word's top bit. Uses `r1`, `r3`, `r6`.
 ///
-/// [`mul_i32_wide`]: crate::kernels::generic::mul_i32_wide
+/// [`mul_i32_wide`]: crate::quant::fixed::mul_i32_wide
 macro_rules! high_word {
     () => {
         concat!(
@@ -398,7 +398,7 @@ macro_rules! accumulate_row {
 /// `(acc << k) * m` plus the low word's top bit, `k = min(1 - s, 31)`, leaving when `acc << k`
 /// does not fit.
 ///
-/// [`requant_i32`]: crate::kernels::generic::requant_i32
+/// [`requant_i32`]: crate::quant::fixed::requant_i32
 ///
 /// # Safety
 ///
