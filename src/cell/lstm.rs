@@ -7,10 +7,13 @@
 //! h' = o * a(c')
 //! ```
 
-use super::{CellSpec, DirectionViews};
-use crate::kernels::{activate, init_bias, matvec_acc};
+use super::{CellSpec, DirectionViews, Lanes};
 
+/// One step over `lanes`: `h` and `c` hold `n` values (`units` per stream), `scratch` at
+/// least `4 * n`.
+#[inline]
 pub(crate) fn step(
+    lanes: &mut impl Lanes,
     spec: &CellSpec,
     w: &DirectionViews<'_>,
     x: &[f32],
@@ -18,28 +21,28 @@ pub(crate) fn step(
     c: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let units = spec.units;
-    if units == 0 {
+    let n = h.len();
+    if n == 0 || c.len() < n {
         return;
     }
-    let Some(z) = scratch.get_mut(..4 * units) else {
+    let Some(z) = scratch.get_mut(..4 * n) else {
         return;
     };
-    init_bias(w.bias, z);
-    matvec_acc(&w.kernel, x, z);
-    matvec_acc(&w.recurrent_kernel, h, z);
+    lanes.init_bias(w.bias, z);
+    lanes.product(&w.kernel, x, z);
+    lanes.product(&w.recurrent_kernel, h, z);
     let (a, ra) = (spec.activation, spec.recurrent_activation);
     // Gates block by block (i, f | c | o), so the kernel activates whole vectors.
-    let Some((ifg, zo)) = z.split_at_mut_checked(3 * units) else {
+    let Some((ifg, zo)) = z.split_at_mut_checked(3 * n) else {
         return;
     };
-    let Some((zif, zc)) = ifg.split_at_mut_checked(2 * units) else {
+    let Some((zif, zc)) = ifg.split_at_mut_checked(2 * n) else {
         return;
     };
-    activate(ra, zif);
-    activate(a, zc);
-    activate(ra, zo);
-    let Some((zi, zf)) = zif.split_at_mut_checked(units) else {
+    lanes.activate(ra, zif);
+    lanes.activate(a, zc);
+    lanes.activate(ra, zo);
+    let Some((zi, zf)) = zif.split_at_mut_checked(n) else {
         return;
     };
     for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
@@ -49,7 +52,7 @@ pub(crate) fn step(
     for (t, &cv) in zi.iter_mut().zip(c.iter()) {
         *t = cv;
     }
-    activate(a, zi);
+    lanes.activate(a, zi);
     for ((hv, &o), &t) in h.iter_mut().zip(zo.iter()).zip(zi.iter()) {
         *hv = o * t;
     }

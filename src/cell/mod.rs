@@ -13,6 +13,39 @@ pub mod simple_rnn;
 use crate::format::{Activation, Cell};
 use crate::kernels::{F32View, Matrix};
 
+/// How a cell runs its affine maps and activations: over one stream's vectors
+/// ([`OneStream`], `Model::step`), or over a tile of streams laid out `[row][stream]` (the
+/// batched step). The cells are written once against this, so both run the same operations in
+/// the same order and give every stream the same bits.
+pub(crate) trait Lanes {
+    /// `y = b` for every row (zeros without a bias), the start of every affine map.
+    fn init_bias(&mut self, bias: Option<F32View<'_>>, y: &mut [f32]);
+    /// `y += W x`.
+    fn product(&mut self, w: &Matrix<'_>, x: &[f32], y: &mut [f32]);
+    /// An element-wise activation in place.
+    fn activate(&mut self, activation: Activation, values: &mut [f32]);
+}
+
+/// One stream: the kernel table's matrix-vector products.
+pub(crate) struct OneStream;
+
+impl Lanes for OneStream {
+    #[inline]
+    fn init_bias(&mut self, bias: Option<F32View<'_>>, y: &mut [f32]) {
+        crate::kernels::init_bias(bias, y);
+    }
+
+    #[inline]
+    fn product(&mut self, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+        crate::kernels::matvec_acc(w, x, y);
+    }
+
+    #[inline]
+    fn activate(&mut self, activation: Activation, values: &mut [f32]) {
+        crate::kernels::activate(activation, values);
+    }
+}
+
 /// The weights of one direction, as views into the blob.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DirectionViews<'a> {
@@ -61,19 +94,37 @@ impl CellSpec {
     /// Slices shorter than the spec asks for make the step compute on the overlap only; the
     /// model checks every length before calling, so that path is never taken.
     pub fn step(&self, w: &DirectionViews<'_>, x: &[f32], state: &mut [f32], scratch: &mut [f32]) {
-        let units = self.units;
+        let units = if self.cell.has_cell_state() {
+            self.units.min(state.len())
+        } else {
+            state.len()
+        };
+        let (h, c) = state.split_at_mut(units);
+        self.step_with(&mut OneStream, w, x, h, c, scratch);
+    }
+
+    /// [`CellSpec::step`] over `lanes`: `h` (and `c` for LSTM) hold `units` values per stream,
+    /// `x` the input, `scratch` [`CellSpec::scratch_len`] values per stream, all in the
+    /// layout `lanes` works in.
+    #[inline]
+    pub(crate) fn step_with(
+        &self,
+        lanes: &mut impl Lanes,
+        w: &DirectionViews<'_>,
+        x: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        scratch: &mut [f32],
+    ) {
         // As in the integer cells: a cell whose feature is off compiles to nothing here and
         // is refused at load.
         match self.cell {
             Cell::SimpleRnn if cfg!(feature = "simple-rnn") => {
-                simple_rnn::step(self.activation, w, x, state, scratch);
+                simple_rnn::step(lanes, self.activation, w, x, h, scratch);
             }
-            Cell::Lstm if cfg!(feature = "lstm") => {
-                let (h, c) = state.split_at_mut(units.min(state.len()));
-                lstm::step(self, w, x, h, c, scratch);
-            }
+            Cell::Lstm if cfg!(feature = "lstm") => lstm::step(lanes, self, w, x, h, c, scratch),
             Cell::Gru { reset_after } if cfg!(feature = "gru") => {
-                gru::step(self, reset_after, w, x, state, scratch);
+                gru::step(lanes, self, reset_after, w, x, h, scratch);
             }
             _ => {}
         }

@@ -1,23 +1,23 @@
 //! SimpleRNN: `h = a(x W + h U + b)` (Keras `SimpleRNNCell`, Elman 1990).
 
-use super::DirectionViews;
+use super::{DirectionViews, Lanes};
 use crate::format::Activation;
-use crate::kernels::{activate, init_bias, matvec_acc};
 
+#[inline]
 pub(crate) fn step(
+    lanes: &mut impl Lanes,
     activation: Activation,
     w: &DirectionViews<'_>,
     x: &[f32],
     h: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let units = h.len();
-    let Some(pre) = scratch.get_mut(..units) else {
+    let Some(pre) = scratch.get_mut(..h.len()) else {
         return;
     };
-    init_bias(w.bias, pre);
-    matvec_acc(&w.kernel, x, pre);
-    matvec_acc(&w.recurrent_kernel, h, pre);
-    activate(activation, pre);
+    lanes.init_bias(w.bias, pre);
+    lanes.product(&w.kernel, x, pre);
+    lanes.product(&w.recurrent_kernel, h, pre);
+    lanes.activate(activation, pre);
     h.copy_from_slice(pre);
 }

@@ -27,9 +27,9 @@ use super::{
     runs_float, runs_integer, DensePlan, DirWeights, EmbeddingPlan, LayerPlan, Model,
     NormalizationPlan, RecurrentPlan, Table, Word,
 };
-use crate::cell::{CellSpec, DirectionViews};
+use crate::cell::Lanes;
 use crate::error::{sat_u32, RunError};
-use crate::format::{Activation, Cell};
+use crate::format::Activation;
 use crate::kernels::{self, F32View, Kernels, Matrix};
 use crate::math;
 
@@ -321,138 +321,40 @@ fn recurrent(
     if has_c {
         states.load(r.state_offset + units, units, c);
     }
-    let cx = Cx {
+    let mut tile = Tile {
         k,
-        w,
-        x,
         t: states.t,
+        cols,
     };
-    // As in `CellSpec::step`: a cell whose feature is off compiles to nothing and is refused
-    // at load.
-    match spec.cell {
-        Cell::SimpleRnn if cfg!(feature = "simple-rnn") => simple_rnn(&cx, spec, h, cell, cols),
-        Cell::Lstm if cfg!(feature = "lstm") => lstm(&cx, spec, h, c, cell, cols),
-        Cell::Gru { reset_after } if cfg!(feature = "gru") => {
-            gru(&cx, spec, reset_after, h, cell, cols);
-        }
-        _ => {}
-    }
+    spec.step_with(&mut tile, w, x, h, c, cell);
     states.store(r.state_offset, units, h);
     if has_c {
         states.store(r.state_offset + units, units, c);
     }
 }
 
-/// What every cell of a tile reads.
-struct Cx<'c, 'w> {
+/// A tile of `t` streams as the cells' [`Lanes`]: products by [`product`], biases by
+/// [`init_bias`], activations by the table's element-wise kernel over whole tile rows.
+struct Tile<'c, 's> {
     k: &'c Kernels,
-    w: &'c DirectionViews<'w>,
-    x: &'c [f32],
     t: usize,
+    cols: &'c mut Columns<'s>,
 }
 
-/// `crate::cell::simple_rnn::step` over a tile.
-fn simple_rnn(cx: &Cx, spec: &CellSpec, h: &mut [f32], scratch: &mut [f32], cols: &mut Columns) {
-    let Some(pre) = scratch.get_mut(..h.len()) else {
-        return;
-    };
-    init_bias(cx.w.bias, pre, cx.t);
-    product(cx.k, &cx.w.kernel, cx.x, pre, cx.t, cols);
-    product(cx.k, &cx.w.recurrent_kernel, h, pre, cx.t, cols);
-    (cx.k.activate)(spec.activation, pre);
-    h.copy_from_slice(pre);
-}
-
-/// `crate::cell::lstm::step` over a tile (gate blocks `[4 * units][t]`, same operations).
-fn lstm(
-    cx: &Cx,
-    spec: &CellSpec,
-    h: &mut [f32],
-    c: &mut [f32],
-    scratch: &mut [f32],
-    cols: &mut Columns,
-) {
-    let n = h.len();
-    let Some(z) = scratch.get_mut(..4 * n) else {
-        return;
-    };
-    init_bias(cx.w.bias, z, cx.t);
-    product(cx.k, &cx.w.kernel, cx.x, z, cx.t, cols);
-    product(cx.k, &cx.w.recurrent_kernel, h, z, cx.t, cols);
-    let (a, ra) = (spec.activation, spec.recurrent_activation);
-    let (zif, rest) = z.split_at_mut(2 * n);
-    let (zc, zo) = rest.split_at_mut(n);
-    (cx.k.activate)(ra, zif);
-    (cx.k.activate)(a, zc);
-    (cx.k.activate)(ra, zo);
-    let (zi, zf) = zif.split_at_mut(n);
-    for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
-        *cv = f * *cv + i * g;
+impl Lanes for Tile<'_, '_> {
+    #[inline]
+    fn init_bias(&mut self, bias: Option<F32View<'_>>, y: &mut [f32]) {
+        init_bias(bias, y, self.t);
     }
-    zi.copy_from_slice(c);
-    (cx.k.activate)(a, zi);
-    for ((hv, &o), &t) in h.iter_mut().zip(zo.iter()).zip(zi.iter()) {
-        *hv = o * t;
-    }
-}
 
-/// `crate::cell::gru::step` over a tile (both reset variants, same operations).
-fn gru(
-    cx: &Cx,
-    spec: &CellSpec,
-    reset_after: bool,
-    h: &mut [f32],
-    scratch: &mut [f32],
-    cols: &mut Columns,
-) {
-    let (n, units, t) = (h.len(), spec.units, cx.t);
-    let Some(scratch) = scratch.get_mut(..6 * n) else {
-        return;
-    };
-    let (zx, zh) = scratch.split_at_mut(3 * n);
-    init_bias(cx.w.bias, zx, t);
-    product(cx.k, &cx.w.kernel, cx.x, zx, t, cols);
-    let (a, ra) = (spec.activation, spec.recurrent_activation);
-    let (zx_zr, zx_h) = zx.split_at_mut(2 * n);
-    if reset_after {
-        init_bias(cx.w.recurrent_bias, zh, t);
-        product(cx.k, &cx.w.recurrent_kernel, h, zh, t, cols);
-        let (zh_zr, zh_h) = zh.split_at(2 * n);
-        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
-            *xv += hv;
-        }
-        (cx.k.activate)(ra, zx_zr);
-        let (zx_z, zx_r) = zx_zr.split_at(n);
-        for ((xh, &r), &hh) in zx_h.iter_mut().zip(zx_r.iter()).zip(zh_h.iter()) {
-            *xh += r * hh;
-        }
-        (cx.k.activate)(a, zx_h);
-        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
-            *hv = z * *hv + (1.0 - z) * cand;
-        }
-    } else {
-        let (zh_zr, rest) = zh.split_at_mut(2 * n);
-        let Some(reset_h) = rest.get_mut(..n) else {
-            return;
-        };
-        let u = &cx.w.recurrent_kernel;
-        let recurrent_zr = u.rows(0, 2 * units, units).unwrap_or_default();
-        let recurrent_h = u.rows(2 * units, units, units).unwrap_or_default();
-        zh_zr.fill(0.0);
-        product(cx.k, &recurrent_zr, h, zh_zr, t, cols);
-        for (xv, &hv) in zx_zr.iter_mut().zip(zh_zr.iter()) {
-            *xv += hv;
-        }
-        (cx.k.activate)(ra, zx_zr);
-        let (zx_z, zx_r) = zx_zr.split_at(n);
-        for ((rh, &r), &hv) in reset_h.iter_mut().zip(zx_r.iter()).zip(h.iter()) {
-            *rh = r * hv;
-        }
-        product(cx.k, &recurrent_h, reset_h, zx_h, t, cols);
-        (cx.k.activate)(a, zx_h);
-        for ((hv, &z), &cand) in h.iter_mut().zip(zx_z.iter()).zip(zx_h.iter()) {
-            *hv = z * *hv + (1.0 - z) * cand;
-        }
+    #[inline]
+    fn product(&mut self, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+        product(self.k, w, x, y, self.t, self.cols);
+    }
+
+    #[inline]
+    fn activate(&mut self, activation: Activation, values: &mut [f32]) {
+        (self.k.activate)(activation, values);
     }
 }
 
