@@ -408,6 +408,124 @@ pub(super) fn project_i8(name: &str, k: &Kernels) {
     }
 }
 
+/// The ARMv6-M kernel's inline requantization (`row!` in `arm/v6m.rs`), instruction for
+/// instruction and on any host: `None` where the kernel calls its general subroutine (the
+/// arithmetic of [`crate::quant::fixed::requant_i32`]) instead. Checked arithmetic: the bounds
+/// the kernel's comments claim must hold, or the test panics.
+fn v6m_inline_requant(acc: i32, packed: i32) -> Option<i32> {
+    // adds (of 2^19), lsrs, bne: acc in [-2^19, 2^19).
+    if (acc.wrapping_add(1 << 19) as u32) >> 20 != 0 {
+        return None;
+    }
+    // sxtb, adds, bpl: shifts from -10 on.
+    let by = i32::from(packed as u8 as i8) + 10;
+    if by < 0 {
+        return None;
+    }
+    // lsls, lsrs, muls, asrs: the 12 bits under the top 12 of the multiplier.
+    let ml = (((packed as u32) << 12) >> 20) as i32;
+    let low = acc.checked_mul(ml).expect("acc * ml fits i32") >> 12;
+    // asrs, muls, adds: the top 12 bits, signed.
+    let h = acc
+        .checked_mul(packed >> 20)
+        .and_then(|p| p.checked_add(low))
+        .expect("h fits i32");
+    // asrs by a register: 32 and more fill with the sign; adds, asrs.
+    let q = h >> by.min(31);
+    Some(q.checked_add(1).expect("no overflow") >> 1)
+}
+
+/// The v6m kernel's inline requantization gives [`crate::quant::Requant::apply`]'s bits, and
+/// takes every biased sum in `[-2^19, 2^19)` with a shift from -10 on, for every packed value
+/// (any multiplier, valid or not, every shift byte).
+#[test]
+fn v6m_inline_requant_matches_apply() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut multipliers = std::vec![
+        0,
+        1 << 30,
+        0x7FFF_FF00,
+        0x4000_0100,
+        0x5555_5500,
+        i32::MIN,
+        -256,
+        -0x4000_0000,
+    ];
+    multipliers.extend((0..24).map(|_| (rng.next() as i32) & !0xFF));
+    let edge = 1 << 19;
+    let mut accs = std::vec![
+        -edge - 1,
+        -edge,
+        -edge + 1,
+        -(1 << 15) - 1,
+        -1,
+        0,
+        1,
+        1 << 15,
+        edge - 1,
+        edge,
+        i32::MIN,
+        i32::MAX,
+    ];
+    accs.extend((0..64).map(|_| rng.range(-edge, edge - 1)));
+    for &m in &multipliers {
+        for shift in 0..=255u8 {
+            let packed = m | i32::from(shift);
+            let requant = crate::quant::Requant::unpack(packed);
+            for &acc in &accs {
+                let got = v6m_inline_requant(acc, packed);
+                let inline = (-edge..edge).contains(&acc) && shift as i8 >= -10;
+                assert_eq!(got.is_some(), inline, "acc {acc} packed {packed:#x}");
+                if let Some(v) = got {
+                    assert_eq!(
+                        i64::from(v),
+                        requant.apply(i64::from(acc)),
+                        "acc {acc} packed {packed:#x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The v6m kernel starts each row's sum at its bias and lets it wrap: a row sum of int8 codes
+/// is within `2^30` (at most 2^16 columns of products within 2^14), and then a wrapped biased
+/// sum is never in the inline range `[-2^19, 2^19)`, so only the subroutine needs to check.
+#[test]
+fn v6m_wrapped_sums_leave_the_inline_range() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let sums = [-(1 << 30), -(1 << 30) + 1, -1, 0, 1, (1 << 30) - 1, 1 << 30];
+    let biases = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30),
+        0,
+        1 << 30,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+    let mut pairs: Vec<(i32, i32)> = sums
+        .iter()
+        .flat_map(|&s| biases.iter().map(move |&b| (s, b)))
+        .collect();
+    pairs.extend((0..100_000).map(|_| {
+        // Biases that bring the wrapped sum near the inline range.
+        let sum = rng.range(-(1 << 30), 1 << 30);
+        let target = rng.range(-(1 << 20), 1 << 20);
+        (sum, target.wrapping_sub(sum))
+    }));
+    for (sum, bias) in pairs {
+        let wrapped = sum.wrapping_add(bias);
+        if (-(1 << 19)..1 << 19).contains(&wrapped) {
+            assert_eq!(
+                sum.checked_add(bias),
+                Some(wrapped),
+                "sum {sum} bias {bias}"
+            );
+        }
+    }
+}
+
 /// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
 const ACTIVATION_TOL: f32 = 1e-6;
 

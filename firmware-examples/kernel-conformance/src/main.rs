@@ -207,6 +207,90 @@ fn main() -> ! {
             }
         }
     }
+    // The v6m kernel's inline requantization at its edges: zero weights make each biased sum
+    // the bias itself, placed around the inline range `[-2^19, 2^19)` and the i16 range, with
+    // any packed requantizer (negative multipliers too) and every kind of shift.
+    let edges = [
+        -(1 << 19) - 1,
+        -(1 << 19),
+        -(1 << 19) + 1,
+        -(1 << 15) - 1,
+        -1,
+        0,
+        1,
+        1 << 15,
+        (1 << 19) - 1,
+        1 << 19,
+        i32::MIN,
+        i32::MAX,
+    ];
+    for round in 0..12usize {
+        let (cols, rows) = (8, 16);
+        weights[..rows * cols].fill(0);
+        let x = &mut codes[..cols];
+        x.iter_mut().for_each(|v| *v = rng.range(-128, 127));
+        for (r, b) in bias.iter_mut().enumerate() {
+            *b = edges[(r + round) % edges.len()];
+        }
+        for v in requant.iter_mut() {
+            let shift = rng.range(-16, 40) as i8 as u8;
+            *v = if round % 3 == 0 {
+                (rng.next() as i32 & !0xFF) | i32::from(shift)
+            } else {
+                (rng.requant() & !0xFF) | i32::from(shift)
+            };
+        }
+        initial
+            .iter_mut()
+            .for_each(|v| *v = rng.range(-(1 << 30), 1 << 30));
+        ok &= check(
+            table,
+            &weights[..rows * cols],
+            &bias,
+            &requant,
+            &codes[..cols],
+            rows,
+            0,
+            round % 2 == 1,
+            &initial,
+        );
+        cases += 1;
+        rows_checked += rows;
+        v6m_rows += rows;
+    }
+    // Rows that leave 32 bits in the middle of a block (a bias that overflows, a factor of
+    // 2^30 on a large sum), after rows the kernel has already stored: the v6m kernel stops
+    // there and the rest of the block is redone by the 64-bit rule.
+    for round in 0..4usize {
+        let (cols, rows) = (16, 16);
+        weights[..rows * cols].fill(127);
+        codes[..cols].fill(127);
+        let big = (1 << 30) | i32::from(-30i8 as u8);
+        for r in 0..rows {
+            let stop = (r + round) % 4;
+            bias[r] = if stop == 3 {
+                i32::MAX
+            } else {
+                rng.range(-1000, 1000)
+            };
+            requant[r] = if stop == 1 { big } else { rng.requant() };
+        }
+        initial.iter_mut().for_each(|v| *v = i32::MAX - 5);
+        ok &= check(
+            table,
+            &weights[..rows * cols],
+            &bias,
+            &requant,
+            &codes[..cols],
+            rows,
+            0,
+            round % 2 == 1,
+            &initial,
+        );
+        cases += 1;
+        rows_checked += rows;
+        v6m_rows += rows;
+    }
     // A fast kernel that silently took its reference path everywhere would pass the
     // comparisons: the DSP table must have computed most rows itself.
     let reference = edgernn::kernels::arm::reference_rows();

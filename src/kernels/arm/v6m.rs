@@ -16,30 +16,36 @@
 //! [`v6m_project_quads`] computes four rows per pass: per column one `ldrsb` of the code and, per
 //! row, `ldrsb` (register offset) + `muls` + `add` into an accumulator held in a high register
 //! (r8..r11), then one `adds` of the shared index: 14 instructions per 4 multiply-accumulates,
-//! unrolled four columns deep.
+//! unrolled eight columns deep and entered by a computed jump. The accumulators start at the
+//! rows' biases, so the bias costs nothing per row.
 //!
 //! # Numerics
 //!
 //! A product of an int8 weight and an int8 code is at most `128 * 128 = 2^14` in magnitude;
-//! the fast path runs only for `cols <= 2^16`, so a row sum is at most `2^30` and the i32
-//! accumulators are exact. The same assembly then adds the bias with an overflow check and
-//! requantizes with [`requant_i32`]'s arithmetic (its portable statement, tested against
-//! [`crate::quant::Requant::apply`] on the host): the high word of the exact 64-bit product
-//! from 16x16 `muls` (two when the sum fits i16, four otherwise), then the crate's one
-//! rounding rule on it, no `__aeabi_lmul`. A block where either step would leave i32 is
-//! handed back untouched and redone in Rust with the 64-bit rule (only sums and factors no
-//! real model has get there); accumulation saturates like the generic kernel. So every row
-//! gets [`project_i8`]'s bits. Codes outside int8 (the int16 modes), bias or requantizer views
-//! that are not aligned little-endian words (the loader's always are; this module is only
-//! built for little-endian targets) and the last `rows % 4` rows go through the scalar
-//! reference path over the same layout (counted by [`super::reference_rows`]).
+//! the fast path runs only for `cols <= 2^16`, so a row sum is at most `2^30` and exact in i32
+//! (bias plus sum may wrap, see below). Then per row, inline, the usual case: a biased sum in
+//! `[-2^19, 2^19)` and a shift `s >= -10` (factors below `2^10`) is requantized from two
+//! 32-bit products of the sum and the multiplier split at bit 12 (`row!`; its portable
+//! statement is tested against [`crate::quant::Requant::apply`] on the host, for every shift
+//! and multiplier). A wrapped biased sum cannot land in that range (the sum is within `2^30`),
+//! so anything outside it goes to a subroutine that checks bias plus sum for overflow and
+//! applies [`requant_i32`]'s arithmetic (the high word of the exact 64-bit product from four
+//! 16x16 `muls`, then the crate's one rounding rule; no `__aeabi_lmul`). A row where either
+//! would leave i32 stops the kernel; it and the rest of its block are redone in Rust with the
+//! 64-bit rule (only sums and factors no real model has get there), and the kernel goes on
+//! after them. Accumulation saturates like the generic kernel. So every row gets
+//! [`project_i8`]'s bits. Codes outside int8 (the int16 modes), bias or requantizer views that
+//! are not aligned little-endian words (the loader's always are; this module is only built for
+//! little-endian targets) and the last `rows % 4` rows go through the scalar reference path
+//! over the same layout (counted by [`super::reference_rows`]).
 //!
 //! # Cost
 //!
-//! 3.5 instructions per multiply-accumulate in the column loop and about 45 per row for the
-//! bias, requantization and accumulation: an int8 LSTM(64) step on 8 features takes about
-//! 127,000 instructions on a Cortex-M0 (423,000 with the generic table), about 94,000 of them
-//! in the projections (`firmware-examples/kernel-bench/count.sh`).
+//! 3.5 instructions per multiply-accumulate in the column loop, about 20 per row for the
+//! requantization and store (22 to accumulate) and about 35 per block of four rows; about 150
+//! per call (the checks, the int8 test of the high plane). An int8 LSTM(64) step on 8 features
+//! takes about 116,000 instructions on a Cortex-M0 (423,000 with the generic table), about
+//! 85,000 of them in the projections (`firmware-examples/kernel-bench/count.sh`).
 //!
 //! [`requant_i32`]: crate::quant::fixed::requant_i32
 //! [`project_i8`]: crate::kernels::generic::project_i8
@@ -57,8 +63,8 @@ pub static TABLE: Kernels = Kernels {
 /// Widest input the i32 row sums stay exact for (see the module docs).
 const MAX_FAST_COLS: usize = 1 << 16;
 
-/// Rows per call of the assembly kernel (the length of [`ZEROS`], the bias of rows without
-/// one).
+/// Most rows per call of the assembly kernel without a bias (the length of [`ZEROS`], the bias
+/// of rows without one), and of a call [`v6m_project_i8`] checks the short way.
 const ROWS_PER_CALL: usize = 64;
 
 /// The packed words as bytes, where the two planes live.
@@ -119,38 +125,86 @@ fn dot_planes(row: &[u8], lo: &[u8], hi: &[u8]) -> i64 {
 }
 
 /// Whether every one of the `cols` codes fits int8: the high plane is all zeros (read as whole
-/// words when it starts on one).
+/// words when it starts on one, as it does for the cells' widths).
+#[inline]
 fn int8_codes(packed: &[i32], cols: usize) -> bool {
     if cols.is_multiple_of(4) {
-        packed
-            .get(cols / 4..cols / 2)
-            .is_some_and(|w| w.iter().fold(0, |a, &v| a | v) == 0)
+        packed.get(cols / 4..cols / 2).is_some_and(|w| {
+            // SAFETY: the pointer and length cover exactly `w`, which is borrowed for the call.
+            w.is_empty() || unsafe { v6m_or_words(w.as_ptr(), w.len()) } == 0
+        })
     } else {
-        bytes(packed)
-            .get(cols..2 * cols)
-            .is_some_and(|b| b.iter().fold(0, |a, &v| a | v) == 0)
+        int8_bytes(packed, cols)
     }
 }
 
-/// What the assembly kernel reads and advances: `quads` blocks of four rows starting at
-/// `weights`, `cols` columns each, the low code plane, and per row a bias, a packed
-/// requantizer and an output, all 4-byte aligned. Each finished block advances `weights`,
-/// `out`, `bias` and `requant` and counts `quads` down; a block the kernel cannot finish in 32
-/// bits leaves them at its start (offsets are used by the assembly: keep the order).
+/// [`int8_codes`] for widths that are not a multiple of 4: byte by byte.
+#[inline(never)]
+fn int8_bytes(packed: &[i32], cols: usize) -> bool {
+    bytes(packed)
+        .get(cols..2 * cols)
+        .is_some_and(|b| b.iter().fold(0, |a, &v| a | v) == 0)
+}
+
+/// The bitwise or of the `len` words at `words`, two per `ldm` (about 2.5 instructions a word:
+/// this runs on every call, over the high plane of 16 words at LSTM(64)).
+///
+/// # Safety
+///
+/// `words` must point to `len >= 1` readable, aligned words.
+#[unsafe(naked)]
+unsafe extern "C" fn v6m_or_words(words: *const i32, len: usize) -> i32 {
+    core::arch::naked_asm!(
+        "push {{r4}}",
+        "movs r4, #0",
+        // An odd word first, then pairs.
+        "lsrs r1, r1, #1",
+        "bcc 1f",
+        "ldm r0!, {{r4}}",
+        "1:",
+        "beq 3f",
+        "2:",
+        "ldm r0!, {{r2, r3}}",
+        "orrs r4, r4, r2",
+        "orrs r4, r4, r3",
+        "subs r1, r1, #1",
+        "bne 2b",
+        "3:",
+        "mov r0, r4",
+        "pop {{r4}}",
+        "bx lr",
+    )
+}
+
+/// What the assembly kernel reads and advances: blocks of four rows starting at `weights`,
+/// `cols` columns each, the low code plane ending at `codes_end`, and per row a bias, a packed
+/// requantizer and an output, all 4-byte aligned, the outputs up to `end` (offsets are used by
+/// the assembly: keep the order). Each finished block advances `weights`, `out`, `bias` and
+/// `requant`, until `out` reaches `end`. A row the kernel cannot finish in 32 bits stops it
+/// with `out` at that row (the block's earlier rows are done; the other pointers are then
+/// meaningless).
 #[repr(C)]
 struct Job {
     weights: *const u8,
     cols: usize,
-    codes: *const u8,
+    codes_end: *const u8,
     out: *mut i32,
-    quads: usize,
+    /// The output after the last row: where `out` ends when every row is done.
+    end: *mut i32,
     bias: *const i32,
     requant: *const i32,
-    /// The block's next `weights`, committed when it finishes.
-    next: *const u8,
     /// Nonzero: `out += v` (saturating); zero: `out = v`.
     accumulate: usize,
+    /// Bytes of the unrolled column loop to skip on entry: [`COLUMN_BYTES`] per column,
+    /// `(-cols) mod UNROLL` columns, so that the rest is a multiple of [`UNROLL`].
+    skip: usize,
 }
+
+/// Columns per pass of the unrolled column loop.
+const UNROLL: usize = 8;
+
+/// Bytes of the code of one column ([`column!`]: fourteen 16-bit instructions).
+const COLUMN_BYTES: usize = 28;
 
 /// The bias of rows without one.
 static ZEROS: [i32; ROWS_PER_CALL] = [0; ROWS_PER_CALL];
@@ -167,6 +221,33 @@ fn v6m_project_i8(
     out: &mut [i32],
     accumulate: bool,
 ) {
+    let n = out.len();
+    let bias = rows.bias.as_bytes();
+    let requant = rows.requant.values().as_bytes();
+    // The cells' usual call, checked in few instructions (it is made 32 times per LSTM(64)
+    // step): 4 to ROWS_PER_CALL rows in whole blocks of four (so `n * cols` cannot wrap), all
+    // held by the weights, aligned bias and requantizer views, int8 codes.
+    let words = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() >= 4 * n;
+    if n.wrapping_sub(1) < ROWS_PER_CALL
+        && n.is_multiple_of(4)
+        && cols.wrapping_sub(1) < MAX_FAST_COLS
+        && n * cols <= rows.weights.len()
+        && packed.len() >= packed_len(cols)
+        && (bias.is_empty() || words(bias))
+        && words(requant)
+        && int8_codes(packed, cols)
+    {
+        quads(rows, packed, cols, out, accumulate, 0, n);
+    } else {
+        any_rows(rows, packed, cols, out, accumulate);
+    }
+}
+
+/// [`v6m_project_i8`] for any call: the fast path for the whole blocks of four it can take
+/// (in calls of at most [`ROWS_PER_CALL`] rows when there is no bias), the reference path for
+/// the rest.
+#[inline(never)]
+fn any_rows(rows: &RowsI8<'_>, packed: &[i32], cols: usize, out: &mut [i32], accumulate: bool) {
     if cols == 0 {
         return;
     }
@@ -185,25 +266,16 @@ fn v6m_project_i8(
     // Every row's bias (if there are any) and requantizer, as aligned words. The loader's
     // views always are; anything else takes the reference path.
     let aligned = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() / 4 >= n;
-    if !(cols <= MAX_FAST_COLS
+    let fast = if cols <= MAX_FAST_COLS
         && packed.len() >= packed_len(cols)
         && (bias.is_empty() || aligned(bias))
         && aligned(requant)
-        && int8_codes(packed, cols))
+        && int8_codes(packed, cols)
     {
-        reference_rows(rows, packed, cols, out, accumulate, 0, n);
-        return;
-    }
-    // Row `r`'s bias and requantizer; rows without a bias read [`ZEROS`] from `first` on.
-    let bias_at = |r: usize, first: usize| {
-        if bias.is_empty() {
-            ZEROS.as_ptr().wrapping_add(r - first)
-        } else {
-            bias.as_ptr().cast::<i32>().wrapping_add(r)
-        }
+        n - n % 4
+    } else {
+        0
     };
-    let requant_at = |r: usize| requant.as_ptr().cast::<i32>().wrapping_add(r);
-    let fast = n - n % 4;
     let mut done = 0;
     while done < fast {
         let count = if bias.is_empty() {
@@ -211,70 +283,113 @@ fn v6m_project_i8(
         } else {
             fast - done
         };
-        let (Some(weights), Some(outs)) = (
-            rows.weights.get(done * cols..),
-            out.get_mut(done..done + count),
-        ) else {
-            break;
-        };
-        let mut job = Job {
-            weights: weights.as_ptr(),
-            cols,
-            codes: packed.as_ptr().cast(),
-            out: outs.as_mut_ptr(),
-            quads: count / 4,
-            bias: bias_at(done, done),
-            requant: requant_at(done),
-            next: weights.as_ptr(),
-            accumulate: usize::from(accumulate),
-        };
-        loop {
-            // SAFETY: `job` describes `4 * quads` rows of `cols` bytes inside `rows.weights`
-            // (`done + count <= n <= len / cols`), the `cols` bytes of the low code plane
-            // (`packed` holds `packed_len(cols)` words) and `4 * quads` aligned bias (or
-            // `ZEROS`, `count <= ROWS_PER_CALL`), requantizer and output values (`aligned`
-            // and the slices above); `quads >= 1`, `cols >= 1`. It touches nothing else.
-            unsafe { v6m_project_quads(&mut job) };
-            if job.quads == 0 {
-                break;
-            }
-            // The block at row `at` left 32 bits: redo it here (same sums, 64-bit rule), then
-            // go on after it.
-            let at = done + 4 * (count / 4 - job.quads);
-            let lo = bytes(packed).get(..cols).unwrap_or(&[]);
-            for (k, row) in weights
-                .chunks_exact(cols)
-                .skip(at - done)
-                .take(4)
-                .enumerate()
-            {
-                if let Some(o) = out.get_mut(at + k) {
-                    let sum = row.iter().zip(lo).fold(0i64, |acc, (&w, &x)| {
-                        acc + i64::from(w as i8) * i64::from(x as i8)
-                    });
-                    let b = rows.bias.get_or_zero(at + k);
-                    let v = rows.requant.get(at + k).apply(i64::from(b) + sum);
-                    let v = if accumulate { v + i64::from(*o) } else { v };
-                    *o = v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-                }
-            }
-            job.quads -= 1;
-            let Some(rest) = out.get_mut(at + 4..) else {
-                break;
-            };
-            if job.quads == 0 {
-                break;
-            }
-            job.weights = job.next;
-            job.out = rest.as_mut_ptr();
-            job.bias = bias_at(at + 4, done);
-            job.requant = requant_at(at + 4);
-        }
+        quads(rows, packed, cols, out, accumulate, done, count);
         done += count;
     }
     if done < n {
         reference_rows(rows, packed, cols, out, accumulate, done, n);
     }
+}
+
+/// Rows `from..from + count` (`count` a nonzero multiple of 4, at most [`ROWS_PER_CALL`] when
+/// there is no bias) by the assembly kernel, on views checked as [`any_rows`] checks them.
+#[inline]
+fn quads(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    from: usize,
+    count: usize,
+) {
+    let to = from + count;
+    if let Some(at) = run(rows, packed, cols, out, accumulate, from, to) {
+        resume(rows, packed, cols, out, accumulate, from, to, at);
+    }
+}
+
+/// Row `at` of a [`quads`] call over `from..to` left 32 bits: it and the rest of its block by
+/// the 64-bit rule, then the kernel again after it (and so on).
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    from: usize,
+    to: usize,
+    at: usize,
+) {
+    let (mut from, mut at) = (from, at);
+    loop {
+        let end = at - (at - from) % 4 + 4;
+        plane_rows(rows, packed, cols, out, accumulate, at, end);
+        from = end;
+        if from >= to {
+            return;
+        }
+        match run(rows, packed, cols, out, accumulate, from, to) {
+            Some(next) => at = next,
+            None => return,
+        }
+    }
+}
+
+/// One call of the assembly kernel over rows `from..to` (see [`quads`]): the row where it
+/// stopped, if it did.
+#[inline]
+fn run(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    from: usize,
+    to: usize,
+) -> Option<usize> {
+    let (Some(weights), Some(outs)) = (rows.weights.get(from * cols..), out.get_mut(from..to))
+    else {
+        return None;
+    };
+    let bias = rows.bias.as_bytes();
+    let bias = if bias.is_empty() {
+        ZEROS.as_ptr()
+    } else {
+        bias.as_ptr().cast::<i32>().wrapping_add(from)
+    };
+    let mut job = Job {
+        weights: weights.as_ptr(),
+        cols,
+        codes_end: packed.as_ptr().cast::<u8>().wrapping_add(cols),
+        out: outs.as_mut_ptr(),
+        end: outs.as_mut_ptr_range().end,
+        bias,
+        requant: rows
+            .requant
+            .values()
+            .as_bytes()
+            .as_ptr()
+            .cast::<i32>()
+            .wrapping_add(from),
+        accumulate: usize::from(accumulate),
+        skip: cols.wrapping_neg() % UNROLL * COLUMN_BYTES,
+    };
+    // SAFETY: `job` describes the `to - from` rows (a nonzero multiple of 4) of `cols` bytes
+    // inside `rows.weights` (`to <= n <= len / cols`), the `cols` bytes of the low code plane
+    // before `codes_end` (`packed` holds `packed_len(cols)` words) and as many aligned bias (or
+    // `ZEROS`, `to - from <= ROWS_PER_CALL`), requantizer and output values (checked by the
+    // caller, and `outs` above); `cols >= 1`, `skip` below `UNROLL` columns. It touches nothing
+    // else.
+    unsafe { v6m_project_quads(&mut job) };
+    if job.out == job.end {
+        return None;
+    }
+    let at = (job.out as usize).wrapping_sub(outs.as_ptr() as usize) / 4;
+    Some(from + at.min(outs.len().saturating_sub(1)))
 }
 
 /// Rows `from..to` by the scalar reference path over the planes.
@@ -288,6 +403,21 @@ fn reference_rows(
     to: usize,
 ) {
     super::count_reference_rows(to.saturating_sub(from));
+    plane_rows(rows, packed, cols, out, accumulate, from, to);
+}
+
+/// Rows `from..to` by the scalar path over the planes (exact sums, the 64-bit rule), uncounted:
+/// also the rare rows of the fast path whose biased sum or requantization leaves 32 bits.
+#[inline(never)]
+fn plane_rows(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    from: usize,
+    to: usize,
+) {
     let bytes = bytes(packed);
     let (lo, rest) = bytes.split_at(cols.min(bytes.len()));
     let hi = rest.get(..cols).unwrap_or(rest);
@@ -356,53 +486,101 @@ macro_rules! high_word {
     };
 }
 
-/// The saturating `out[k] += v` of the kernel's last phase: `r6` the block's outputs, the
-/// value in high register `$v`, `$at` the byte offset of the row. Uses `r0`, `r1`.
-macro_rules! accumulate_row {
-    ($v:literal, $at:literal) => {
+/// One row's requantization, then `$store` of the result (in `r0`): `$sum` the row's biased
+/// sum (a high register; wrapped if it left i32), `$k` four times its row in the block, `r5`
+/// its packed requantizer (advanced here), `r6` its output. The usual case inline: sums in
+/// `[-2^19, 2^19)` (never a wrapped one: the exact sum is within `2^30`) and shifts `s >= -10`,
+/// where the multiplier `m = (mh * 2^12 + ml) * 2^8` (`mh = packed >> 20`, `ml` its next 12
+/// bits) gives `h = floor(acc * m / 2^20) = acc * mh + (acc * ml >> 12)` in two 32-bit products
+/// (`|acc * ml| < 2^31`, `|h| < 2^30 + 2^19`), and the crate's rounding
+/// `floor((p + 2^(n-1)) / 2^n)` of `p = acc * m`, `n = 31 + s`, is `((h >> (s + 10)) + 1) >> 1`
+/// (an `asrs` by 32 or more fills with the sign, which is the floor there; shifts above the
+/// crate's cap give 0 either way). Anything else calls the subroutine at `7:`. Uses `r1..r3`,
+/// `r7`.
+macro_rules! row {
+    ($sum:literal, $k:literal, $store:expr) => {
         concat!(
-            "ldr r0, [r6, #",
-            $at,
-            "]\n",
-            "mov r1, ",
-            $v,
+            "mov r0, ",
+            $sum,
             "\n",
+            "ldm r5!, {{r1}}\n",
+            "adds r2, r0, r4\n",
+            "lsrs r2, r2, #20\n",
+            "bne 31f\n",
+            "sxtb r7, r1\n",
+            "adds r7, r7, #10\n",
+            "bpl 32f\n",
+            "31:\n",
+            "movs r2, #",
+            $k,
+            "\n",
+            "bl 7f\n",
+            "b 33f\n",
+            "32:\n",
+            "lsls r2, r1, #12\n",
+            "lsrs r2, r2, #20\n",
+            "muls r2, r0, r2\n",
+            "asrs r2, r2, #12\n",
+            "asrs r3, r1, #20\n",
+            "muls r0, r3, r0\n",
+            "adds r0, r0, r2\n",
+            "asrs r0, r0, r7\n",
+            "adds r0, r0, #1\n",
+            "asrs r0, r0, #1\n",
+            "33:\n",
+            $store,
+        )
+    };
+}
+
+/// `out = v`: `r6` the row's output, advanced.
+macro_rules! store {
+    () => {
+        "stm r6!, {{r0}}\n"
+    };
+}
+
+/// The saturating `out += v`: `r6` the row's output, advanced. Uses `r1`.
+macro_rules! accumulate {
+    () => {
+        concat!(
+            "ldr r1, [r6]\n",
             "adds r0, r0, r1\n",
-            "bvc 8f\n",
+            "bvc 34f\n",
             // Overflow: the wrapped sum has the wrong sign; saturate toward the right one.
             "asrs r0, r0, #31\n",
             "movs r1, #1\n",
             "lsls r1, r1, #31\n",
             "eors r0, r0, r1\n",
-            "8:\n",
-            "str r0, [r6, #",
-            $at,
-            "]\n",
+            "34:\n",
+            "stm r6!, {{r0}}\n",
         )
     };
 }
 
-/// Computes `job.quads` blocks of four rows (see [`Job`] and the module docs): the four row
-/// sums, then per row `requant(bias + sum)` by the subroutine at `7:` (the arithmetic of
-/// [`requant_i32`], returning to `9:` when the block leaves 32 bits), then the
-/// store (or saturating accumulation) into `out`, only once all four rows succeeded.
+/// Computes the blocks of four rows `job` describes (see [`Job`] and the module docs): the four row
+/// sums, started at the rows' biases, then per row [`row!`]: requantization and the store (or
+/// saturating accumulation) into `out`.
 ///
 /// Registers in the column loop: `r0..r3` the ends of the four rows, `r4` the end of the
 /// codes, `r5` the column index running from `-cols` up to 0 (so its `adds` sets the loop's
-/// flags), `r6` the code, `r7` a product, `r8..r11` the four sums, `r12` the job. The unrolled
-/// loop is entered at the column that leaves a multiple of four to go. The subroutine takes
-/// the biased sum in `r0`, the bias and requantizer pointers in `r4` / `r5` (advanced), and
-/// uses `r1..r3`, `r6`, `r7`: for shifts `s >= 2`, `high` of `acc * m` (two 16x16 `muls` when
-/// `acc` fits i16, else four) then `((high >> (s - 2)) + 1) >> 1` (`asrs` by 32 or more
-/// fills with the sign, which is the capped shift's result); below, `high` of
-/// `(acc << k) * m` plus the low word's top bit, `k = min(1 - s, 31)`, leaving when `acc << k`
-/// does not fit.
+/// flags), `r6` the code, `r7` a product, `r8..r11` the four sums, `r12` the job. The loop,
+/// unrolled [`UNROLL`] columns deep, is entered `job.skip` bytes in (an `add pc`), so that a
+/// multiple of [`UNROLL`] columns is left. A sum may wrap there when its bias is large; the
+/// exact sum without it is within `2^30`, so a wrapped one is never in the inline range of
+/// [`row!`], and the subroutine at `7:` checks. It takes the biased sum in `r0`, the packed
+/// requantizer in `r1` and four times the row in `r2`, and uses `r3`, `r7` (and saves `r6`):
+/// it leaves when bias plus sum left i32, else runs [`requant_i32`]'s arithmetic, for shifts
+/// `s >= 2` `high` of `acc * m` (four 16x16 `muls`) then `((high >> (s - 2)) + 1) >> 1`;
+/// below, `high` of `(acc << k) * m` plus the low word's top bit, `k = min(1 - s, 31)`,
+/// leaving when `acc << k` does not fit.
 ///
 /// [`requant_i32`]: crate::quant::fixed::requant_i32
 ///
 /// # Safety
 ///
-/// `job` must describe memory as [`Job`] documents, with `cols >= 1` and `quads >= 1`.
+/// `job` must describe memory as [`Job`] documents, with `cols >= 1`, at least one block
+/// (`end - out` a nonzero multiple of four rows) and `skip` below [`UNROLL`] columns.
 #[unsafe(naked)]
 unsafe extern "C" fn v6m_project_quads(job: *mut Job) {
     core::arch::naked_asm!(
@@ -413,116 +591,87 @@ unsafe extern "C" fn v6m_project_quads(job: *mut Job) {
         "mov r7, r11",
         "push {{r4-r7}}",
         "mov r12, r0",
-        // One block of four rows.
+        "mov r7, r0",
+        // One block of four rows (`r7` the job): the sums start at the biases.
         "2:",
-        "mov r7, r12",
+        "ldr r4, [r7, #20]",
+        "ldm r4!, {{r0-r3}}",
+        "str r4, [r7, #20]",
+        "mov r8, r0",
+        "mov r9, r1",
+        "mov r10, r2",
+        "mov r11, r3",
         "ldr r6, [r7, #4]",
         "ldr r4, [r7, #8]",
         "ldr r0, [r7, #0]",
-        "adds r4, r4, r6",
         "adds r0, r0, r6",
         "adds r1, r0, r6",
         "adds r2, r1, r6",
         "adds r3, r2, r6",
         "rsbs r5, r6, #0",
-        "movs r7, #0",
-        "mov r8, r7",
-        "mov r9, r7",
-        "mov r10, r7",
-        "mov r11, r7",
-        "movs r7, #3",
-        "ands r6, r6, r7",
-        "beq 3f",
-        "cmp r6, #2",
-        "beq 5f",
-        "bhi 4f",
-        "b 6f",
+        "ldr r6, [r7, #32]",
+        // The pc reads as this instruction + 4: the loop's start, after the filler.
+        "add pc, r6",
+        "nop",
         "3:",
         column!(),
-        "4:",
         column!(),
-        "5:",
         column!(),
-        "6:",
+        column!(),
+        column!(),
+        column!(),
+        column!(),
         column!(),
         "bne 3b",
-        // r3 is the end of row 3: the next block's first row. Requantize the four rows in
-        // place.
+        // r3 is the end of row 3: the next block's first row.
         "mov r7, r12",
-        "str r3, [r7, #28]",
-        "ldr r4, [r7, #20]",
+        "str r3, [r7, #0]",
         "ldr r5, [r7, #24]",
-        "mov r0, r8",
-        "bl 7f",
-        "mov r8, r0",
-        "mov r0, r9",
-        "bl 7f",
-        "mov r9, r0",
-        "mov r0, r10",
-        "bl 7f",
-        "mov r10, r0",
-        "mov r0, r11",
-        "bl 7f",
-        "mov r11, r0",
-        // All four fit: accumulate (or not), store, advance.
-        "mov r7, r12",
-        "str r4, [r7, #20]",
-        "str r5, [r7, #24]",
         "ldr r6, [r7, #12]",
-        "ldr r0, [r7, #32]",
-        "cmp r0, #0",
-        "bne 15f",
-        "mov r0, r8",
-        "mov r1, r9",
-        "mov r2, r10",
-        "mov r3, r11",
-        "stm r6!, {{r0-r3}}",
-        "b 16f",
-        "15:",
-        accumulate_row!("r8", "0"),
-        accumulate_row!("r9", "4"),
-        accumulate_row!("r10", "8"),
-        accumulate_row!("r11", "12"),
-        "adds r6, #16",
-        "16:",
-        "str r6, [r7, #12]",
+        "movs r4, #1",
+        "lsls r4, r4, #19",
         "ldr r0, [r7, #28]",
-        "str r0, [r7, #0]",
+        "cmp r0, #0",
+        "bne 20f",
+        row!("r8", "0", store!()),
+        row!("r9", "4", store!()),
+        row!("r10", "8", store!()),
+        row!("r11", "12", store!()),
+        "b 21f",
+        "20:",
+        row!("r8", "0", accumulate!()),
+        row!("r9", "4", accumulate!()),
+        row!("r10", "8", accumulate!()),
+        row!("r11", "12", accumulate!()),
+        "21:",
+        "mov r7, r12",
+        "str r5, [r7, #24]",
+        "str r6, [r7, #12]",
         "ldr r1, [r7, #16]",
-        "subs r1, r1, #1",
-        "str r1, [r7, #16]",
+        "cmp r6, r1",
         "beq 9f",
         "b 2b",
-        // The requantization subroutine (see above).
+        // The general requantization subroutine (see above). The block's biases end at
+        // `job.bias`: bias + sum must not have wrapped.
         "7:",
-        "ldm r4!, {{r1}}",
-        "adds r0, r0, r1",
-        "bvs 9f",
-        "ldm r5!, {{r1}}",
+        "push {{r6, lr}}",
+        "mov r3, r12",
+        "ldr r3, [r3, #20]",
+        "subs r3, r3, #16",
+        "ldr r2, [r3, r2]",
+        "subs r3, r0, r2",
+        "adds r3, r3, r2",
+        "bvs 19f",
         "sxtb r7, r1",
         "lsrs r1, r1, #8",
         "lsls r1, r1, #8",
         "subs r7, r7, #2",
         "bmi 12f",
-        // Shifts of 2 and more: the product's high word, two products when acc fits i16.
-        "sxth r2, r0",
-        "cmp r2, r0",
-        "bne 14f",
-        "uxth r3, r1",
-        "muls r3, r0, r3",
-        "asrs r3, r3, #16",
-        "asrs r1, r1, #16",
-        "muls r1, r0, r1",
-        "adds r1, r1, r3",
-        "asrs r0, r1, #16",
-        "b 15f",
-        "14:",
         high_word!(),
-        "15:",
         "asrs r0, r0, r7",
         "adds r0, r0, #1",
         "asrs r0, r0, #1",
-        "bx lr",
+        "pop {{r6, pc}}",
         // Shifts below 2: k = min(1 - s, 31) (`!(s - 2)` is `1 - s`); acc << k, leaving if it
         // does not fit; then the high word of the product plus the low word's top bit.
         "12:",
@@ -536,13 +685,19 @@ unsafe extern "C" fn v6m_project_quads(job: *mut Job) {
         "mov r3, r0",
         "asrs r3, r3, r7",
         "cmp r3, r2",
-        "bne 9f",
+        "bne 19f",
         high_word!(),
         "lsls r2, r2, #16",
         "lsrs r2, r2, #31",
         "adds r0, r0, r2",
-        "bx lr",
-        // Done, or a block left 32 bits (from the subroutine: its return address is dropped).
+        "pop {{r6, pc}}",
+        // Leaving from the subroutine: drop its frame (`r6` is unchanged) and stop with `out`
+        // at the row.
+        "19:",
+        "add sp, sp, #8",
+        "mov r7, r12",
+        "str r6, [r7, #12]",
+        // Done.
         "9:",
         "pop {{r4-r7}}",
         "mov r8, r4",
