@@ -7,7 +7,8 @@
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::{
-    dot_rows_i8, pack_i16, packed_len, project_i8, project_rows_with, I32View, RequantView, RowsI8,
+    dot_rows_i8, pack_i16, packed_len, project_i8, project_pair_i8, project_rows_with, I32View,
+    ProjectionI8, RequantView, RowsI8,
 };
 use crate::quant::fixed::{
     clamp_to, sat_i16, sat_i16_32, shift_round, shift_round32, SmallRequant, ToCodes,
@@ -45,8 +46,8 @@ pub struct IntCell {
 
 /// Rows per call of the integer dot-product kernel, whose i64 results live on the stack, and
 /// units per block of the integer LSTM (whose four gate blocks also live there, so a step makes
-/// `8 * ceil(units / ROW_BLOCK)` projection calls). The AVX2 kernel packs its input once per
-/// call, so hosts take many rows at a time. On microcontrollers each call costs about 130
+/// `4 * ceil(units / ROW_BLOCK)` paired projection calls, or one when a block holds every
+/// unit). The AVX2 kernel packs its input once per call, so hosts take many rows at a time. On microcontrollers each call costs about 130
 /// instructions before its first product (checks, the job, the kernel's prologue): cores with
 /// the DSP extension take 32 (768 bytes of stack), 5% fewer instructions per int8 LSTM(32) and
 /// LSTM(64) step on a Cortex-M4F than 16 (384 bytes); ARMv6-M cores, where the scalar products
@@ -89,6 +90,25 @@ fn project(
         requant: requant.skip(requant_first),
     };
     project_i8(&rows, x.words, x.cols, out, accumulate);
+}
+
+/// One side of a paired projection ([`project_pair_i8`]): `weights` with their biases and
+/// requantizers, over the codes `p`.
+fn side<'a>(
+    weights: &'a [u8],
+    bias: I32View<'a>,
+    requant: RequantView<'a>,
+    p: Packed<'a>,
+) -> ProjectionI8<'a> {
+    ProjectionI8 {
+        rows: RowsI8 {
+            weights,
+            bias,
+            requant,
+        },
+        packed: p.words,
+        cols: p.cols,
+    }
 }
 
 /// One block of LSTM units: their `h` and `c` values and the pre-activations of their four
@@ -328,6 +348,9 @@ impl IntCell {
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let cell = CellFormat::new(self.quant.cell_frac_bits);
         let codes = self.output_codes();
+        // Both projections of every gate row, `W x + U h`, each block of rows in one call.
+        let wx = side(w.kernel, w.bias_x, w.requant_x, x);
+        let uh = side(w.recurrent_kernel, w.bias_h, w.requant_h, old_h);
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];
         for (block, (hs, cs)) in h
@@ -336,18 +359,28 @@ impl IntCell {
             .enumerate()
         {
             let first = block * ROW_BLOCK;
-            for (gate, pre) in gates.chunks_exact_mut(ROW_BLOCK).enumerate() {
-                let Some(pre) = pre.get_mut(..hs.len()) else {
+            // The gates of the block's `len` units, `ROW_BLOCK` apart, or one after another when
+            // one block holds every unit: then the four gates' rows are consecutive in the
+            // weights too, so one call computes them all (each row alone, same bits).
+            // Never 0 (`chunks_mut` gives no empty chunk); saying so helps the compiler.
+            let len = hs.len().max(1);
+            let stride = if len == units {
+                let Some(pre) = gates.get_mut(..4 * len) else {
                     return;
                 };
-                let row = gate * units + first;
-                project(w.kernel, w.bias_x, w.requant_x, row, row, x, pre, false);
-                let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
-                project(u, bias, requant, row, row, old_h, pre, true);
-            }
-            let mut blocks = gates.chunks_exact(ROW_BLOCK);
-            let (Some(gi), Some(gf), Some(gc), Some(go)) =
-                (blocks.next(), blocks.next(), blocks.next(), blocks.next())
+                project_pair_i8(&wx, &uh, 0, pre);
+                len
+            } else {
+                for (gate, pre) in gates.chunks_exact_mut(ROW_BLOCK).enumerate() {
+                    let Some(pre) = pre.get_mut(..len) else {
+                        return;
+                    };
+                    project_pair_i8(&wx, &uh, gate * units + first, pre);
+                }
+                ROW_BLOCK
+            };
+            let gate = |g: usize| gates.get(g * stride..g * stride + len);
+            let (Some(gi), Some(gf), Some(gc), Some(go)) = (gate(0), gate(1), gate(2), gate(3))
             else {
                 return;
             };

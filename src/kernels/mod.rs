@@ -208,6 +208,47 @@ pub struct RowsI8<'a> {
     pub requant: RequantView<'a>,
 }
 
+/// One side of a paired projection ([`Kernels::project_pair_i8`]): the rows, and `cols` codes
+/// packed by the same table's [`Kernels::pack_i16`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProjectionI8<'a> {
+    /// The rows, starting at the first output's.
+    pub rows: RowsI8<'a>,
+    /// The packed codes.
+    pub packed: &'a [i32],
+    /// Columns (codes) per row.
+    pub cols: usize,
+}
+
+impl<'a> ProjectionI8<'a> {
+    /// The projection without its first `rows` rows (no rows past the end).
+    #[inline]
+    pub fn skip(&self, rows: usize) -> Self {
+        Self {
+            rows: self.rows_from(rows),
+            ..*self
+        }
+    }
+
+    /// The rows from row `first` on (none past the end).
+    #[inline]
+    fn rows_from(&self, first: usize) -> RowsI8<'a> {
+        // Factors below 2^16 cannot overflow (a cell's always are): a checked multiply would
+        // cost a 64-bit product, a library call on Cortex-M0, per call.
+        let small = (first | self.cols) >> (usize::BITS / 2) == 0;
+        let at = if small {
+            Some(first * self.cols)
+        } else {
+            first.checked_mul(self.cols)
+        };
+        RowsI8 {
+            weights: at.and_then(|at| self.rows.weights.get(at..)).unwrap_or(&[]),
+            bias: self.rows.bias.skip(first),
+            requant: self.rows.requant.skip(first),
+        }
+    }
+}
+
 /// Words [`Kernels::pack_i16`] fills for `cols` codes: two i16 codes per `i32` word.
 pub const fn packed_len(cols: usize) -> usize {
     cols.div_ceil(2)
@@ -263,6 +304,9 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// A table's [`Kernels::project_pair_i8`]: `(x, h, first_row, out)`.
+pub type ProjectPairI8 = fn(&ProjectionI8<'_>, &ProjectionI8<'_>, usize, &mut [i32]);
+
 /// One implementation of every kernel: [`GENERIC`], or an ISA's table that overrides some of
 /// its entries. Obtain the one to run with [`active`].
 #[derive(Clone, Copy)]
@@ -287,6 +331,15 @@ pub struct Kernels {
     /// to i32, over `cols` columns of codes packed by this table's `pack_i16`, exact (see
     /// [`generic::project_i8`]).
     pub project_i8: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool),
+    /// Two projections into the same outputs, the recurrent cells' `W x + U h`: `out[k]` from
+    /// rows `first_row + k` of both sides, exactly what [`project_pair_with`] defines (the
+    /// table's `project_i8` of the `x` side, then, accumulated, of the `h` side). `None` (the
+    /// generic table's) makes those two calls, so a table that only overrides `project_i8`
+    /// keeps its speed; a table sets it to do both sides of a block of rows in one pass. The
+    /// row offset lets a cell build both views once per step. (An `Option` rather than a
+    /// default that takes the table: passing a table's address at run time would keep all of
+    /// it, float kernels included, in every firmware.)
+    pub project_pair_i8: Option<ProjectPairI8>,
     /// `y[r * s + j] += sum_c W[r, c] * x[c * s + j]`: f32 `W` times a tile of `s` streams
     /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
     /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
@@ -308,6 +361,7 @@ pub const GENERIC: Kernels = Kernels {
     activate: generic::activate,
     pack_i16: generic::pack_i16,
     project_i8: generic::project_i8,
+    project_pair_i8: None,
     matmul_f32: generic::batch::matmul_acc_f32,
 };
 
@@ -382,6 +436,49 @@ pub fn project_i8(
     accumulate: bool,
 ) {
     (active().project_i8)(rows, packed, cols, out, accumulate);
+}
+
+/// `out = x-side + h-side` of two projections by the active table (see
+/// [`Kernels::project_pair_i8`]).
+#[inline]
+pub fn project_pair_i8(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    project_pair_with(active(), x, h, first_row, out);
+}
+
+/// [`Kernels::project_pair_i8`] of table `k`, and its definition when the table has none:
+/// `k`'s `project_i8` of rows `first_row..` of the `x` side, then, accumulated, of the `h`
+/// side.
+#[inline]
+pub fn project_pair_with(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    match k.project_pair_i8 {
+        Some(pair) => pair(x, h, first_row, out),
+        None => project_pair_by_two(k, x, h, first_row, out),
+    }
+}
+
+/// The definition of [`Kernels::project_pair_i8`]: two `project_i8` calls. Out of line, so
+/// the cells' loops around it keep their registers (on Cortex-M0 this is cheaper than inlined).
+#[inline(never)]
+fn project_pair_by_two(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out, false);
+    (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out, true);
 }
 
 /// The bias, requantization and accumulation of [`Kernels::project_i8`] around exact row sums

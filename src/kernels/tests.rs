@@ -526,6 +526,172 @@ fn v6m_wrapped_sums_leave_the_inline_range() {
     }
 }
 
+/// One side of a paired projection case: weights, biases (empty: none), packed requantizers
+/// and codes.
+struct Side {
+    w: Vec<i8>,
+    bias: Vec<i32>,
+    requant: Vec<i32>,
+    x: Vec<i32>,
+}
+
+impl Side {
+    fn random(rng: &mut Rng, rows: usize, cols: usize, codes: (i32, i32), lowest: i32) -> Self {
+        Self {
+            w: (0..rows * cols).map(|_| rng.i8()).collect(),
+            bias: (0..rows).map(|_| rng.range(-1 << 24, 1 << 24)).collect(),
+            requant: random_requants(rng, rows, lowest),
+            x: (0..cols).map(|_| rng.range(codes.0, codes.1)).collect(),
+        }
+    }
+
+    /// The oracle's projection of this side's rows `first..` into `out`.
+    fn oracle(&self, first: usize, out: &mut [i32], accumulate: bool) {
+        let rows = out.len();
+        let cols = self.x.len();
+        let bias = if self.bias.is_empty() {
+            std::vec![0; first + rows]
+        } else {
+            self.bias.clone()
+        };
+        oracle_project(
+            &self.w[first * cols..],
+            &bias[first..],
+            &self.requant[first..],
+            &self.x,
+            rows,
+            out,
+            accumulate,
+        );
+    }
+}
+
+/// Byte buffers of one side, the weights `offset` bytes off alignment, and its packed codes.
+struct SideBytes {
+    weights: (Vec<u8>, usize, usize),
+    bias: Vec<u8>,
+    requant: Vec<u8>,
+    packed: Vec<i32>,
+}
+
+impl SideBytes {
+    fn new(k: &Kernels, side: &Side, offset: usize) -> Self {
+        let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let bytes: Vec<u8> = side.w.iter().map(|&v| v as u8).collect();
+        let (buf, start) = misaligned(&bytes, offset);
+        // The packed buffer starts dirty: packing must write every word the kernel reads.
+        let mut packed = std::vec![0x3C3C_3C3Ci32; super::packed_len(side.x.len())];
+        (k.pack_i16)(&side.x, &mut packed);
+        Self {
+            weights: (buf, start, bytes.len()),
+            bias: le(&side.bias),
+            requant: le(&side.requant),
+            packed,
+        }
+    }
+
+    fn view(&self, cols: usize) -> super::ProjectionI8<'_> {
+        let (buf, start, len) = &self.weights;
+        super::ProjectionI8 {
+            rows: super::RowsI8 {
+                weights: &buf[*start..start + len],
+                bias: super::I32View::new(&self.bias),
+                requant: super::RequantView::new(super::I32View::new(&self.requant)),
+            },
+            packed: &self.packed,
+            cols,
+        }
+    }
+}
+
+/// One paired case through `k` (its own packing): rows `first..first + rows` of both sides
+/// compared with the oracle's `x` side then accumulated `h` side, bit for bit; the output
+/// past `rows` must stay untouched.
+fn check_project_pair(
+    name: &str,
+    k: &Kernels,
+    (x, h): (&Side, &Side),
+    first: usize,
+    rows: usize,
+    offset: usize,
+) {
+    let (bx, bh) = (
+        SideBytes::new(k, x, offset),
+        SideBytes::new(k, h, 3 - offset),
+    );
+    let (vx, vh) = (bx.view(x.x.len()), bh.view(h.x.len()));
+    let mut got = std::vec![0x5EED_1234; rows + 1];
+    super::project_pair_with(k, &vx, &vh, first, &mut got[..rows]);
+    let mut expected = std::vec![0x5EED_1234; rows + 1];
+    x.oracle(first, &mut expected[..rows], false);
+    h.oracle(first, &mut expected[..rows], true);
+    assert_eq!(
+        got,
+        expected,
+        "{name} project_pair rows {first}..+{rows}, {}+{} columns, offset {offset}",
+        x.x.len(),
+        h.x.len()
+    );
+}
+
+pub(super) fn project_pair_i8(name: &str, k: &Kernels) {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    // Widths of the input side (ragged ones included: that side then leaves the fast path)
+    // and of the recurrent side.
+    let x_widths = [0usize, 1, 3, 4, 8, 12, 13, 16, 36, 64, 260];
+    let h_widths = [4usize, 5, 8, 16, 20, 32, 64, 128];
+    for (i, &cx) in x_widths.iter().enumerate() {
+        for (j, &ch) in h_widths.iter().enumerate() {
+            for rows in ROW_COUNTS.into_iter().chain([12, 16, 32, 33]) {
+                let offset = (i + j + rows) % 4;
+                // Rows from the start, or from further in (any row, not only whole blocks).
+                let first = [0, 0, 1, 4, 6][(i + 2 * j + rows) % 5];
+                let codes = ranges[(i + rows) % 3];
+                let lowest = if offset < 3 { -30 } else { -40 };
+                let x = Side::random(&mut rng, first + rows, cx, codes, lowest);
+                let mut h = Side::random(&mut rng, first + rows, ch, ranges[j % 3], lowest);
+                // A Keras LSTM's recurrent side has no bias.
+                if (i + j) % 2 == 0 {
+                    h.bias.clear();
+                }
+                check_project_pair(name, k, (&x, &h), first, rows, offset);
+            }
+        }
+    }
+    // Saturation: sums past i32 on either side (the fast path must give up on those blocks
+    // and only those), biases at the limits, factors large enough to saturate the sum.
+    let big = crate::quant::Requant::from_f64(40.0)
+        .and_then(|r| r.pack())
+        .unwrap_or(0);
+    for case in 0..8usize {
+        let rows = 12;
+        let (cx, ch) = (8, 1024);
+        let mut x = Side::random(&mut rng, rows, cx, (-128, 127), -12);
+        let mut h = Side::random(&mut rng, rows, ch, (-32768, 32767), -12);
+        // Rows 4..8 saturate somewhere; the blocks around them must not notice.
+        for r in 4..8 {
+            let full = |w: &mut [i8]| w.fill(if case % 2 == 0 { 127 } else { -128 });
+            match case / 2 {
+                0 => full(&mut h.w[r * ch..(r + 1) * ch]),
+                1 => x.bias[r] = if r % 2 == 0 { i32::MAX } else { i32::MIN },
+                2 => {
+                    x.requant[r] = big;
+                    h.requant[r] = big;
+                }
+                _ => {
+                    full(&mut h.w[r * ch..(r + 1) * ch]);
+                    x.requant[r] = big;
+                }
+            }
+        }
+        if case / 2 == 0 {
+            h.x.fill(if case % 4 == 0 { 32767 } else { -32768 });
+        }
+        check_project_pair(name, k, (&x, &h), 0, rows, case % 4);
+    }
+}
+
 /// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
 const ACTIVATION_TOL: f32 = 1e-6;
 
@@ -634,6 +800,13 @@ macro_rules! conformance {
             fn project_i8_is_exact() {
                 if let Some(k) = table() {
                     project_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn project_pair_i8_is_exact() {
+                if let Some(k) = table() {
+                    project_pair_i8($name, k);
                 }
             }
 

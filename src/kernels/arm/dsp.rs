@@ -8,11 +8,19 @@
 //! `smlad`. A pair sum is at most `2 * 2^7 * 2^15 = 2^23` and a chunk of `PACK` (128) columns
 //! adds 64 of them, below `2^30`, in a 32-bit accumulator that is widened to i64 per chunk:
 //! the exact sum, the same bits as the generic kernel.
+//!
+//! The projections of the integer cells ([`dsp_project_i8`], and [`dsp_project_pair_i8`] for
+//! the LSTM's `W x + U h`, both sides of a block of rows in one pass) run one assembly
+//! kernel, [`dsp_project_quads`], four rows at a time, with a scalar reference path for what
+//! it cannot take.
 
-use crate::kernels::{generic, project_rows_with, Kernels, RowsI8, GENERIC};
+use crate::kernels::{generic, project_rows_with, Kernels, ProjectionI8, RowsI8, GENERIC};
 
 /// Columns packed per chunk: 256 bytes of stack for the code pairs.
 const PACK: usize = 128;
+
+/// Rows from which [`dsp_dot_rows_i8`] packs the codes for `smlad`.
+const SMLAD_ROWS: usize = 4;
 
 /// The generic table with the int8 products overridden.
 pub static TABLE: Kernels = Kernels {
@@ -20,6 +28,7 @@ pub static TABLE: Kernels = Kernels {
     dot_rows_i8: dsp_dot_rows_i8,
     pack_i16: dsp_pack_i16,
     project_i8: dsp_project_i8,
+    project_pair_i8: Some(dsp_project_pair_i8),
     ..GENERIC
 };
 
@@ -64,6 +73,12 @@ fn pair(lo: i16, hi: i16) -> u32 {
 }
 
 fn dsp_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
+    // Packing costs about as much per column as `SMLAD_ROWS` rows of plain products
+    // (`ldrsb`, `ldr`, `mla`): fewer rows (a Dense head) take the generic kernel, same bits.
+    if out.len() < SMLAD_ROWS {
+        generic::dot_rows_i8(weights, x, out);
+        return;
+    }
     let cols = x.len();
     if cols == 0 {
         out.fill(0);
@@ -121,19 +136,17 @@ fn sat16(v: i32) -> i16 {
 /// (low half first), the order `sxtb16` / `sxtb16 ror #8` extend weights in; the last
 /// `cols % 4` codes in natural order (`[x0, x1]`, `[x2, 0]`). Every code saturated to i16.
 fn dsp_pack_i16(codes: &[i32], packed: &mut [i32]) {
-    let quads = codes.chunks_exact(4);
-    let tail = quads.remainder();
-    let mut words = packed.iter_mut();
-    for q in quads {
-        let (a, b, c, d) = (sat16(q[0]), sat16(q[1]), sat16(q[2]), sat16(q[3]));
-        if let Some(w) = words.next() {
-            *w = pair(a, c) as i32;
-        }
-        if let Some(w) = words.next() {
-            *w = pair(b, d) as i32;
-        }
+    // Whole arrays per 4 codes: no per-word bounds checks, `ssat` and `pkhbt` per pair.
+    let (quads, tail) = codes.as_chunks::<4>();
+    let (words, _) = packed.as_chunks_mut::<2>();
+    for (&[a, b, c, d], w) in quads.iter().zip(words.iter_mut()) {
+        *w = [
+            pair(sat16(a), sat16(c)) as i32,
+            pair(sat16(b), sat16(d)) as i32,
+        ];
     }
-    for (w, two) in words.zip(tail.chunks(2)) {
+    let rest = packed.get_mut(2 * quads.len()..).unwrap_or(&mut []);
+    for (w, two) in rest.iter_mut().zip(tail.chunks(2)) {
         let (lo, hi) = match *two {
             [lo, hi] => (sat16(lo), sat16(hi)),
             [lo] => (sat16(lo), 0),
@@ -170,36 +183,202 @@ fn dot_dsp_order(row: &[u8], packed: &[i32]) -> i64 {
     sum
 }
 
-/// What the assembly kernel reads: four rows at a time (`quads` of them) starting at
-/// `weights`, with `cols` (a multiple of 4) columns each.
+/// One projection as the assembly kernel reads it, at its current block of four rows (the
+/// kernel moves `weights`, `bias` and `requant` on by a block as it goes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Phase {
+    /// 4-byte aligned, `4 * blocks` values, or null for no bias.
+    bias: *const i32,
+    /// `4 * blocks` rows of `cols` bytes.
+    weights: *const u8,
+    /// 4-byte aligned, `4 * blocks` values.
+    requant: *const i32,
+    /// A positive multiple of 4.
+    cols: usize,
+    /// `cols / 2` words, 4-byte aligned.
+    packed: *const i32,
+    /// `packed + cols / 2`, the end of the codes.
+    packed_end: *const i32,
+}
+
+impl Phase {
+    /// The unused second phase of a single projection.
+    const NONE: Self = Self {
+        bias: core::ptr::null(),
+        weights: core::ptr::null(),
+        requant: core::ptr::null(),
+        cols: 0,
+        packed: core::ptr::null(),
+        packed_end: core::ptr::null(),
+    };
+}
+
+/// `out` is stored as computed, [`Job::mode`].
+const STORE: usize = 0;
+/// `out` is added to, saturating.
+const ACCUMULATE: usize = 1;
+/// The sum of both phases is stored.
+const PAIR: usize = 2;
+
+/// What [`dsp_project_quads`] reads (at the offsets its assembly names).
 #[repr(C)]
 struct Job {
-    weights: *const u8,
-    cols: usize,
-    packed: *const i32,
-    /// 4-byte aligned, `4 * quads` values, or null for no bias.
-    bias: *const i32,
-    /// 4-byte aligned, `4 * quads` values.
-    requant: *const i32,
+    first: Phase,
+    /// Used in [`PAIR`] mode only.
+    second: Phase,
+    /// The next block's four outputs (4-byte aligned); moved on as each block is stored.
     out: *mut i32,
-    quads: usize,
-    accumulate: usize,
+    /// One past the last block's outputs.
+    end: *mut i32,
+    /// [`STORE`], [`ACCUMULATE`] or [`PAIR`].
+    mode: usize,
+}
+
+/// Fills `phase` with rows `first..first + rows` of `p` as the assembly kernel reads them, if
+/// it may take them: whole quads of columns, and aligned bias and requantizer views that hold
+/// those rows (no bias tensor, a Keras LSTM's recurrent side, reads as zeros: a null pointer).
+#[inline(always)]
+fn load(p: &ProjectionI8<'_>, first: usize, rows: usize, phase: &mut Phase) -> bool {
+    let bias = p.rows.bias.as_bytes();
+    let requant = p.rows.requant.values().as_bytes();
+    let Some(end) = first.checked_add(rows) else {
+        return false;
+    };
+    let aligned = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() / 4 >= end;
+    let fits = rows > 0
+        && p.cols.is_multiple_of(4)
+        && p.cols > 0
+        && p.packed.len() >= p.cols / 2
+        && p.rows.weights.len() / p.cols >= end
+        && aligned(requant)
+        && (bias.is_empty() || aligned(bias));
+    if fits {
+        // In bounds: the views hold `end` rows.
+        *phase = Phase {
+            bias: if bias.is_empty() {
+                core::ptr::null()
+            } else {
+                bias.as_ptr().cast::<i32>().wrapping_add(first)
+            },
+            weights: p.rows.weights.as_ptr().wrapping_add(first * p.cols),
+            requant: requant.as_ptr().cast::<i32>().wrapping_add(first),
+            cols: p.cols,
+            packed: p.packed.as_ptr(),
+            packed_end: p.packed.as_ptr().wrapping_add(p.cols / 2),
+        };
+    }
+    fits
+}
+
+/// The assembly kernel over the whole blocks of four rows of `out`, from rows `first..` of `x`
+/// (and of `h` in [`PAIR`] mode): how many rows it stored (all of those blocks, or up to the
+/// first one whose fast path saturated), or `None` if a view does not suit it.
+#[inline(always)]
+fn attempt(
+    x: &ProjectionI8<'_>,
+    h: Option<&ProjectionI8<'_>>,
+    first: usize,
+    mode: usize,
+    out: &mut [i32],
+) -> Option<usize> {
+    let n = out.len() & !3;
+    let start = out.as_mut_ptr();
+    let mut job = Job {
+        first: Phase::NONE,
+        second: Phase::NONE,
+        out: start,
+        end: start.wrapping_add(n),
+        mode,
+    };
+    if !load(x, first, n, &mut job.first) {
+        return None;
+    }
+    if let Some(h) = h {
+        if !load(h, first, n, &mut job.second) {
+            return None;
+        }
+    }
+    // SAFETY: `load` checked that each phase holds `n` rows of weights, its packed codes, and
+    // as many aligned bias and requantizer values; `out..end` is the first `n` values of `out`
+    // (aligned: an i32 slice; `n` a positive multiple of 4); the kernel reads and writes
+    // nothing else.
+    unsafe { dsp_project_quads(&mut job) };
+    Some((job.out as usize).wrapping_sub(start as usize) / 4)
+}
+
+/// `p`'s projection into `out` by the scalar reference path.
+fn reference(p: &ProjectionI8<'_>, out: &mut [i32], accumulate: bool) {
+    reference_rows(&p.rows, p.packed, p.cols, out, accumulate, 0, out.len());
+}
+
+/// The rare rest of [`dsp_project_i8`] (`second` none) and [`dsp_project_pair_i8`]: rows
+/// `from..` of `out`, when the kernel stored the rows before `from` and, if `saturated`, gave
+/// up on the block at `from`, which the reference path redoes (same bits) before the kernel
+/// goes on; the last rows, fewer than a block, take the reference path too.
+#[cold]
+#[inline(never)]
+fn finish(
+    first: &ProjectionI8<'_>,
+    second: Option<&ProjectionI8<'_>>,
+    accumulate: bool,
+    out: &mut [i32],
+    mut from: usize,
+    mut saturated: bool,
+) {
+    let mode = match (second, accumulate) {
+        (Some(_), _) => PAIR,
+        (None, true) => ACCUMULATE,
+        (None, false) => STORE,
+    };
+    while let Some(rest) = out.get_mut(from..).filter(|rest| !rest.is_empty()) {
+        let x = first.skip(from);
+        let h = second.map(|h| h.skip(from));
+        if saturated {
+            let block = rest.get_mut(..4).unwrap_or(&mut []);
+            reference(&x, block, accumulate);
+            if let Some(h) = &h {
+                reference(h, block, true);
+            }
+            from += 4;
+            saturated = false;
+            continue;
+        }
+        let n = rest.len() & !3;
+        match attempt(&x, h.as_ref(), 0, mode, rest) {
+            Some(stored) => {
+                from += stored;
+                saturated = stored < n;
+            }
+            // The last rows, fewer than four.
+            None => {
+                reference(&x, rest, accumulate);
+                if let Some(h) = &h {
+                    reference(h, rest, true);
+                }
+                return;
+            }
+        }
+    }
 }
 
 /// The DSP projection: [`generic::project_i8`]'s bits, four rows per pass over the codes.
 ///
-/// Per 4 columns one `ldrd` loads the code pairs and each of the four rows costs a weight
-/// load, two `sxtb16` and two `smlad` (23 instructions per 16 MACs). Per row the bias is added
-/// with `qadd`, the requantizer `(m, s)` applied as `t = smmul(acc, m) >> (s - 2)`,
-/// `v = t - (t >> 1)`: `smmul` is the product's high word, so this is
-/// [`crate::quant::fixed`]'s high-word rounding (`(t + 1) >> 1 == t - (t >> 1)`), valid for
-/// `n = 31 + s >= 33`; for `s - 2 >= 30` both give 0 (the product is below `2^62`), and `asr`
-/// by a register shifts in sign bits for amounts of 32 and more.
+/// Per 8 columns two `ldrd` load the code pairs and each of the four rows costs two weight
+/// loads, four `sxtb16` and four `smlad` (22 instructions per 16 MACs with the loop's two,
+/// 23 when the loop ran 4 columns a pass; widths that are 4 more than a multiple of 8 enter
+/// the loop half way). The sums start from the biases; per row the requantizer `(m, s)` is
+/// applied as
+/// `t = smmul(acc, m) >> (s - 2)`, `v = t - (t >> 1)`: `smmul` is the product's high word, so
+/// this is [`crate::quant::fixed`]'s high-word rounding (`(t + 1) >> 1 == t - (t >> 1)`), valid
+/// for `n = 31 + s >= 33`; for `s - 2 >= 30` both give 0 (the product is below `2^62`), and
+/// `asr` by a register shifts in sign bits for amounts of 32 and more.
 ///
 /// Exactness is checked, not assumed: every step that could leave the exact 32-bit fast path
-/// saturates and sets the sticky Q flag: an `smlad` whose sum overflows i32, a bias addition
-/// outside i32 (the reference then takes its 128-bit path), a shift outside `2..=65` (`usat`),
-/// and an accumulation that saturates. The flag is read before a block's four results are
+/// saturates and sets the sticky Q flag: an `smlad` whose sum (bias included) leaves i32 (the
+/// reference then takes its 128-bit path or sums in i64), a shift below 2 whose pre-shift of
+/// the sum would lose bits (`ssat`, see [`requant_small_shift!`]), and an accumulation that
+/// saturates. The flag is read before a block's four results are
 /// stored; a block that set it is redone by the scalar reference path (same bits), so the
 /// result never depends on the widths or values. Real models never take it.
 fn dsp_project_i8(
@@ -209,59 +388,45 @@ fn dsp_project_i8(
     out: &mut [i32],
     accumulate: bool,
 ) {
-    if cols == 0 {
-        return;
-    }
-    let n = out.len().min(rows.weights.len() / cols);
-    let bias = rows.bias.as_bytes();
-    let requant = rows.requant.values().as_bytes();
-    let aligned = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() >= 4 * n;
-    // No bias tensor (a Keras LSTM's recurrent side) reads as zeros: a null pointer.
-    let fast = if cols.is_multiple_of(4)
-        && packed.len() >= cols / 2
-        && (bias.is_empty() || aligned(bias))
-        && aligned(requant)
-    {
-        n / 4
-    } else {
-        0
+    let p = ProjectionI8 {
+        rows: *rows,
+        packed,
+        cols,
     };
-    let mut done = 0;
-    while done < fast {
-        let at = 4 * done;
-        let (Some(weights), Some(requant), Some(rest)) = (
-            rows.weights.get(at * cols..),
-            requant.get(4 * at..),
-            out.get_mut(at..),
-        ) else {
-            break;
-        };
-        let job = Job {
-            weights: weights.as_ptr(),
-            cols,
-            packed: packed.as_ptr(),
-            bias: bias
-                .get(4 * at..)
-                .filter(|b| !b.is_empty())
-                .map_or(core::ptr::null(), |b| b.as_ptr().cast()),
-            requant: requant.as_ptr().cast(),
-            out: rest.as_mut_ptr(),
-            quads: fast - done,
-            accumulate: usize::from(accumulate),
-        };
-        // SAFETY: `job` describes `4 * quads` rows inside `rows.weights` (`n <= len / cols`),
-        // `cols / 2 <= packed.len()` packed words, and `4 * quads` aligned bias, requantizer
-        // and output values (checked above); the kernel reads and writes nothing else.
-        done += unsafe { dsp_project_quads(&job) };
-        if done < fast {
-            // The block saturated somewhere: the scalar reference path, same bits.
-            reference_rows(rows, packed, cols, out, accumulate, 4 * done, 4 * done + 4);
-            done += 1;
-        }
+    let mode = if accumulate { ACCUMULATE } else { STORE };
+    match attempt(&p, None, 0, mode, out) {
+        Some(stored) if stored == out.len() => {}
+        Some(stored) => finish(&p, None, accumulate, out, stored, stored < (out.len() & !3)),
+        // Ragged widths, unaligned views, fewer than four rows.
+        None => reference(&p, out, accumulate),
     }
-    let done = 4 * done.min(fast);
-    if done < n {
-        reference_rows(rows, packed, cols, out, accumulate, done, n);
+}
+
+/// [`Kernels::project_pair_i8`] with both sides of a block of four rows in one kernel pass:
+/// the `x` side's four results wait on the stack while the `h` side's are computed, then the
+/// two are added (`qadd`, the saturating sum the second `project_i8` call makes) and stored
+/// once. Same bits as the two calls: each side is [`dsp_project_i8`]'s arithmetic, a block
+/// that saturates anywhere is redone by the reference path (`x`, then `h` accumulated), and
+/// rows past the last whole block (or all rows, when a side does not suit the kernel) are
+/// handed to the two calls.
+fn dsp_project_pair_i8(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    match attempt(x, Some(h), first_row, PAIR, out) {
+        Some(stored) if stored == out.len() => {}
+        Some(stored) => {
+            let (x, h) = (x.skip(first_row), h.skip(first_row));
+            finish(&x, Some(&h), false, out, stored, stored < (out.len() & !3));
+        }
+        // A side the kernel cannot take (an input of 1 or 3 features): the two calls.
+        None => {
+            let (x, h) = (x.skip(first_row), h.skip(first_row));
+            dsp_project_i8(&x.rows, x.packed, x.cols, out, false);
+            dsp_project_i8(&h.rows, h.packed, h.cols, out, true);
+        }
     }
 }
 
@@ -292,10 +457,10 @@ fn reference_rows(
 
 /// One row's requantization in [`dsp_project_quads`]: `acc` (a register holding the biased
 /// sum) becomes `t - (t >> 1)`, `t = smmul(acc, m) >> (s - 2)`, for shifts `s >= 2`; smaller
-/// shifts branch to [`requant_small_shift!`]'s stub `label` and come back to `label` + `0`.
+/// shifts branch to [`requant_small_shift!`]'s stub `l label 1` and come back to `l label 0`.
 /// Uses `r7`.
 macro_rules! requant_row {
-    ($acc:literal, $q:literal, $label:literal) => {
+    ($acc:literal, $q:literal, $l:literal, $label:literal) => {
         concat!(
             "sxtb r7, ",
             $q,
@@ -307,6 +472,7 @@ macro_rules! requant_row {
             ", #255\n",
             "subs r7, r7, #2\n",
             "bmi ",
+            $l,
             $label,
             "1f\n",
             "smmul ",
@@ -328,8 +494,44 @@ macro_rules! requant_row {
             ", ",
             $acc,
             ", asr #1\n",
+            $l,
             $label,
             "0:"
+        )
+    };
+}
+
+/// [`requant_row!`] for a shift `s >= 2` whose `s - 2` is in the low byte of `$shift`:
+/// `t = smmul(acc, m) >> (s - 2)`, `acc = t - (t >> 1)`.
+macro_rules! requant_fast {
+    ($acc:literal, $q:literal, $shift:literal) => {
+        concat!(
+            "bic ",
+            $q,
+            ", ",
+            $q,
+            ", #255\n",
+            "smmul ",
+            $acc,
+            ", ",
+            $acc,
+            ", ",
+            $q,
+            "\n",
+            "asr ",
+            $acc,
+            ", ",
+            $acc,
+            ", ",
+            $shift,
+            "\n",
+            "sub ",
+            $acc,
+            ", ",
+            $acc,
+            ", ",
+            $acc,
+            ", asr #1\n",
         )
     };
 }
@@ -339,8 +541,9 @@ macro_rules! requant_row {
 /// `32 - n == !r7`); when it would, `ssat` of the multiplier (at least `2^30`) sets the Q
 /// flag and the block goes to the reference path. Uses `r5`, `r7` and `r12`.
 macro_rules! requant_small_shift {
-    ($acc:literal, $q:literal, $label:literal) => {
+    ($acc:literal, $q:literal, $l:literal, $label:literal) => {
         concat!(
+            $l,
             $label,
             "1:\n",
             "mvn r7, r7\n",
@@ -361,114 +564,207 @@ macro_rules! requant_small_shift {
             $q,
             "\n",
             "b ",
+            $l,
             $label,
             "0b"
         )
     };
 }
 
-/// Computes `job.quads` blocks of four rows (see [`dsp_project_i8`]) and returns how many it
-/// stored: all of them, or the index of the first block that set the Q flag (not stored).
+/// Four columns of the four rows: `r10` / `r11` hold the code pairs, `r5` / `r4` point at
+/// rows 0 and 2 (rows 1 and 3 at `+ r7`), `r0..r3` are the sums; `r12` and `r6` are scratch.
+macro_rules! four_columns {
+    () => {
+        concat!(
+            "ldr r12, [r5, r7]\n",
+            "sxtb16 r6, r12\n",
+            "smlad r1, r6, r10, r1\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r1, r12, r11, r1\n",
+            "ldr r12, [r5], #4\n",
+            "sxtb16 r6, r12\n",
+            "smlad r0, r6, r10, r0\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r0, r12, r11, r0\n",
+            "ldr r12, [r4, r7]\n",
+            "sxtb16 r6, r12\n",
+            "smlad r3, r6, r10, r3\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r3, r12, r11, r3\n",
+            "ldr r12, [r4], #4\n",
+            "sxtb16 r6, r12\n",
+            "smlad r2, r6, r10, r2\n",
+            "sxtb16 r12, r12, ror #8\n",
+            "smlad r2, r12, r11, r2\n",
+        )
+    };
+}
+
+/// One [`Phase`] of a block: its four requantized results in `r0..r3`. `$load` loads the
+/// phase into `r4` (bias), `r5` (weights), `r6` (requantizers), `r7` (cols), `r8` (codes) and
+/// `r9` (their end); `$bias` and `$weights` are the offsets from `lr` (the job) of the fields
+/// the moved-on pointers are written back to (`$weights` is followed by the requantizers);
+/// `$l` is a label prefix unique to the instance. The sums start from the biases (`smlad`
+/// sets the Q flag if a biased partial sum leaves i32, as the separate `qadd` it replaces
+/// did). The column loop runs 8 columns per pass, entered half way when `cols % 8 == 4`.
+macro_rules! phase {
+    ($load:literal, $bias:literal, $weights:literal, $requant:literal, $l:literal) => {
+        concat!(
+            $load,
+            "\n",
+            "cbz r4, ",
+            $l,
+            "1f\n",
+            "ldm r4!, {{r0-r3}}\n",
+            "str r4, [lr, #",
+            $bias,
+            "]\n",
+            "b ",
+            $l,
+            "2f\n",
+            $l,
+            "1:\n",
+            "movs r0, #0\n",
+            "movs r1, #0\n",
+            "movs r2, #0\n",
+            "movs r3, #0\n",
+            $l,
+            "2:\n",
+            "add r4, r5, r7, lsl #1\n",
+            "tst r7, #4\n",
+            "bne ",
+            $l,
+            "4f\n",
+            $l,
+            "3:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            $l,
+            "4:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            "cmp r8, r9\n",
+            "bne ",
+            $l,
+            "3b\n",
+            // r4 is at row 3: the next block starts a row later.
+            "add r5, r4, r7\n",
+            // Requantizers: multiplier in the top 24 bits, shift s in the low byte.
+            "ldr r6, [lr, #",
+            $requant,
+            "]\n",
+            "ldm r6!, {{r8-r11}}\n",
+            "strd r5, r6, [lr, #",
+            $weights,
+            "]\n",
+            // Every shift in 2..=65 (`s - 2` in the low byte, which is all `asr` reads, in
+            // 0..=63): the four rows without a branch each; else the per-row path.
+            "sub r4, r8, #2\n",
+            "sub r5, r9, #2\n",
+            "sub r6, r10, #2\n",
+            "sub r7, r11, #2\n",
+            "orr r12, r4, r5\n",
+            "orr r12, r12, r6\n",
+            "orr r12, r12, r7\n",
+            "tst r12, #0xC0\n",
+            "bne ",
+            $l,
+            "9f\n",
+            requant_fast!("r0", "r8", "r4"),
+            requant_fast!("r1", "r9", "r5"),
+            requant_fast!("r2", "r10", "r6"),
+            requant_fast!("r3", "r11", "r7"),
+            $l,
+            "0:",
+        )
+    };
+}
+
+/// The out-of-line requantization of [`phase!`] instance `$l` for blocks with a shift outside
+/// `2..=65`: row by row, with the small-shift stubs.
+macro_rules! phase_stubs {
+    ($l:literal) => {
+        concat!(
+            $l,
+            "9:\n",
+            requant_row!("r0", "r8", $l, "5"),
+            "\n",
+            requant_row!("r1", "r9", $l, "6"),
+            "\n",
+            requant_row!("r2", "r10", $l, "7"),
+            "\n",
+            requant_row!("r3", "r11", $l, "8"),
+            "\n",
+            "b ",
+            $l,
+            "0b\n",
+            requant_small_shift!("r0", "r8", $l, "5"),
+            "\n",
+            requant_small_shift!("r1", "r9", $l, "6"),
+            "\n",
+            requant_small_shift!("r2", "r10", $l, "7"),
+            "\n",
+            requant_small_shift!("r3", "r11", $l, "8"),
+        )
+    };
+}
+
+/// Computes the blocks of four rows `job.out..job.end` (see [`dsp_project_i8`] and
+/// [`dsp_project_pair_i8`]) and stores them, moving `job.out` on, until the end or the first
+/// block that set the Q flag (not stored; the phases' pointers have moved past it).
 ///
-/// Registers in the column loop: `r0..r3` the four sums, `r4` / `r5` rows 0 and 2 (rows 1 and
-/// 3 at `+ cols`, `r6`), `r7` the codes and `r8` their end, `r9` / `r10` a code pair, `r11` /
-/// `r12` weights, `lr` blocks done; the job pointer stays on the stack.
+/// Registers in the column loop: `r0..r3` the four sums, `r5` / `r4` rows 0 and 2 (rows 1 and
+/// 3 at `+ cols`, `r7`), `r8` the codes and `r9` their end, `r10` / `r11` a code pair, `r12` /
+/// `r6` weights, `lr` the job. In [`PAIR`] mode the first phase's results wait on the stack.
 ///
 /// # Safety
 ///
-/// `job` must describe memory as [`Job`] documents, with `cols` a positive multiple of 4 and
-/// `quads > 0`.
+/// `job` must describe memory as [`Job`] and [`Phase`] document, with `out < end`.
 #[unsafe(naked)]
-unsafe extern "C" fn dsp_project_quads(job: *const Job) -> usize {
+unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
     core::arch::naked_asm!(
-        "push {{r0, r4-r11, lr}}",
+        "push {{r4-r11, lr}}",
         "movs r7, #0",
         "msr APSR_nzcvq, r7",
-        "ldr r4, [r0, #0]",
-        "ldr r6, [r0, #4]",
-        "mov lr, #0",
+        "mov lr, r0",
         // One block of four rows.
-        "2:",
-        "ldr r12, [sp]",
-        "ldr r7, [r12, #8]",
-        "add r8, r7, r6, lsl #1",
-        "add r5, r4, r6, lsl #1",
-        "movs r0, #0",
-        "movs r1, #0",
-        "movs r2, #0",
-        "movs r3, #0",
-        // Four columns of the four rows.
-        "3:",
-        "ldrd r9, r10, [r7], #8",
-        "ldr r11, [r4, r6]",
-        "sxtb16 r12, r11",
-        "smlad r1, r12, r9, r1",
-        "sxtb16 r11, r11, ror #8",
-        "smlad r1, r11, r10, r1",
-        "ldr r11, [r4], #4",
-        "sxtb16 r12, r11",
-        "smlad r0, r12, r9, r0",
-        "sxtb16 r11, r11, ror #8",
-        "smlad r0, r11, r10, r0",
-        "ldr r11, [r5, r6]",
-        "sxtb16 r12, r11",
-        "smlad r3, r12, r9, r3",
-        "sxtb16 r11, r11, ror #8",
-        "smlad r3, r11, r10, r3",
-        "ldr r11, [r5], #4",
-        "sxtb16 r12, r11",
-        "smlad r2, r12, r9, r2",
-        "sxtb16 r11, r11, ror #8",
-        "smlad r2, r11, r10, r2",
-        "cmp r7, r8",
-        "bne 3b",
-        // r5 is at row 3: the next block starts a row later.
-        "add r4, r5, r6",
-        "ldr r12, [sp]",
-        // Biases, if there are any.
-        "ldr r7, [r12, #12]",
-        "cbz r7, 5f",
-        "add r7, r7, lr, lsl #4",
+        "30:",
+        phase!("ldm lr, {{r4-r9}}", "0", "4", "8", "1"),
+        "ldr r7, [lr, #56]",
+        "cmp r7, #2",
+        "bne 44f",
+        "push {{r0-r3}}",
+        phase!(
+            "add r12, lr, #24\nldm r12, {{r4-r9}}",
+            "24",
+            "28",
+            "32",
+            "2"
+        ),
+        "pop {{r8-r11}}",
+        "b 43f",
+        "44:",
+        "cbz r7, 45f",
+        "ldr r7, [lr, #48]",
         "ldm r7, {{r8-r11}}",
-        "qadd r0, r0, r8",
-        "qadd r1, r1, r9",
-        "qadd r2, r2, r10",
-        "qadd r3, r3, r11",
-        "5:",
-        // Requantizers: multiplier in the top 24 bits, shift s in the low byte.
-        "ldr r7, [r12, #16]",
-        "add r7, r7, lr, lsl #4",
-        "ldm r7, {{r8-r11}}",
-        requant_row!("r0", "r8", "6"),
-        requant_row!("r1", "r9", "7"),
-        requant_row!("r2", "r10", "8"),
-        requant_row!("r3", "r11", "1"),
-        "ldr r12, [sp]",
-        // Accumulation, then the Q check before anything is stored.
-        "ldr r7, [r12, #20]",
-        "add r7, r7, lr, lsl #4",
-        "ldr r5, [r12, #28]",
-        "cbz r5, 4f",
-        "ldm r7, {{r8-r11}}",
+        "43:",
         "qadd r0, r8, r0",
         "qadd r1, r9, r1",
         "qadd r2, r10, r2",
         "qadd r3, r11, r3",
-        "4:",
+        // The Q check before anything is stored.
+        "45:",
         "mrs r8, apsr",
         "tst r8, #0x08000000",
-        "bne 9f",
-        "stm r7, {{r0-r3}}",
-        "add lr, lr, #1",
-        "ldr r8, [r12, #24]",
-        "cmp lr, r8",
-        "bne 2b",
-        "9:",
-        "mov r0, lr",
-        "pop {{r1, r4-r11, pc}}",
-        requant_small_shift!("r0", "r8", "6"),
-        requant_small_shift!("r1", "r9", "7"),
-        requant_small_shift!("r2", "r10", "8"),
-        requant_small_shift!("r3", "r11", "1"),
+        "bne 49f",
+        "ldrd r7, r8, [lr, #48]",
+        "stm r7!, {{r0-r3}}",
+        "str r7, [lr, #48]",
+        "cmp r7, r8",
+        "bne 30b",
+        "49:",
+        "pop {{r4-r11, pc}}",
+        phase_stubs!("1"),
+        phase_stubs!("2"),
     )
 }

@@ -39,6 +39,8 @@ pub(crate) static TABLE: Kernels = Kernels {
     activate: avx2_activate,
     pack_i16: generic::pack_i16,
     project_i8: avx2_project_i8,
+    // The definition: two `avx2_project_i8` calls.
+    project_pair_i8: None,
     matmul_f32: batch::avx2_matmul_f32,
 };
 
