@@ -351,6 +351,13 @@ impl IntCell {
         // Both projections of every gate row, `W x + U h`, each block of rows in one call.
         let wx = side(w.kernel, w.bias_x, w.requant_x, x);
         let uh = side(w.recurrent_kernel, w.bias_h, w.requant_h, old_h);
+        let params = crate::kernels::LstmParams {
+            cell_frac: self.quant.cell_frac_bits,
+            requant: self.quant.output_requant,
+            zero: self.quant.output.zero_point,
+            lo: self.lo,
+            hi: self.hi,
+        };
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];
         for (block, (hs, cs)) in h
@@ -390,16 +397,14 @@ impl IntCell {
                 gates: [gi, gf, gc, go],
                 cell,
             };
-            // The activations are chosen once per block, not per value: the usual pair gets a
-            // loop with both tables inlined (the same functions `activate_q15` calls, so the
-            // same bits), any other pair the general one.
+            // The activations are chosen once per block, not per value: the usual pair runs
+            // the kernel table's gate kernel (vector table lookups on hosts; every table is
+            // held to this loop's formulas bit for bit), any other pair the general loop.
             match (ra, a) {
-                (Activation::Sigmoid, Activation::Tanh) => lstm_units(
-                    units,
-                    &codes,
-                    |p| i32::from(lut::sigmoid_q15(sat_i16_32(p))),
-                    |p| i32::from(lut::tanh_q15(sat_i16_32(p))),
-                ),
+                (Activation::Sigmoid, Activation::Tanh) => {
+                    let LstmUnits { h, c, gates, .. } = units;
+                    crate::kernels::lstm_units_i8(gates, c, h, &params);
+                }
                 _ => lstm_units(
                     units,
                     &codes,

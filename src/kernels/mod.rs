@@ -254,6 +254,25 @@ pub const fn packed_len(cols: usize) -> usize {
     cols.div_ceil(2)
 }
 
+/// The pre-activations (Q3.12, any i32) of the four gates of a block of LSTM units, in the
+/// order i, f, c, o.
+pub type LstmGates<'a> = [&'a [i32]; 4];
+
+/// What [`Kernels::lstm_units_i8`] needs besides the values: the cell state's format and the
+/// map from a Q0.15 output to its `h` code, `clamp(zero + requant(v), lo, hi)`.
+#[derive(Debug, Clone, Copy)]
+pub struct LstmParams {
+    /// Fractional bits of the cell state codes (more than 15 act as 15).
+    pub cell_frac: u8,
+    /// From Q0.15 to `h` codes.
+    pub requant: crate::quant::Requant,
+    /// Zero point of the `h` codes.
+    pub zero: i32,
+    /// Code range (`lo` wins if the bounds cross).
+    pub lo: i32,
+    pub hi: i32,
+}
+
 /// A weight matrix of the float paths: f32, or int8 with one f32 scale per row.
 #[derive(Debug, Clone, Copy)]
 pub enum Matrix<'a> {
@@ -344,6 +363,10 @@ pub struct Kernels {
     /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
     /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
     pub matmul_f32: fn(F32View<'_>, &[f32], &mut [f32], usize),
+    /// The integer LSTM update of a block of units with sigmoid gates and tanh, from the four
+    /// gates' pre-activations (i, f, c, o), `c` and `h` in place, exact (see
+    /// [`generic::lstm::lstm_units_i8`]).
+    pub lstm_units_i8: fn(LstmGates<'_>, &mut [i32], &mut [i32], &LstmParams),
 }
 
 impl core::fmt::Debug for Kernels {
@@ -363,6 +386,7 @@ pub const GENERIC: Kernels = Kernels {
     project_i8: generic::project_i8,
     project_pair_i8: None,
     matmul_f32: generic::batch::matmul_acc_f32,
+    lstm_units_i8: generic::lstm::lstm_units_i8,
 };
 
 /// The best kernel table this CPU can run (see the module docs for how it is chosen).
@@ -505,6 +529,13 @@ pub(crate) fn project_rows_with(
         let v = if accumulate { i64::from(*o) + v } else { v };
         *o = crate::quant::fixed::clamp_to(v, i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     }
+}
+
+/// The integer LSTM update of the units every slice holds, by the active kernel table (see
+/// [`Kernels::lstm_units_i8`]).
+#[inline]
+pub fn lstm_units_i8(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params: &LstmParams) {
+    (active().lstm_units_i8)(gates, c, h, params);
 }
 
 /// An element-wise activation of `values` in place, by the active kernel table.

@@ -367,7 +367,7 @@ pub(super) fn project_i8(name: &str, k: &Kernels) {
     let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
     let widths = (0..=MAX_COLS).chain([255, 256, 257, 511, 512, 513, 1023, 1100]);
     for cols in widths {
-        for rows in ROW_COUNTS.into_iter().chain([31, 32, 33, 64]) {
+        for rows in ROW_COUNTS.into_iter().chain([31, 32, 33, 64, 65, 131]) {
             for (offset, &(lo, hi)) in (0..4).zip(ranges.iter().cycle()) {
                 let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
                 let x: Vec<i32> = (0..cols).map(|_| rng.range(lo, hi)).collect();
@@ -377,6 +377,24 @@ pub(super) fn project_i8(name: &str, k: &Kernels) {
                 let initial = rng.range(-1 << 20, 1 << 20);
                 check_project(
                     name, k, &w, &bias, &requant, &x, rows, offset, accumulate, initial,
+                );
+            }
+        }
+    }
+    // Accumulators just past i32 with int8 codes (the i8 product paths), both signs.
+    for (wv, xv, bias) in [(127i8, 127i32, i32::MAX - 100), (-128, 127, i32::MIN + 100)] {
+        for cols in [8usize, 16, 40, 1000] {
+            let rows = 37;
+            let w = std::vec![wv; rows * cols];
+            let x = std::vec![xv; cols];
+            let bias: Vec<i32> = (0..rows)
+                .map(|r| if r % 3 == 0 { bias } else { 0 })
+                .collect();
+            let requant = random_requants(&mut rng, rows, -30);
+            for accumulate in [false, true] {
+                let initial = if accumulate { i32::MAX - 5 } else { 0 };
+                check_project(
+                    name, k, &w, &bias, &requant, &x, rows, 2, accumulate, initial,
                 );
             }
         }
@@ -692,6 +710,184 @@ pub(super) fn project_pair_i8(name: &str, k: &Kernels) {
     }
 }
 
+/// The LSTM gate oracle: the formulas of `generic::lstm::lstm_units_i8` in 64 bits, over the
+/// units every slice holds.
+fn oracle_lstm(gates: [&[i32]; 4], c: &mut [i32], h: &mut [i32], p: &super::LstmParams) {
+    use crate::quant::fixed::{sat_i16, shift_round};
+    use crate::quant::lut::{sigmoid_q15, tanh_q15};
+    let sat = |v: i64| i16::try_from(v.clamp(-32768, 32767)).unwrap_or(0);
+    let sigmoid = |v: i32| i64::from(sigmoid_q15(sat(i64::from(v))));
+    let tanh = |v: i64| i64::from(tanh_q15(sat(v)));
+    let frac = u32::from(p.cell_frac.min(15));
+    let units = gates
+        .iter()
+        .map(|g| g.len())
+        .fold(c.len().min(h.len()), usize::min);
+    for u in 0..units {
+        let (i, f, o) = (
+            sigmoid(gates[0][u]),
+            sigmoid(gates[1][u]),
+            sigmoid(gates[3][u]),
+        );
+        let g = tanh(i64::from(gates[2][u]));
+        let input = shift_round(i * g, 30 - frac);
+        let cell = i64::from(sat_i16(shift_round(f * i64::from(c[u]), 15) + input));
+        c[u] = cell as i32;
+        let q12 = if frac >= 12 {
+            shift_round(cell, frac - 12)
+        } else {
+            cell << (12 - frac)
+        };
+        let v = shift_round(o * tanh(q12), 15);
+        let code = i64::from(p.zero) + p.requant.apply(v);
+        h[u] = code.min(i64::from(p.hi)).max(i64::from(p.lo)) as i32;
+    }
+}
+
+/// One LSTM gate case through `k`, compared with the oracle: `c` and `h` bit for bit, values
+/// past the units untouched.
+fn check_lstm(name: &str, k: &Kernels, gates: [&[i32]; 4], c: &[i32], p: &super::LstmParams) {
+    let units = c.len();
+    let mut c_got: Vec<i32> = c.iter().copied().chain([0x5A5A]).collect();
+    let mut h_got: Vec<i32> = std::vec![-0x5A5A; units + 1];
+    let (mut c_want, mut h_want) = (c_got.clone(), h_got.clone());
+    (k.lstm_units_i8)(gates, &mut c_got[..units], &mut h_got[..units], p);
+    oracle_lstm(gates, &mut c_want[..units], &mut h_want[..units], p);
+    for u in 0..=units {
+        assert_eq!(
+            (c_got[u], h_got[u]),
+            (c_want[u], h_want[u]),
+            "{name} lstm unit {u} of {units}: gates {:?} c {:?} {p:?}",
+            gates.map(|g| g.get(u).copied()),
+            c.get(u),
+        );
+    }
+}
+
+/// Output requantizers: int8 codes (the fast rule), int16 codes, the ends of the shift range,
+/// and invalid ones (negative multiplier, huge zero point, crossed bounds).
+fn lstm_params(rng: &mut Rng) -> Vec<super::LstmParams> {
+    use crate::quant::Requant;
+    let mut out = Vec::new();
+    let factors = [
+        127.5 / 32768.0,
+        1.0 / 256.0,
+        0.2,
+        0.26,
+        1.0,
+        65535.0 / 65536.0,
+        3.0e-10,
+    ];
+    for (n, &factor) in factors.iter().enumerate() {
+        let requant = Requant::from_f64(factor).unwrap_or_default();
+        let (lo, hi) = if n % 3 == 2 {
+            (-32768, 32767)
+        } else {
+            (-128, 127)
+        };
+        out.push(super::LstmParams {
+            cell_frac: (n * 3) as u8,
+            requant,
+            zero: rng.range(-128, 127),
+            lo,
+            hi,
+        });
+    }
+    for shift in [-30i8, 1, 2, 3, 31, 32, 33, 60, 64, 100] {
+        out.push(super::LstmParams {
+            cell_frac: rng.range(0, 20) as u8,
+            requant: Requant {
+                multiplier: (1 << 30) | (rng.next() as i32 & 0x3FFF_FF00),
+                shift,
+            },
+            zero: rng.range(-300, 300),
+            lo: -128,
+            hi: 127,
+        });
+    }
+    let int8 = Requant::from_f64(1.0 / 256.0).unwrap_or_default();
+    for (multiplier, zero, lo, hi) in [
+        (i32::MIN, 3, -128, 127),
+        (-(1 << 30), 0, -128, 127),
+        (int8.multiplier, i32::MAX, -128, 127),
+        (int8.multiplier, i32::MIN, i32::MIN, i32::MAX),
+        (int8.multiplier, 1 << 30, i32::MIN, i32::MAX),
+        (int8.multiplier, -(1 << 30) - 1, i32::MIN, i32::MAX),
+        (int8.multiplier, 0, 5, -5),
+        (0, 7, -128, 127),
+    ] {
+        out.push(super::LstmParams {
+            cell_frac: 15,
+            requant: Requant {
+                multiplier,
+                shift: int8.shift,
+            },
+            zero,
+            lo,
+            hi,
+        });
+    }
+    out
+}
+
+pub(super) fn lstm_units_i8(name: &str, k: &Kernels) {
+    let mut rng = Rng(0x94D0_49BB_1331_11EB);
+    let extremes = [
+        i32::MIN,
+        -32769,
+        -32768,
+        -32767,
+        -1,
+        0,
+        1,
+        32767,
+        32768,
+        i32::MAX,
+    ];
+    let pre = |rng: &mut Rng| match rng.next() % 8 {
+        0 => extremes[(rng.next() % extremes.len() as u64) as usize],
+        1 => rng.next() as i32,
+        2 => rng.range(-32768, 32767),
+        _ => rng.range(-9000, 9000),
+    };
+    for p in lstm_params(&mut rng) {
+        // Every length through the vector tails, random values with the edges mixed in.
+        for units in 0..=MAX_COLS {
+            let gates: [Vec<i32>; 4] =
+                core::array::from_fn(|_| (0..units).map(|_| pre(&mut rng)).collect());
+            let c: Vec<i32> = (0..units).map(|_| rng.range(-32768, 32767)).collect();
+            check_lstm(name, k, gates.each_ref().map(Vec::as_slice), &c, &p);
+        }
+        // Each gate over every i16 pre-activation (and past it), and every i16 cell value.
+        let all: Vec<i32> = (-32768..=32767).chain(extremes).collect();
+        for gate in 0..4 {
+            let gates: [Vec<i32>; 4] = core::array::from_fn(|g| {
+                if g == gate {
+                    all.clone()
+                } else {
+                    all.iter().map(|_| pre(&mut rng)).collect()
+                }
+            });
+            let c: Vec<i32> = all.iter().map(|&v| v.clamp(-32768, 32767)).rev().collect();
+            check_lstm(name, k, gates.each_ref().map(Vec::as_slice), &c, &p);
+        }
+        // Cell values outside i16 in some units (a caller-written state), and slices of
+        // different lengths (the units all of them hold).
+        let gates: [Vec<i32>; 4] =
+            core::array::from_fn(|g| (0..40 + g).map(|_| pre(&mut rng)).collect());
+        let c: Vec<i32> = (0..45)
+            .map(|u| {
+                if u % 7 == 3 {
+                    extremes[u % extremes.len()]
+                } else {
+                    rng.range(-32768, 32767)
+                }
+            })
+            .collect();
+        check_lstm(name, k, gates.each_ref().map(Vec::as_slice), &c, &p);
+    }
+}
+
 /// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
 const ACTIVATION_TOL: f32 = 1e-6;
 
@@ -811,6 +1007,13 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn lstm_units_i8_is_exact() {
+                if let Some(k) = table() {
+                    lstm_units_i8($name, k);
+                }
+            }
+
+            #[test]
             fn dot_rows_i8_is_exact_at_the_extremes() {
                 if let Some(k) = table() {
                     dot_rows_i8_saturating($name, k);
@@ -833,6 +1036,46 @@ conformance!(
 );
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 conformance!(neon, "neon", Some(&crate::kernels::aarch64::neon::TABLE));
+
+/// The x86_64 tables read packed words as the i16 codes in natural order
+/// (`x86_64::packed_as_i16`), so their `pack_i16` must give the generic packing's words:
+/// every length through the vector tails, codes past i16, dirty and short buffers.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_pack_i16_is_the_natural_order() {
+    use crate::kernels::x86_64::avx512;
+    let mut rng = Rng(0x5851_F42D_4C95_7F2D);
+    for (name, table) in [
+        ("avx2", crate::kernels::x86_64::avx2::kernels()),
+        ("avx512", avx512::kernels()),
+        ("avx512vnni", avx512::kernels_vnni()),
+    ] {
+        let Some(k) = table_or_skip(name, table) else {
+            continue;
+        };
+        for len in 0..=MAX_COLS {
+            let codes: Vec<i32> = (0..len)
+                .map(|_| match rng.next() % 4 {
+                    0 => rng.next() as i32,
+                    1 => rng.range(-40_000, 40_000),
+                    _ => rng.range(-128, 127),
+                })
+                .collect();
+            let words = super::packed_len(len);
+            for short in [0, 1, 2] {
+                let words = (words + 1).saturating_sub(short);
+                let mut got = std::vec![0x3C3C_3C3Ci32; words];
+                let mut want = got.clone();
+                (k.pack_i16)(&codes, &mut got);
+                super::generic::pack_i16(&codes, &mut want);
+                assert_eq!(
+                    got, want,
+                    "{name} pack_i16 of {len} codes into {words} words"
+                );
+            }
+        }
+    }
+}
 
 /// Calls the kernels through the entry points the cells use and asserts that table `name` is
 /// the one in use and that its call counter moved.

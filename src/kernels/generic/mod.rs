@@ -1,6 +1,7 @@
 //! Portable scalar reference kernels. Every other kernel is tested against these.
 
 pub mod batch;
+pub mod lstm;
 
 use super::{project_rows_with, F32View, RowsI8};
 

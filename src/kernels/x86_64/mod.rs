@@ -8,6 +8,7 @@
 
 pub mod avx2;
 pub mod avx512;
+mod lstm;
 
 use super::Kernels;
 

@@ -8,7 +8,7 @@
 //!
 //! Gate activations (`avx2_activate`): sigmoid and tanh 8 lanes at a time from one `exp`
 //! polynomial (absolute error below 1e-6 against `libm`, NaN kept); other activations run the
-//! generic code.
+//! generic code. The integer LSTM gate kernel (`lstm.rs`) runs 8 units at a time, exact.
 //!
 //! Float sums: each row is accumulated in 8 lanes (column `c` in lane `c % 8`), the lanes are
 //! reduced by a fixed tree `((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7))`, and the row sum is added
@@ -22,6 +22,7 @@
 //! lane), so the result is the exact sum, the same bits as the generic kernel.
 
 mod batch;
+mod lstm;
 
 use core::arch::x86_64::*;
 
@@ -42,6 +43,7 @@ pub(crate) static TABLE: Kernels = Kernels {
     // The definition: two `avx2_project_i8` calls.
     project_pair_i8: None,
     matmul_f32: batch::avx2_matmul_f32,
+    lstm_units_i8: lstm::avx2_lstm_units_i8,
 };
 
 /// The AVX2 + FMA table, only when this CPU can run it: decided at compile time when the build

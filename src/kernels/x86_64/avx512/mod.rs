@@ -1,8 +1,9 @@
 //! AVX-512 kernels: table `avx512` (AVX-512 F + BW + VL, with AVX2 + FMA) and `avx512vnni`
-//! (the same plus AVX-512 VNNI). They override the integer kernels, `avx512_dot_rows_i8` and
-//! the integer projection (`project.rs`: exact, the generic kernel's bits; that file states the
-//! bounds that make its i32 sums exact and the vector requantization); every other entry is
-//! the AVX2 table's.
+//! (the same plus AVX-512 VNNI). They override the integer kernels: `avx512_dot_rows_i8`, the
+//! packing and the integer projection (`project.rs`: exact, the generic kernel's bits; that
+//! file states the bounds that make its i32 sums exact and the vector requantization), and the
+//! integer LSTM gate kernel (`lstm.rs`: 16 units per step, table lookups by gathers, exact);
+//! every other entry is the AVX2 table's.
 //!
 //! Float kernels stay AVX2's on purpose. A 512-bit f32 matvec that keeps their bits (two rows'
 //! 8-lane accumulators side by side in one register, the same reduction tree) measured 2-6%
@@ -12,6 +13,7 @@
 //! f32 paths at H >= 64 are bound by reading the weights from L2 anyway.
 
 mod batch;
+mod lstm;
 mod project;
 
 use crate::kernels::Kernels;
@@ -21,8 +23,10 @@ use crate::kernels::Kernels;
 static TABLE: Kernels = Kernels {
     name: "avx512",
     dot_rows_i8: project::avx512_dot_rows_i8,
+    pack_i16: project::avx512_pack_i16,
     project_i8: project::avx512_project_i8,
     matmul_f32: batch::avx512_matmul_f32,
+    lstm_units_i8: lstm::avx512_lstm_units_i8,
     ..super::avx2::TABLE
 };
 

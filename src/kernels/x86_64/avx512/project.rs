@@ -14,12 +14,19 @@
 //!   subtracted from each row sum after. Every partial sum is below `255 * 128 * 1024 < 2^26`
 //!   in size for the at most [`I8_COLS`] columns this path takes, so it is exact.
 //!
+//!   The i8 path computes the sums of up to 64 rows into a buffer before requantizing them
+//!   16 at a time ([`finish16`]), so products and requantization do not wait on each other;
+//!   rows of 4, 8 or 16 columns (small inputs) take whole rows from each 64-byte load
+//!   ([`short_rows`]) instead of one masked load per row.
+//!
 //! Requantization runs on the 8 rows' i64 accumulators (`bias + dot`) at once with the rule of
 //! [`crate::quant::Requant::apply`]: `(a * m + 2^(n-1)) >> n` with `n = 31 + shift`, the
 //! product by `vpmuldq`, the variable shifts by `vpsllvq` / `vpsravq`, saturation to i32 by
 //! `vpmovsqd`. That is the scalar code's own fast path, so it gives the same bits whenever the
 //! scalar code takes it (accumulator within i32, `n <= 62`: every real model); a group of rows
-//! where any lane is outside it runs the scalar rule instead.
+//! where any lane is outside it runs the scalar rule instead. The i16 path does this 8 rows at
+//! a time ([`finish`]); the i8 path's [`finish16`] takes 16 rows in i32 lanes, the accumulators
+//! checked for i32 overflow, and forms the 64-bit products of the even and the odd rows apart.
 
 use core::arch::x86_64::*;
 
@@ -323,7 +330,12 @@ unsafe fn narrow_codes(codes: &[i16], narrow: &mut [i8]) -> Option<i32> {
     (bad == 0).then(|| _mm512_reduce_add_epi32(sum))
 }
 
-/// The projection over i8 codes (`codes.len()` columns, `1..=I8_COLS`) whose sum is `sum`.
+/// Rows whose sums [`project_i8_vnni`] computes before requantizing them (on the stack).
+const GROUP: usize = 64;
+
+/// The projection over i8 codes (`codes.len()` columns, `1..=I8_COLS`) whose sum is `sum`:
+/// the row sums of up to [`GROUP`] rows into a buffer, then their requantization 16 rows at
+/// a time ([`finish16`]), so neither waits on the other.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW, VL and VNNI.
@@ -338,26 +350,234 @@ unsafe fn project_i8_vnni(
     let cols = codes.len();
     let held = out.len().min(rows.weights.len() / cols.max(1));
     let (w, x) = (rows.weights.as_ptr(), codes.as_ptr());
-    let offset = _mm256_set1_epi32(sum.wrapping_mul(128));
-    // Bounds as in `project_i16!`, with one chunk.
-    for (block, outs) in out[..held].chunks_mut(ROWS).enumerate() {
-        let r = block * ROWS;
-        // SAFETY: see "Bounds" above.
-        let sums = unsafe {
-            let wb = w.add(r * cols);
-            if outs.len() == ROWS {
-                sums_i8::<ROWS>(wb, cols, x, cols)
-            } else {
-                let mut one = [0i32; ROWS];
-                for (k, s) in one.iter_mut().enumerate().take(outs.len()) {
-                    *s = _mm256_cvtsi256_si32(sums_i8::<1>(wb.add(k * cols), cols, x, cols));
+    // The flipped weights' sums exceed the products' by 128 * sum(x) (see the module docs).
+    let offset = sum.wrapping_mul(128);
+    let mut sums = [0i32; GROUP];
+    // Bounds as in `project_i16!`, with one chunk: rows `r < held` hold `cols` weights from
+    // `r * cols`, and `x` holds `cols` codes.
+    for (group, outs) in out[..held].chunks_mut(GROUP).enumerate() {
+        let first = group * GROUP;
+        let nr = outs.len();
+        let dots = sums.as_mut_ptr();
+        // SAFETY: see "Bounds" above; `sums` holds `GROUP >= nr` values.
+        unsafe {
+            let wg = w.add(first * cols);
+            match cols {
+                4 => short_rows::<4>(wg, x, nr, dots),
+                8 => short_rows::<8>(wg, x, nr, dots),
+                16 => short_rows::<16>(wg, x, nr, dots),
+                _ => {
+                    let mut r = 0;
+                    while r + ROWS <= nr {
+                        let s = sums_i8::<ROWS>(wg.add(r * cols), cols, x, cols);
+                        _mm256_storeu_si256(dots.add(r).cast(), s);
+                        r += ROWS;
+                    }
+                    while r < nr {
+                        let s = sums_i8::<1>(wg.add(r * cols), cols, x, cols);
+                        *dots.add(r) = _mm256_cvtsi256_si32(s);
+                        r += 1;
+                    }
                 }
-                _mm256_loadu_si256(one.as_ptr().cast())
             }
-        };
-        let dots = _mm512_cvtepi32_epi64(_mm256_sub_epi32(sums, offset));
-        // SAFETY: the features are enabled here.
-        unsafe { finish(dots, rows, r, outs, accumulate) };
+        }
+        for (block, o) in outs.chunks_mut(LANES16).enumerate() {
+            let at = block * LANES16;
+            let lanes = mask32(o.len()) as __mmask16;
+            // SAFETY: `at + o.len() <= nr <= GROUP` values of `sums`; the features are
+            // enabled here.
+            unsafe {
+                let s = _mm512_maskz_loadu_epi32(lanes, sums.as_ptr().add(at));
+                finish16(s, offset, rows, first + at, o, accumulate);
+            }
+        }
+    }
+}
+
+/// Rows per [`finish16`].
+const LANES16: usize = 16;
+
+/// The flipped-weight sums (see [`sums_i8`]) of `nr` consecutive rows of `COLS` (4, 8 or
+/// 16) columns at `w`, whole rows of one 64-byte load at a time: `vpdpbusd` against `x`
+/// repeated across the vector gives each row's sum in `COLS / 4` neighbouring lanes, which
+/// are added and stored to `dots[..nr]`. Bytes past the rows are masked out (they become 128
+/// after the flip, so their lanes hold junk, which is never stored).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VL and VNNI; `w` must hold `nr * COLS` readable bytes, `x`
+/// `COLS` codes, `dots` `nr` writable values.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn short_rows<const COLS: usize>(w: *const u8, x: *const i8, nr: usize, dots: *mut i32) {
+    let per = 64 / COLS;
+    // SAFETY: `x` holds `COLS` codes (see `# Safety`).
+    let xv = unsafe {
+        match COLS {
+            4 => _mm512_set1_epi32(x.cast::<i32>().read_unaligned()),
+            8 => _mm512_set1_epi64(x.cast::<i64>().read_unaligned()),
+            _ => _mm512_broadcast_i32x4(_mm_loadu_si128(x.cast())),
+        }
+    };
+    let flip = _mm512_set1_epi8(-128);
+    let mut r = 0;
+    while r < nr {
+        let n = (nr - r).min(per);
+        // SAFETY: the mask covers the `n * COLS` bytes of rows `r..r + n` (see `# Safety`),
+        // and the stores the `n` values of `dots` from `r`.
+        unsafe {
+            let wv = _mm512_maskz_loadu_epi8(mask64(n * COLS), w.add(r * COLS).cast());
+            let v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(wv, flip), xv);
+            let m = mask32(n);
+            match COLS {
+                4 => _mm512_mask_storeu_epi32(dots.add(r), m as __mmask16, v),
+                8 => {
+                    let pairs = _mm512_add_epi32(v, _mm512_srli_epi64::<32>(v));
+                    _mm256_mask_storeu_epi32(
+                        dots.add(r),
+                        m as __mmask8,
+                        _mm512_cvtepi64_epi32(pairs),
+                    );
+                }
+                _ => {
+                    let pairs = _mm512_add_epi32(v, _mm512_srli_epi64::<32>(v));
+                    let quads = _mm512_add_epi32(pairs, _mm512_bsrli_epi128::<8>(pairs));
+                    let rows = _mm512_maskz_compress_epi32(0x1111, quads);
+                    _mm_mask_storeu_epi32(dots.add(r), m as __mmask8, _mm512_castsi512_si128(rows));
+                }
+            }
+        }
+        r += per;
+    }
+}
+
+/// `out[k] (+)= requant[first + k](bias[first + k] + sums[k] - offset)` saturated to i32, for
+/// the `out.len() <= 16` rows of one block, `sums[k] - offset` their exact i32 dot products.
+///
+/// `Requant::apply`'s fast path on 64-bit lanes, the even rows' and the odd rows' apart: with
+/// the accumulator `a` in i32 and `n = 31 + shift <= 62`, `p = a * m` (`vpmuldq`) is below
+/// `2^62` in size and `(p + 2^(n-1)) >> n` is `((p >> (n - 1)) + 1) >> 1` (nested floors), the
+/// same bits. The sum with `out` and the saturation to i32 run on the same 64-bit lanes. A
+/// block where a lane's accumulator leaves i32 or `n > 62` runs the scalar rule.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VL.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn finish16(
+    sums: __m512i,
+    offset: i32,
+    rows: &RowsI8<'_>,
+    first: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let nr = out.len().min(LANES16);
+    let lanes = mask32(nr) as __mmask16;
+    // Bias and requantizer lanes the views hold; the rest read as 0 (a zero factor), as the
+    // views' own accessors give.
+    let load = |bytes: &[u8]| -> __m512i {
+        let held = (bytes.len() / 4).saturating_sub(first).min(nr);
+        match bytes.get(first * 4..) {
+            // SAFETY: `held` values of 4 bytes are readable from `first * 4` (masked-out
+            // lanes are not read).
+            Some(from) if held > 0 => unsafe {
+                _mm512_maskz_loadu_epi32(mask32(held) as __mmask16, from.as_ptr().cast())
+            },
+            _ => _mm512_setzero_si512(),
+        }
+    };
+    let bias = load(rows.bias.as_bytes());
+    let packed = load(rows.requant.values().as_bytes());
+    let dots = _mm512_sub_epi32(sums, _mm512_set1_epi32(offset));
+    let acc = _mm512_add_epi32(dots, bias);
+    // The i32 sum overflowed where it has the sign of neither term.
+    let wrapped = _mm512_and_si512(_mm512_xor_si512(acc, dots), _mm512_xor_si512(acc, bias));
+    let wrapped = _mm512_cmplt_epi32_mask(wrapped, _mm512_setzero_si512());
+    // Requant::unpack: multiplier in the top 24 bits, shift in the low byte (sign-extended).
+    let m = _mm512_and_si512(packed, _mm512_set1_epi32(!0xFF));
+    let shift = _mm512_srai_epi32::<24>(_mm512_slli_epi32::<24>(packed));
+    let shift = _mm512_min_epi32(
+        _mm512_max_epi32(
+            shift,
+            _mm512_set1_epi32(crate::quant::fixed::MIN_SHIFT.into()),
+        ),
+        _mm512_set1_epi32(crate::quant::fixed::MAX_SHIFT.into()),
+    );
+    // n - 1 = 30 + shift, in 0..=61 on the fast path.
+    let n1 = _mm512_add_epi32(shift, _mm512_set1_epi32(30));
+    let long = _mm512_cmpgt_epi32_mask(n1, _mm512_set1_epi32(61));
+    if (wrapped | long) & lanes != 0 {
+        let mut lanes = [0i32; LANES16];
+        // SAFETY: `lanes` holds 16 i32.
+        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), dots) };
+        for (k, (o, &d)) in out.iter_mut().zip(&lanes).enumerate() {
+            let a = i64::from(rows.bias.get_or_zero(first + k)) + i64::from(d);
+            let v = rows.requant.get(first + k).apply(a);
+            let v = if accumulate { i64::from(*o) + v } else { v };
+            *o = clamp_to(v, i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        }
+        return;
+    }
+    let low = _mm512_set1_epi64(0xFFFF_FFFF);
+    let one = _mm512_set1_epi64(1);
+    let round = |a: __m512i, m: __m512i, n1: __m512i| -> __m512i {
+        _mm512_srai_epi64::<1>(_mm512_add_epi64(
+            _mm512_srav_epi64(_mm512_mul_epi32(a, m), n1),
+            one,
+        ))
+    };
+    let mut even = round(acc, m, _mm512_and_si512(n1, low));
+    let mut odd = round(
+        _mm512_srli_epi64::<32>(acc),
+        _mm512_srli_epi64::<32>(m),
+        _mm512_srli_epi64::<32>(n1),
+    );
+    let out_ptr = out.as_mut_ptr();
+    if accumulate {
+        // SAFETY: `out` holds `nr` values; masked-out lanes are not read.
+        let old = unsafe { _mm512_maskz_loadu_epi32(lanes, out_ptr.cast_const()) };
+        even = _mm512_add_epi64(even, _mm512_srai_epi64::<32>(_mm512_slli_epi64::<32>(old)));
+        odd = _mm512_add_epi64(odd, _mm512_srai_epi64::<32>(old));
+    }
+    let sat = |v: __m512i| {
+        _mm512_min_epi64(
+            _mm512_max_epi64(v, _mm512_set1_epi64(i32::MIN.into())),
+            _mm512_set1_epi64(i32::MAX.into()),
+        )
+    };
+    let v = _mm512_mask_blend_epi32(0xAAAA, sat(even), _mm512_slli_epi64::<32>(sat(odd)));
+    // SAFETY: as above, for the store.
+    unsafe { _mm512_mask_storeu_epi32(out_ptr, lanes, v) };
+}
+
+/// The `avx512` tables' `pack_i16`: [`generic::pack_i16`]'s natural order and saturation,
+/// 16 codes per step by `vpmovsdw` (the projections read the words as i16 codes).
+pub(super) fn avx512_pack_i16(codes: &[i32], packed: &mut [i32]) {
+    // The codes the generic kernel packs: as many pairs as there are words.
+    let n = codes.len().min(packed.len().saturating_mul(2));
+    // SAFETY: reachable only through the `avx512` tables (see `avx512_project_i8`).
+    unsafe { pack_i16(&codes[..n], packed) }
+}
+
+/// See [`avx512_pack_i16`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VL; `packed` must hold `codes.len().div_ceil(2)` words.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_i16(codes: &[i32], packed: &mut [i32]) {
+    let (x, out) = (codes.as_ptr(), packed.as_mut_ptr().cast::<i16>());
+    let mut c = 0;
+    while c < codes.len() {
+        let n = (codes.len() - c).min(16);
+        // SAFETY: the load mask covers codes `c..c + n`; the store covers `n` rounded up to
+        // even i16 lanes, within the `div_ceil(2)` words from word `c / 2` (an odd last code's
+        // partner is a masked-out lane's 0, as in the generic packing).
+        unsafe {
+            let v = _mm512_maskz_loadu_epi32(mask32(n) as __mmask16, x.add(c));
+            let lanes = mask32((n + 1) & !1) as __mmask16;
+            _mm256_mask_storeu_epi16(out.add(c), lanes, _mm512_cvtsepi32_epi16(v));
+        }
+        c += 16;
     }
 }
 
