@@ -6,6 +6,7 @@
 
 use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
+use crate::kernels::generic::lstm;
 use crate::kernels::{
     dot_rows_i8, pack_i16, packed_len, project_i8, project_pair_i8, project_rows_with, I32View,
     ProjectionI8, RequantView, RowsI8,
@@ -108,49 +109,6 @@ fn side<'a>(
         },
         packed: p.words,
         cols: p.cols,
-    }
-}
-
-/// One block of LSTM units: their `h` and `c` values and the pre-activations of their four
-/// gates (i, f, c, o), with the cell state's format.
-struct LstmUnits<'a> {
-    h: &'a mut [i32],
-    c: &'a mut [i32],
-    gates: [&'a [i32]; 4],
-    cell: CellFormat,
-}
-
-/// The cell state's fractional bits `frac` (`0..=15`) and its conversion to Q3.12.
-#[derive(Clone, Copy)]
-struct CellFormat {
-    frac: u32,
-    /// `12 - frac` if positive, else 0.
-    up: u32,
-    /// `frac - 12` if positive, else 0.
-    down: u32,
-    /// `2^(down - 1)`, or 0 when `down` is 0.
-    half: i32,
-}
-
-impl CellFormat {
-    fn new(frac: u8) -> Self {
-        let frac = u32::from(frac.min(15));
-        let (up, down) = (12u32.saturating_sub(frac), frac.saturating_sub(12));
-        Self {
-            frac,
-            up,
-            down,
-            half: (1i32 << down) >> 1,
-        }
-    }
-
-    /// A cell value in Q3.12: `shift_round32(c, frac - 12)` for `frac >= 12`, else
-    /// `c << (12 - frac)`, without a branch: one of the two shifts is 0, and
-    /// `(v + 2^(n-1)) >> n` is `shift_round32(v, n)` for `n >= 1` (with `half` 0, the identity
-    /// for `n = 0`). `|c| <= 2^15` and `up <= 12`, so `|c << up| <= 2^27`: no overflow.
-    #[inline]
-    fn q12(&self, c: i32) -> i32 {
-        ((c << self.up) + self.half) >> self.down
     }
 }
 
@@ -346,7 +304,7 @@ impl IntCell {
     ) {
         let units = h.len();
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
-        let cell = CellFormat::new(self.quant.cell_frac_bits);
+        let cell = lstm::CellFormat::new(self.quant.cell_frac_bits);
         let codes = self.output_codes();
         // Both projections of every gate row, `W x + U h`, each block of rows in one call.
         let wx = side(w.kernel, w.bias_x, w.requant_x, x);
@@ -391,22 +349,20 @@ impl IntCell {
             else {
                 return;
             };
-            let units = LstmUnits {
-                h: hs,
-                c: cs,
-                gates: [gi, gf, gc, go],
-                cell,
-            };
+            let (gates, c, h) = ([gi, gf, gc, go], cs, hs);
             // The activations are chosen once per block, not per value: the usual pair runs
             // the kernel table's gate kernel (vector table lookups on hosts; every table is
-            // held to this loop's formulas bit for bit), any other pair the general loop.
+            // held to the generic loop's formulas bit for bit), any other pair that loop with
+            // the general activations.
             match (ra, a) {
                 (Activation::Sigmoid, Activation::Tanh) => {
-                    let LstmUnits { h, c, gates, .. } = units;
                     crate::kernels::lstm_units_i8(gates, c, h, &params);
                 }
-                _ => lstm_units(
-                    units,
+                _ => lstm::lstm_units::<false>(
+                    gates,
+                    c,
+                    h,
+                    cell,
                     &codes,
                     |p| activate_q15(ra, p),
                     |p| activate_q15(a, p),
@@ -437,18 +393,18 @@ impl IntCell {
         };
         // As for the LSTM: the usual pair with both tables inlined, any other the general one.
         match (ra, a) {
-            (Activation::Sigmoid, Activation::Tanh) => self.gru_with(
-                w,
-                io,
-                |p| i32::from(lut::sigmoid_q15(sat_i16_32(p))),
-                |p| i32::from(lut::tanh_q15(sat_i16_32(p))),
-            ),
-            _ => self.gru_with(w, io, |p| activate_q15(ra, p), |p| activate_q15(a, p)),
+            // The sigmoid's values are never negative (test `cell_activations_match`).
+            (Activation::Sigmoid, Activation::Tanh) => {
+                self.gru_with::<true>(w, io, lut::sigmoid_q15_sat, lut::tanh_q15_sat)
+            }
+            _ => self.gru_with::<false>(w, io, |p| activate_q15(ra, p), |p| activate_q15(a, p)),
         }
     }
 
-    /// The GRU step with the recurrent activation `ra` and the activation `a`.
-    fn gru_with(
+    /// The GRU step with the recurrent activation `ra` and the activation `a`;
+    /// `NON_NEGATIVE_Z` when `ra` never returns a negative value.
+    #[inline(never)]
+    fn gru_with<const NON_NEGATIVE_Z: bool>(
         &self,
         w: &IntDirectionViews<'_>,
         io: GruIo<'_, '_>,
@@ -495,16 +451,34 @@ impl IntCell {
             return;
         };
         if reset_after {
-            // Every input of a unit is ready: its gates and its new `h` in one pass.
-            let lanes = zx_h.iter().zip(zx_z.iter()).zip(zx_r.iter());
+            // Every input of a unit is ready. Two passes, each with few enough streams and
+            // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
+            // gate values are i16 (activation outputs), so `z` and the candidate of a unit
+            // travel as one word, written over the candidate's input-side part.
+            let lanes = zx_h.iter_mut().zip(zx_z.iter()).zip(zx_r.iter());
             let recurrent = zh_z.iter().zip(zh_r.iter()).zip(reset_h.iter());
-            for ((((&cand, &xz), &xr), ((&hz, &hr), &hh)), hv) in
-                lanes.zip(recurrent).zip(h.iter_mut())
-            {
+            for (((cand, &xz), &xr), ((&hz, &hr), &hh)) in lanes.zip(recurrent) {
                 let z = ra(xz.saturating_add(hz));
                 let r = ra(xr.saturating_add(hr));
-                let candidate = a(reset_candidate(cand, r, hh));
-                *hv = codes.code(blend(z, to_q15.q15(*hv), candidate));
+                let candidate = if NON_NEGATIVE_Z {
+                    a(reset_candidate_gate(*cand, r, hh))
+                } else {
+                    a(reset_candidate(*cand, r, hh))
+                };
+                *cand = gate_word(z, candidate);
+            }
+            // The same loop twice for the usual activations: under the test, the compiler
+            // drops the per-unit tests of the two fast paths and clamps int8 codes with one
+            // `ssat` (about 120 bytes of code for 9 instructions per unit on a Cortex-M4).
+            #[allow(clippy::if_same_then_else)]
+            if NON_NEGATIVE_Z
+                && codes.is_fast()
+                && to_q15.scale.is_fast()
+                && codes.bounds() == (-128, 127)
+            {
+                gru_update::<NON_NEGATIVE_Z>(h, zx_h, &codes, &to_q15);
+            } else {
+                gru_update::<NON_NEGATIVE_Z>(h, zx_h, &codes, &to_q15);
             }
         } else {
             let qmax = i64::from(self.hi);
@@ -548,49 +522,40 @@ impl IntCell {
     }
 }
 
-/// The LSTM update of one block of units from their gate pre-activations, with the
-/// recurrent activation `ra` and the activation `a`, writing `h` as `codes` maps it.
-#[inline]
-fn lstm_units(
-    units: LstmUnits<'_>,
+/// The GRU's new `h` codes from the old ones and each unit's update gate value `z` and
+/// candidate value, packed as `z << 16 | candidate & 0xFFFF` (both i16). With
+/// `NON_NEGATIVE_Z`, `z` is unpacked by a logical shift, the same value for `z >= 0`, which
+/// tells the compiler that [`blend`] takes its 32-bit formula. Inlined into each caller, so
+/// a caller's tests specialize it.
+#[inline(always)]
+fn gru_update<const NON_NEGATIVE_Z: bool>(
+    h: &mut [i32],
+    gates: &[i32],
     codes: &ToCodes,
-    ra: impl Fn(i32) -> i32,
-    a: impl Fn(i32) -> i32,
+    to_q15: &HToQ15,
 ) {
-    let LstmUnits { h, c, gates, cell } = units;
-    let [gi, gf, gc, go] = gates;
-    for (((((hv, cv), &pi), &pf), &pc), &po) in h
-        .iter_mut()
-        .zip(c.iter_mut())
-        .zip(gi)
-        .zip(gf)
-        .zip(gc)
-        .zip(go)
-    {
-        // Gate values are Q0.15 (|v| <= 2^15), so every product below is at most 2^30 and
-        // the rounding shifts are exact in 32 bits (64-bit products are library calls on
-        // Cortex-M0); only a cell value outside i16, which no step writes, takes 64 bits.
-        let (i, f, g, o) = (ra(pi), ra(pf), a(pc), ra(po));
-        let input = shift_round32(i * g, 30 - cell.frac);
-        let c_new = match i16::try_from(*cv) {
-            Ok(c) => (shift_round32(f * i32::from(c), 15) + input).clamp(-32768, 32767),
-            Err(_) => wide_cell(f, *cv, input),
-        };
-        *cv = c_new;
-        let t = a(cell.q12(c_new).clamp(-32768, 32767));
-        // o * t is Q0.30; output_requant maps Q0.15, so drop 15 bits first. |o * t| <= 2^30,
-        // so the Q0.15 value is in [-2^15, 2^15], where `ToCodes` never leaves 32 bits.
-        *hv = codes.code(shift_round32(o * t, 15));
+    for (&word, hv) in gates.iter().zip(h.iter_mut()) {
+        let (z, candidate) = gate_values::<NON_NEGATIVE_Z>(word);
+        *hv = codes.code(blend(z, to_q15.q15(*hv), candidate));
     }
 }
 
-/// `sat16(round(f * c >> 15) + input)` for a cell value outside i16 (a caller-written state;
-/// no step writes one), in 64 bits. Out of line: the gate loop never takes it.
-#[cold]
-#[inline(never)]
-fn wide_cell(f: i32, c: i32, input: i32) -> i32 {
-    let forget = shift_round(i64::from(f) * i64::from(c), 15);
-    i32::from(sat_i16(forget + i64::from(input)))
+/// Two i16 gate values `z` and `candidate` as one word, `z` in the high half.
+#[inline]
+fn gate_word(z: i32, candidate: i32) -> i32 {
+    (z << 16) | (candidate & 0xFFFF)
+}
+
+/// The values [`gate_word`] packed (`z` by a logical shift with `NON_NEGATIVE_Z`, the same
+/// value for `z >= 0`).
+#[inline]
+fn gate_values<const NON_NEGATIVE_Z: bool>(word: i32) -> (i32, i32) {
+    let z = if NON_NEGATIVE_Z {
+        ((word as u32) >> 16) as i32
+    } else {
+        word >> 16
+    };
+    (z, (word << 16) >> 16)
 }
 
 /// What one GRU step reads and writes besides its weights.
@@ -612,14 +577,14 @@ struct HToQ15 {
 
 impl HToQ15 {
     /// The Q0.15 value of `code`: 32-bit work for the codes of real models (see
-    /// [`SmallRequant::apply32`]), the 64-bit formula otherwise.
+    /// [`SmallRequant::apply_small`]), the 64-bit formula otherwise. A saturated difference
+    /// is out of the fast range, so it takes the 64-bit formula like an overflowing one.
     #[inline]
     fn q15(&self, code: i32) -> i32 {
-        match code
-            .checked_sub(self.zero)
-            .and_then(|c| self.scale.apply32(c))
-        {
-            Some(v) => v.clamp(-32768, 32768),
+        match self.scale.apply_small(code.saturating_sub(self.zero)) {
+            // `clamp(v, -32768, 32768)` as a saturation to i16 and a conditional increment:
+            // no 0xFFFF8000 constant to build.
+            Some(v) => i32::from(sat_i16_32(v)) + i32::from(v > 32767),
             None => self.q15_wide(code),
         }
     }
@@ -641,11 +606,26 @@ impl HToQ15 {
 /// formula.
 #[inline]
 fn reset_candidate(cand: i32, r: i32, hh: i32) -> i32 {
-    match i16::try_from(hh) {
-        Ok(hh) => i32::from(sat_i16_32(
-            cand.saturating_add(shift_round32(r * i32::from(hh), 15)),
-        )),
-        Err(_) => reset_candidate_wide(cand, r, hh),
+    // `hh` fits i16 when saturating leaves it unchanged (an `ssat` and a compare).
+    if i32::from(sat_i16_32(hh)) == hh {
+        i32::from(sat_i16_32(cand.saturating_add(shift_round32(r * hh, 15))))
+    } else {
+        reset_candidate_wide(cand, r, hh)
+    }
+}
+
+/// [`reset_candidate`] for a gate value `r` in `[0, 2^15)` (a sigmoid's): where the core
+/// multiplies into 64 bits, `r * hh` is exact there for any `hh`, and its rounding shift
+/// `floor((r * hh + 2^14) / 2^15)` is within `(-2^31, 2^31)` (`|r * hh| < 2^15 * 2^31`), so it
+/// fits i32 and the saturating sum clamps to the same i16 as the exact one: no test of `hh`.
+/// Elsewhere (a library call on Cortex-M0), [`reset_candidate`].
+#[inline]
+fn reset_candidate_gate(cand: i32, r: i32, hh: i32) -> i32 {
+    if crate::quant::fixed::WIDE_MULTIPLY {
+        let gated = (i64::from(r) * i64::from(hh) + (1 << 14)) >> 15;
+        i32::from(sat_i16_32(cand.saturating_add(gated as i32)))
+    } else {
+        reset_candidate(cand, r, hh)
     }
 }
 
@@ -662,11 +642,15 @@ fn reset_candidate_wide(cand: i32, r: i32, hh: i32) -> i32 {
 /// For `z >= 0` (sigmoid and hard sigmoid gates always) both weights `z` and `32768 - z` are
 /// non-negative and sum to `2^15`, so the sum is at most `2^15 * 2^15 = 2^30` in magnitude and
 /// the whole formula is exact in 32 bits. A negative `z` (a tanh gate) weighs `hh` by up to
-/// `2^16`: 64 bits, whose result (at most `3 * 2^15` in magnitude) fits i32.
+/// `2^16`: 64 bits, whose result (at most `3 * 2^15` in magnitude) fits i32. The test is
+/// `z >= 0` alone (gate values are below `2^15`), which the compiler drops after a sigmoid
+/// whose result it knows is not negative ([`lut::sigmoid_q15_sat`]); the wrapping operations
+/// never wrap in the domain and keep a value outside it from panicking.
 #[inline]
 fn blend(z: i32, h: i32, hh: i32) -> i32 {
-    if (0..=32768).contains(&z) {
-        shift_round32(z * h + (32768 - z) * hh, 15)
+    if z >= 0 {
+        let sum = z.wrapping_mul(h).wrapping_add((32768 - z).wrapping_mul(hh));
+        sum.wrapping_add(1 << 14) >> 15
     } else {
         blend_wide(z, h, hh)
     }
@@ -728,23 +712,6 @@ mod tests {
             .chain([lo, lo + 1, -1, 0, 1, hi - 1, hi])
     }
 
-    /// The branch-free conversion to Q3.12 against the two-branch rule, exhaustively.
-    #[test]
-    fn cell_q12_matches_the_two_shifts() {
-        for frac in 0..=20u8 {
-            let cell = CellFormat::new(frac);
-            let f = u32::from(frac.min(15));
-            for c in -32768..=32767 {
-                let want = if f >= 12 {
-                    shift_round32(c, f - 12)
-                } else {
-                    c << (12 - f)
-                };
-                assert_eq!(cell.q12(c), want, "{frac} {c}");
-            }
-        }
-    }
-
     /// The 32-bit `reset_after` candidate against the 64-bit formula: every gate value `r`
     /// against spread `cand` and `hh` (the whole i32 range, i16 values densely).
     #[test]
@@ -770,6 +737,9 @@ mod tests {
                     let pre = i64::from(cand) + shift_round(i64::from(r) * i64::from(hh), 15);
                     let want = i32::from(sat_i16(pre));
                     assert_eq!(reset_candidate(cand, r, hh), want, "{cand} {r} {hh}");
+                    if r >= 0 {
+                        assert_eq!(reset_candidate_gate(cand, r, hh), want, "{cand} {r} {hh}");
+                    }
                 }
             }
         }
@@ -792,6 +762,25 @@ mod tests {
         }
     }
 
+    /// The GRU's gate words give back both i16 values: every `z` (the non-negative ones by
+    /// the logical shift too) against spread candidates.
+    #[test]
+    fn gate_words_round_trip() {
+        for z in -32768..=32767 {
+            for candidate in spread(-32768, 32767, 257) {
+                let word = gate_word(z, candidate);
+                assert_eq!(
+                    gate_values::<false>(word),
+                    (z, candidate),
+                    "{z} {candidate}"
+                );
+                if z >= 0 {
+                    assert_eq!(gate_values::<true>(word), (z, candidate), "{z} {candidate}");
+                }
+            }
+        }
+    }
+
     /// `h` codes to Q0.15 against `h_to_q15.apply` for every code of both modes' ranges.
     #[test]
     fn h_to_q15_matches_apply() {
@@ -800,6 +789,14 @@ mod tests {
             (1.0 / 127.0, 5),
             (2.0 / 65535.0, 0),
             (0.3, 7),
+            // Factors at both ends of the one-product range (n = 16 and 32) and past them,
+            // and zero points whose difference with a code saturates.
+            (20_000.0 / 32768.0, 3),
+            (0.3 / 32768.0, -2),
+            (0.2 / 32768.0, 0),
+            (40_000.0 / 32768.0, 1),
+            (1.0 / 127.0, i32::MAX),
+            (1.0 / 127.0, i32::MIN),
         ] {
             let requant = crate::quant::Requant::from_f64(scale * 32768.0).unwrap();
             let to = HToQ15 {

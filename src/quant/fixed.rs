@@ -137,13 +137,16 @@ impl Requant {
 
 /// [`Requant::apply`] prepared once for many 32-bit values: for factors with `n = 31 + shift`
 /// in `16..=31` (from `2^-16` up to 2: e.g. int8 codes to Q0.15, about 257) and
-/// `|a| < 2^14`, 32-bit multiplies and shifts only; anything else calls `apply`. Same bits
-/// (test `small_requant_matches_apply`, exhaustive in `a`).
+/// `|a| < 2^14`, 32-bit multiplies and shifts only (where the core multiplies into 64 bits,
+/// one rounding high-word product: [`SmallRequant::apply_high`]); anything else calls
+/// `apply`. Same bits (test `small_requant_matches_apply`, exhaustive in `a`).
 #[derive(Debug, Clone, Copy)]
 pub struct SmallRequant {
     requant: Requant,
     /// `n` when the fast path applies to this factor, else 0.
     n: u32,
+    /// `32 - n` when [`SmallRequant::apply_high`] applies (`n` in `16..=32`), else 32.
+    up: u32,
 }
 
 impl SmallRequant {
@@ -154,7 +157,51 @@ impl SmallRequant {
         Self {
             requant,
             n: if fast { n as u32 } else { 0 },
+            up: if (16..=32).contains(&n) {
+                (32 - n) as u32
+            } else {
+                32
+            },
         }
+    }
+
+    /// Whether [`SmallRequant::apply_small`] has a fast path for this factor (then it declines
+    /// only inputs out of its range).
+    #[inline]
+    pub fn is_fast(&self) -> bool {
+        if WIDE_MULTIPLY {
+            self.up <= 16
+        } else {
+            self.n != 0
+        }
+    }
+
+    /// `requant.apply(a)` by the cheapest exact route this target has for small `a`:
+    /// [`SmallRequant::apply_high`] where the core multiplies into 64 bits,
+    /// [`SmallRequant::apply32`] elsewhere (`None` when it cannot).
+    #[inline]
+    pub fn apply_small(&self, a: i32) -> Option<i32> {
+        if WIDE_MULTIPLY {
+            self.apply_high(a)
+        } else {
+            self.apply32(a)
+        }
+    }
+
+    /// `requant.apply(a)` as one rounding high-word product, for `n` in `16..=32` and
+    /// `|a| <= 2^14` (`None` otherwise): with `k = 32 - n` (`0..=16`), `a * 2^k` fits i32
+    /// (`|a * 2^k| <= 2^30`) and `floor((a * 2^k * m + 2^31) / 2^32)` is
+    /// `floor((a * m + 2^(n-1)) / 2^n)` (numerator and denominator divided by `2^k`), which
+    /// is `apply`'s rule. On a Cortex-M4 the product is one `smmulr`; any sign of `m` works.
+    #[inline]
+    pub fn apply_high(&self, a: i32) -> Option<i32> {
+        let k = self.up;
+        // `a` is in range when saturating it to 15 bits leaves it unchanged (an `ssat`).
+        if k > 16 || a.clamp(-16384, 16383) != a {
+            return None;
+        }
+        let product = i64::from(a << k) * i64::from(self.requant.multiplier);
+        Some(((product + (1 << 31)) >> 32) as i32)
     }
 
     /// `requant.apply(a)`, in 32 bits when it can (`None` when it cannot).
@@ -192,7 +239,7 @@ impl SmallRequant {
 /// `edgernn_arm_dsp` (see `build.rs`); ARMv6-M has no `smull`, so an `i64` product there is a
 /// library call (`__aeabi_lmul`). ARMv7-M does have `smull` but takes the split product too:
 /// correct, a few instructions slower, and no stable `cfg` tells the two apart.
-const WIDE_MULTIPLY: bool = !cfg!(target_arch = "arm") || cfg!(edgernn_arm_dsp);
+pub(crate) const WIDE_MULTIPLY: bool = !cfg!(target_arch = "arm") || cfg!(edgernn_arm_dsp);
 
 /// `floor(a * m / 2^32)`, the high word of the exact 64-bit product (`smull`'s high register
 /// on a Cortex-M4, one `imul` on x86-64).
@@ -308,8 +355,9 @@ pub struct ToCodes {
     zero: i32,
     lo: i32,
     hi: i32,
-    /// `min(n - 33, 31)` when `n >= 33` and the multiplier is not negative, else `None`.
-    high_shift: Option<u32>,
+    /// `min(n - 33, 31)` when `n >= 33`, else 32 (no fast path): one register for the
+    /// shift and the check.
+    high_shift: u32,
     /// `(n, 2^(n-1))` when `n <= 62` and the multiplier is not negative, else `None`.
     wide: Option<(u32, i64)>,
 }
@@ -317,10 +365,16 @@ pub struct ToCodes {
 impl ToCodes {
     /// Prepares `clamp(zero + requant.apply(v), lo, hi)` (`lo` wins if the bounds cross, as in
     /// [`clamp_to`]).
+    // Out of line (once per step): inlined, LLVM re-derives the fast-path check from the
+    // shift byte in every gate loop iteration instead of testing the prepared shift.
+    #[inline(never)]
     pub fn new(requant: Requant, zero: i32, lo: i32, hi: i32) -> Self {
         let n = 31 + i32::from(requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
         let positive = requant.multiplier >= 0;
-        let high_shift = (n >= 33 && positive).then_some((n - 33).min(31) as u32);
+        // Any sign of multiplier: the rounding identity and the bounds in `code` hold for
+        // `|m| <= 2^31` (and a known-positive one made LLVM widen the product by `umull`
+        // and `mla` instead of one `smmul`).
+        let high_shift = if n >= 33 { (n - 33).min(31) as u32 } else { 32 };
         // `n >= 1` always (`MIN_SHIFT` is -30); the clamp only keeps the unused shift of
         // larger `n` in range.
         let wide = (n <= 62 && positive).then_some((n as u32, 1i64 << (n.clamp(1, 62) - 1)));
@@ -334,14 +388,33 @@ impl ToCodes {
         }
     }
 
+    /// The code range `(lo, hi)`.
+    #[inline]
+    pub fn bounds(&self) -> (i32, i32) {
+        (self.lo, self.hi)
+    }
+
+    /// Whether [`ToCodes::code`] takes its fast path for every `v` (a loop under this test
+    /// lets the compiler drop the per-value test).
+    #[inline]
+    pub fn is_fast(&self) -> bool {
+        if cfg!(target_pointer_width = "64") {
+            self.wide.is_some()
+        } else {
+            self.high_shift <= 31
+        }
+    }
+
     /// The code of `v`.
     ///
     /// The fast path is [`Requant::apply`]'s 32-bit-core rule, `((t >> (n - 33)) + 1) >> 1`
     /// with `t = floor(v * m / 2^32)`, which equals `(v * m + 2^(n-1)) >> n` for `n` in
     /// `33..=62` (see `round_shift_high`). For `n > 62`, `apply` takes its 128-bit path, which
-    /// gives 0: `|v * m| < 2^31 * 2^31 = 2^62 <= 2^(n-1)`; here `t` is in `[-2^30, 2^30)` and
-    /// is shifted by at least 30 (at most 31, a valid i32 shift), leaving -1 or 0, which rounds
-    /// to 0 too. `t >> s` is at most `2^30` in magnitude, so `+ 1` cannot overflow, and
+    /// gives `floor((p + 2^(n-1)) / 2^n)` for `|p| = |v * m| <= 2^62`: 0, or 1 for `p = 2^62`
+    /// and `n = 63` (both factors `i32::MIN`, a negative multiplier no valid blob holds). Here
+    /// `t` is in `[-2^30, 2^30]`, the shift `min(n - 33, 31)` still gives
+    /// `floor(p / 2^(n-1))` (-1 or 0 for `n >= 64`, 0 or 1 for `n = 63`), so the rounding
+    /// matches. `t >> s` is at most `2^30` in magnitude, so `+ 1` cannot overflow, and
     /// `zero + r` saturating instead of widening gives the same code after the clamp, whose
     /// bounds are i32.
     #[inline]
@@ -358,12 +431,23 @@ impl ToCodes {
                     i64::from(self.hi),
                 ) as i32;
             }
-        } else if let Some(s) = self.high_shift {
-            let t = mul_high_fast(v, self.requant.multiplier);
-            let r = ((t >> s) + 1) >> 1;
-            return r.saturating_add(self.zero).min(self.hi).max(self.lo);
+        } else if let Some(code) = self.code_high(v) {
+            return code;
         }
         self.code_wide(v)
+    }
+
+    /// The 32-bit cores' fast path of [`ToCodes::code`] (`None` for factors it does not
+    /// cover); apart so that the host tests run it too.
+    #[inline]
+    fn code_high(&self, v: i32) -> Option<i32> {
+        let s = self.high_shift;
+        if s > 31 {
+            return None;
+        }
+        let t = mul_high_fast(v, self.requant.multiplier);
+        let r = ((t >> s) + 1) >> 1;
+        Some(r.saturating_add(self.zero).min(self.hi).max(self.lo))
     }
 
     /// The reference: [`Requant::apply`] in 64 bits and more.
@@ -626,13 +710,15 @@ mod tests {
         };
         let bounds = [(-128, 127), (-32768, 32767), (0, 255), (5, -5)];
         for shift in i8::MIN..=i8::MAX {
-            for case in 0..6 {
+            for case in 0..8 {
                 let multiplier = match case {
                     0 => 0,
                     1 => 1 << 30,
                     2 => i32::MAX,
                     3 => (1 << 30) | (next() as i32 & 0x3FFF_FF00),
                     4 => next() as i32,
+                    6 => i32::MIN,
+                    7 => -(1 << 30) - (next() as i32 & 0x3FFF_FFFF),
                     _ => (1 << 30) | (next() as i32 & 0x3FFF_FFFF),
                 };
                 let r = Requant { multiplier, shift };
@@ -651,9 +737,13 @@ mod tests {
                         i64::from(hi),
                     ) as i32;
                     assert_eq!(t.code(v), want, "{r:?} zero {zero} [{lo}, {hi}] v {v}");
+                    // The 32-bit cores' path, which `code` does not take on this host.
+                    if let Some(got) = t.code_high(v) {
+                        assert_eq!(got, want, "high {r:?} zero {zero} [{lo}, {hi}] v {v}");
+                    }
                 };
                 (-98_304..=98_304).step_by(61).for_each(check);
-                if case == 5 {
+                if case == 5 || case == 7 {
                     (-32768..=32768).for_each(check);
                 }
                 [
@@ -682,17 +772,29 @@ mod tests {
             seed
         };
         for shift in -18i8..=3 {
-            for case in 0..4 {
+            for case in 0..5 {
                 let multiplier = match case {
                     0 => 1 << 30,
                     1 => i32::MAX,
                     2 => -(next() as i32 & 0x7FFF_FFFF),
+                    3 => i32::MIN,
                     _ => (1 << 30) | (next() as i32 & 0x3FFF_FFFF),
                 };
                 let r = Requant { multiplier, shift };
                 let s = SmallRequant::new(r);
                 for a in (-20_000..=20_000).chain([i32::MIN, i32::MAX]) {
-                    assert_eq!(s.apply(i64::from(a)), r.apply(i64::from(a)), "{r:?} {a}");
+                    let want = r.apply(i64::from(a));
+                    assert_eq!(s.apply(i64::from(a)), want, "{r:?} {a}");
+                    for got in [s.apply32(a), s.apply_high(a), s.apply_small(a)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        assert_eq!(i64::from(got), want, "{r:?} {a}");
+                    }
+                    let n = 31 + i32::from(shift);
+                    if (16..=32).contains(&n) && (-16384..=16383).contains(&a) {
+                        assert!(s.apply_high(a).is_some(), "{r:?} {a}");
+                    }
                 }
                 assert_eq!(s.apply(1 << 40), r.apply(1 << 40));
             }

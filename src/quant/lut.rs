@@ -65,10 +65,95 @@ const fn unfold(left: &[i16; 129], mirror: i32) -> [i16; 257] {
     full
 }
 
-#[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-static SIGMOID_FULL: [i16; 257] = unfold(&SIGMOID_Q15, 32768);
-#[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-static TANH_FULL: [i16; 257] = unfold(&TANH_Q15, 0);
+/// An unfolded table as the little-endian bytes of its samples: two adjacent samples are then
+/// one (unaligned) 32-bit load, which x86-64, AArch64 and the Arm cores with the DSP
+/// extension do in one instruction. Other targets (RISC-V microcontrollers, which split a
+/// load of unknown alignment into bytes) keep `[i16; 257]` tables.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+const fn to_bytes(samples: &[i16; 257]) -> [u8; 514] {
+    let mut bytes = [0u8; 514];
+    let mut k = 0;
+    while k < 257 {
+        let [lo, hi] = samples[k].to_le_bytes();
+        bytes[2 * k] = lo;
+        bytes[2 * k + 1] = hi;
+        k += 1;
+    }
+    bytes
+}
+
+/// Both unfolded tables in one static: a gate loop that reads both then keeps one base
+/// address in a register, not two (the tanh table is a constant offset away).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+struct FullTables {
+    sigmoid: [u8; 514],
+    tanh: [u8; 514],
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+static FULL: FullTables = FullTables {
+    sigmoid: to_bytes(&unfold(&SIGMOID_Q15, 32768)),
+    tanh: to_bytes(&unfold(&TANH_Q15, 0)),
+};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+static SIGMOID_FULL: &[u8; 514] = &FULL.sigmoid;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+static TANH_FULL: &[u8; 514] = &FULL.tanh;
+
+#[cfg(all(
+    not(target_arch = "arm"),
+    not(target_arch = "x86_64"),
+    not(target_arch = "aarch64")
+))]
+static SIGMOID_FULL: &[i16; 257] = &unfold(&SIGMOID_Q15, 32768);
+#[cfg(all(
+    not(target_arch = "arm"),
+    not(target_arch = "x86_64"),
+    not(target_arch = "aarch64")
+))]
+static TANH_FULL: &[i16; 257] = &unfold(&TANH_Q15, 0);
+
+/// An unfolded table as this target stores it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+type FullTable = [u8; 514];
+#[cfg(all(
+    not(target_arch = "arm"),
+    not(target_arch = "x86_64"),
+    not(target_arch = "aarch64")
+))]
+type FullTable = [i16; 257];
+
+/// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+#[inline]
+fn full_sample(full: &FullTable, k: usize) -> i32 {
+    match full.get(2 * k..2 * k + 2) {
+        Some(&[lo, hi]) => i32::from(i16::from_le_bytes([lo, hi])),
+        _ => 0,
+    }
+}
+
+/// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
+#[cfg(all(
+    not(target_arch = "arm"),
+    not(target_arch = "x86_64"),
+    not(target_arch = "aarch64")
+))]
+#[inline]
+fn full_sample(full: &FullTable, k: usize) -> i32 {
+    full.get(k).map_or(0, |&v| i32::from(v))
+}
+
+/// Samples `k` and `k + 1` of an unfolded table as one word, `k` in the low half (0 past the
+/// end, which no caller reaches).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+#[inline]
+fn full_pair(full: &FullTable, k: usize) -> i32 {
+    match full.get(2 * k..2 * k + 4) {
+        Some(&[b0, b1, b2, b3]) => i32::from_le_bytes([b0, b1, b2, b3]),
+        _ => 0,
+    }
+}
 
 #[allow(dead_code)]
 #[inline]
@@ -103,20 +188,69 @@ fn interpolate_mirrored(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
 /// [`interpolate`] over an unfolded table: the same samples, so the same bits.
 #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
 #[inline]
-fn interpolate_full(full: &[i16; 257], x: i16) -> i16 {
+fn interpolate_full(full: &FullTable, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32;
     let index = (u >> 8) as usize;
     let frac = (u & 0xFF) as i32;
-    let at = |k: usize| full.get(k).map_or(0, |&v| i32::from(v));
-    let (a, b) = (at(index), at(index + 1));
+    let (a, b) = (full_sample(full, index), full_sample(full, index + 1));
     (a + (((b - a) * frac + 128) >> 8)) as i16
+}
+
+/// [`interpolate_full`] on a pre-activation `x` already in `i16` range, as `i32`, in the form
+/// that suits cores with 16-bit multiplies: `a + ((b - a) * frac + 128) >> 8` equals
+/// `(a * (256 - frac) + b * frac + 128) >> 8`, because `a * 256` is a multiple of 256 and so
+/// passes through the floor unchanged. The two products read the two adjacent samples and the
+/// weights, which Cortex-M4 multiplies as 16-bit halves (`smulbb`, `smlabt`) without the
+/// subtraction and the narrowing (test `paired_interpolation_matches`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+#[inline]
+fn interpolate_pair<const NON_NEGATIVE: bool>(full: &FullTable, x: i32) -> i32 {
+    // `x` is in i16 range: the index is in 0..=255.
+    let index = ((x >> 8) + 128) as usize;
+    let frac = x & 0xFF;
+    let pair = full_pair(full, index);
+    // The low half sign-extended, and the high half.
+    let (a, b) = ((pair << 16) >> 16, pair >> 16);
+    let sum = a * (256 - frac) + b * frac + 128;
+    if NON_NEGATIVE {
+        // A table of non-negative samples gives a non-negative sum, whose arithmetic and
+        // logical shifts agree; the logical one tells the compiler the result is not negative.
+        ((sum as u32) >> 8) as i32
+    } else {
+        sum >> 8
+    }
+}
+
+/// `sigmoid_q15(sat_i16(pre))` for any `i32` pre-activation, as `i32`: what the integer cells
+/// call per gate. The unfolded table's samples are all in `0..=32767` and an interpolation
+/// between two of them lies between them, so the `max(0)` and the narrowing of
+/// [`sigmoid_q15`] are no-ops and are left out (test `cell_activations_match`); the compiler
+/// knows the result is not negative (the GRU's blend relies on that to drop a test).
+#[inline]
+pub fn sigmoid_q15_sat(pre: i32) -> i32 {
+    let x = pre.clamp(-32768, 32767);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+    return interpolate_pair::<true>(SIGMOID_FULL, x);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+    i32::from(sigmoid_q15(x as i16))
+}
+
+/// `tanh_q15(sat_i16(pre))` for any `i32` pre-activation, as `i32` (test
+/// `cell_activations_match`).
+#[inline]
+pub fn tanh_q15_sat(pre: i32) -> i32 {
+    let x = pre.clamp(-32768, 32767);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+    return interpolate_pair::<false>(TANH_FULL, x);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+    i32::from(tanh_q15(x as i16))
 }
 
 /// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
 #[inline]
 pub fn sigmoid_q15(x: i16) -> i16 {
     #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-    return interpolate_full(&SIGMOID_FULL, x).max(0);
+    return interpolate_full(SIGMOID_FULL, x).max(0);
     #[cfg(not(any(not(target_arch = "arm"), edgernn_arm_dsp)))]
     interpolate_mirrored(&SIGMOID_Q15, 32768, x).max(0)
 }
@@ -125,7 +259,7 @@ pub fn sigmoid_q15(x: i16) -> i16 {
 #[inline]
 pub fn tanh_q15(x: i16) -> i16 {
     #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-    return interpolate_full(&TANH_FULL, x);
+    return interpolate_full(TANH_FULL, x);
     #[cfg(not(any(not(target_arch = "arm"), edgernn_arm_dsp)))]
     interpolate_mirrored(&TANH_Q15, 0, x)
 }
@@ -206,13 +340,44 @@ mod tests {
     fn unfolded_tables_match_the_half_tables() {
         for x in i16::MIN..=i16::MAX {
             assert_eq!(
-                interpolate_full(&SIGMOID_FULL, x),
+                interpolate_full(SIGMOID_FULL, x),
                 interpolate(&SIGMOID_Q15, 32768, x),
                 "{x}"
             );
             assert_eq!(
-                interpolate_full(&TANH_FULL, x),
+                interpolate_full(TANH_FULL, x),
                 interpolate(&TANH_Q15, 0, x),
+                "{x}"
+            );
+        }
+    }
+
+    /// The cells' activations on `i32` pre-activations give the `i16` functions' bits on the
+    /// saturated input, for every `i16` value and well beyond on both sides.
+    #[test]
+    fn cell_activations_match() {
+        let wide = (-100_000..=100_000).chain([i32::MIN, i32::MIN + 1, i32::MAX - 1, i32::MAX]);
+        for pre in wide {
+            let x = pre.clamp(-32768, 32767) as i16;
+            assert_eq!(sigmoid_q15_sat(pre), i32::from(sigmoid_q15(x)), "{pre}");
+            assert_eq!(tanh_q15_sat(pre), i32::from(tanh_q15(x)), "{pre}");
+        }
+    }
+
+    /// The two-product interpolation gives the unfolded tables' bits for every input.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
+    #[test]
+    fn paired_interpolation_matches() {
+        for x in i16::MIN..=i16::MAX {
+            let x32 = i32::from(x);
+            assert_eq!(
+                interpolate_pair::<true>(SIGMOID_FULL, x32),
+                i32::from(interpolate_full(SIGMOID_FULL, x)),
+                "{x}"
+            );
+            assert_eq!(
+                interpolate_pair::<false>(TANH_FULL, x32),
+                i32::from(interpolate_full(TANH_FULL, x)),
                 "{x}"
             );
         }
