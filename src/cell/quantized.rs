@@ -422,44 +422,45 @@ impl IntCell {
         let units = h.len();
         let to_q15 = self.h_to_q15();
         let codes = self.output_codes();
-        let Some((zx, rest)) = scratch.split_at_mut_checked(3 * units) else {
+        let Some((zr, rest)) = scratch.split_at_mut_checked(2 * units) else {
             return;
         };
-        let Some(recurrent) = rest.get_mut(..3 * units) else {
+        let Some((cand_x, rest)) = rest.split_at_mut_checked(units) else {
             return;
         };
-        project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, zx, false);
-        let Some((zx_zr, zx_h)) = zx.split_at_mut_checked(2 * units) else {
-            return;
-        };
-        let Some((zx_z, zx_r)) = zx_zr.split_at_mut_checked(units) else {
+        let Some(cand_h) = rest.get_mut(..units) else {
             return;
         };
         let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
-        // With `reset_after` the candidate rows' recurrent part is needed apart (r multiplies
-        // it): all three blocks of rows in one call, which gives each row the same bits as a
-        // call of its own (every row is requantized alone) for one call's overhead. Without
-        // it, the candidate's recurrent part comes from `r * h` later.
-        let rows = if reset_after { 3 * units } else { 2 * units };
-        if let Some(out) = recurrent.get_mut(..rows) {
-            project(u, bias, requant, 0, 0, old_h, out, false);
-        }
-        let Some((zh, reset_h)) = recurrent.split_at_mut_checked(2 * units) else {
-            return;
-        };
-        let Some((zh_z, zh_r)) = zh.split_at_mut_checked(units) else {
+        // The update and reset gates need only `W x + U h` of their rows: one paired call for
+        // both (the same saturating sum of the two requantized sides as two calls). The
+        // candidate's parts stay apart: `r` multiplies the recurrent one, or (without
+        // `reset_after`) the recurrent kernel reads `r * h`.
+        let wx = side(w.kernel, w.bias_x, w.requant_x, x);
+        project_pair_i8(&wx, &side(u, bias, requant, old_h), 0, zr);
+        project(
+            w.kernel,
+            w.bias_x,
+            w.requant_x,
+            2 * units,
+            2 * units,
+            x,
+            cand_x,
+            false,
+        );
+        let Some((z_pre, r_pre)) = zr.split_at_mut_checked(units) else {
             return;
         };
         if reset_after {
+            project(u, bias, requant, 2 * units, 2 * units, old_h, cand_h, false);
             // Every input of a unit is ready. Two passes, each with few enough streams and
             // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
             // gate values are i16 (activation outputs), so `z` and the candidate of a unit
             // travel as one word, written over the candidate's input-side part.
-            let lanes = zx_h.iter_mut().zip(zx_z.iter()).zip(zx_r.iter());
-            let recurrent = zh_z.iter().zip(zh_r.iter()).zip(reset_h.iter());
-            for (((cand, &xz), &xr), ((&hz, &hr), &hh)) in lanes.zip(recurrent) {
-                let z = ra(xz.saturating_add(hz));
-                let r = ra(xr.saturating_add(hr));
+            let lanes = cand_x.iter_mut().zip(z_pre.iter()).zip(r_pre.iter());
+            for (((cand, &zp), &rp), &hh) in lanes.zip(cand_h.iter()) {
+                let z = ra(zp);
+                let r = ra(rp);
                 let candidate = if NON_NEGATIVE_Z {
                     a(reset_candidate_gate(*cand, r, hh))
                 } else {
@@ -476,32 +477,24 @@ impl IntCell {
                 && to_q15.scale.is_fast()
                 && codes.bounds() == (-128, 127)
             {
-                gru_update::<NON_NEGATIVE_Z>(h, zx_h, &codes, &to_q15);
+                gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
             } else {
-                gru_update::<NON_NEGATIVE_Z>(h, zx_h, &codes, &to_q15);
+                gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
             }
         } else {
             let qmax = i64::from(self.hi);
-            let lanes = zx_z
-                .iter_mut()
-                .zip(zx_r.iter())
-                .zip(zh_z.iter().zip(zh_r.iter()));
-            for ((((xz, &xr), (&hz, &hr)), &hv), rh) in lanes.zip(h.iter()).zip(reset_h.iter_mut())
-            {
-                let z = ra(xz.saturating_add(hz));
-                let r = i64::from(ra(xr.saturating_add(hr)));
-                *xz = z;
+            let lanes = z_pre.iter_mut().zip(r_pre.iter());
+            for (((zp, &rp), &hv), rh) in lanes.zip(h.iter()).zip(cand_h.iter_mut()) {
+                let z = ra(*zp);
+                let r = i64::from(ra(rp));
+                *zp = z;
                 // r * h in full-scale symmetric codes (scale 1 / qmax).
                 let product = shift_round(r * i64::from(to_q15.q15(hv)) * qmax, 30);
                 *rh = clamp_to(product, -qmax, qmax) as i32;
             }
-            let Some((zr, _)) = zh.split_at_mut_checked(units) else {
-                return;
-            };
-            let Some(candidate) = zr.get_mut(..units) else {
-                return;
-            };
-            let reset_codes = pack(reset_h, packed_reset);
+            let reset_codes = pack(cand_h, packed_reset);
+            // `U_h (r * h)` of the candidate rows, over the reset gate's pre-activations
+            // (read above, not needed again).
             project(
                 u,
                 bias,
@@ -509,10 +502,10 @@ impl IntCell {
                 2 * units,
                 0,
                 reset_codes,
-                candidate,
+                r_pre,
                 false,
             );
-            let lanes = zx_h.iter().zip(candidate.iter()).zip(zx_z.iter());
+            let lanes = cand_x.iter().zip(r_pre.iter()).zip(z_pre.iter());
             for (((&cand, &rec), &z), hv) in lanes.zip(h.iter_mut()) {
                 // A saturating i32 sum clamps to the same i16 as the exact one.
                 let candidate = a(cand.saturating_add(rec));
