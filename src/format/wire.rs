@@ -23,168 +23,210 @@ pub(crate) struct Malformed;
 type Decoded<T> = Result<T, Malformed>;
 
 /// A cursor over header bytes.
+///
+/// Errors are sticky: a read past the end or of a value its type does not allow marks the
+/// reader as failed and gives a placeholder (zero, `false`, the first variant), and decoding
+/// goes on until the public entry points ([`Reader::layer_into`], [`Reader::prefix`], ...)
+/// report [`Malformed`] once. Valid input decodes exactly as with an early return at the first
+/// error, invalid input is refused all the same, and the schema's reads need no branch each
+/// (about 300 bytes less flash on a Cortex-M4 than `?` after every read). A failed reader
+/// does a bounded amount of work: no loop depends on a value read after the failure but the
+/// caller's layer count, which is bounded by `MAX_LAYERS`.
 #[derive(Debug, Clone)]
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    failed: bool,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) const fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes }
+        Self {
+            bytes,
+            failed: false,
+        }
     }
 
-    /// The bytes not read yet.
+    /// The bytes not read yet (unspecified after a failure).
     pub(crate) const fn rest(&self) -> &'a [u8] {
         self.bytes
     }
 
-    fn byte(&mut self) -> Decoded<u8> {
-        let (&b, rest) = self.bytes.split_first().ok_or(Malformed)?;
-        self.bytes = rest;
-        Ok(b)
+    /// `value`, or [`Malformed`] if any read so far failed.
+    fn done<T>(&self, value: T) -> Decoded<T> {
+        if self.failed {
+            Err(Malformed)
+        } else {
+            Ok(value)
+        }
     }
 
-    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
-        let (head, rest) = self.bytes.split_at_checked(n).ok_or(Malformed)?;
-        self.bytes = rest;
-        Ok(head)
+    /// Marks the reader failed unless `ok`.
+    fn check(&mut self, ok: bool) {
+        self.failed |= !ok;
+    }
+
+    #[inline(never)]
+    fn byte(&mut self) -> u8 {
+        match self.bytes.split_first() {
+            Some((&b, rest)) => {
+                self.bytes = rest;
+                b
+            }
+            None => {
+                self.failed = true;
+                0
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        match self.bytes.split_at_checked(n) {
+            Some((head, rest)) => {
+                self.bytes = rest;
+                head
+            }
+            None => {
+                self.failed = true;
+                &[]
+            }
+        }
     }
 
     /// A `u32` varint, refused past 32 bits as postcard does.
-    pub(crate) fn u32(&mut self) -> Decoded<u32> {
+    #[inline(never)]
+    fn varint(&mut self) -> u32 {
         let mut out = 0u32;
         for i in 0..5 {
-            let b = self.byte()?;
+            let b = self.byte();
             out |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
-                return if i == 4 && b > 0x0F {
-                    Err(Malformed)
-                } else {
-                    Ok(out)
-                };
+                self.check(i < 4 || b <= 0x0F);
+                return out;
             }
         }
-        Err(Malformed)
+        self.failed = true;
+        out
     }
 
-    fn i32(&mut self) -> Decoded<i32> {
-        let n = self.u32()?;
-        Ok(((n >> 1) as i32) ^ -((n & 1) as i32))
+    /// A `u32` varint (see [`Reader::varint`]).
+    pub(crate) fn u32(&mut self) -> Decoded<u32> {
+        let v = self.varint();
+        self.done(v)
     }
 
-    fn f32(&mut self) -> Decoded<f32> {
-        match *self.take(4)? {
-            [a, b, c, d] => Ok(f32::from_le_bytes([a, b, c, d])),
-            _ => Err(Malformed),
+    fn i32(&mut self) -> i32 {
+        let n = self.varint();
+        ((n >> 1) as i32) ^ -((n & 1) as i32)
+    }
+
+    fn f32(&mut self) -> f32 {
+        match *self.take(4) {
+            [a, b, c, d] => f32::from_le_bytes([a, b, c, d]),
+            _ => 0.0,
         }
     }
 
     /// A `bool`: 0 or 1. Also an `Option` tag (whether a value follows), encoded the same way.
     /// Out of line: it is read at some twenty places of the schema.
     #[inline(never)]
-    fn bool(&mut self) -> Decoded<bool> {
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(Malformed),
-        }
+    fn bool(&mut self) -> bool {
+        let b = self.byte();
+        self.check(b <= 1);
+        b == 1
     }
 
     /// An `Option` tag: whether a value follows.
-    fn some(&mut self) -> Decoded<bool> {
+    fn some(&mut self) -> bool {
         self.bool()
     }
 
-    /// An enum's variant index, below `count`.
-    fn variant(&mut self, count: u32) -> Decoded<u32> {
-        let v = self.u32()?;
+    /// An enum's variant index, below `count` (0 when it is not).
+    #[inline(never)]
+    fn variant(&mut self, count: u32) -> u32 {
+        let v = self.varint();
+        self.check(v < count);
         if v < count {
-            Ok(v)
+            v
         } else {
-            Err(Malformed)
+            0
         }
     }
 
-    fn mode(&mut self) -> Decoded<QuantMode> {
-        Ok(match self.variant(4)? {
+    fn mode(&mut self) -> QuantMode {
+        match self.variant(4) {
             0 => QuantMode::F32,
             1 => QuantMode::Int8Weights,
             2 => QuantMode::Int8,
             _ => QuantMode::Int16,
-        })
-    }
-
-    fn qparams(&mut self) -> Decoded<QParams> {
-        Ok(QParams {
-            scale: self.f32()?,
-            zero_point: self.i32()?,
-        })
-    }
-
-    fn opt_qparams(&mut self) -> Decoded<Option<QParams>> {
-        if self.some()? {
-            self.qparams().map(Some)
-        } else {
-            Ok(None)
         }
     }
 
-    fn requant(&mut self) -> Decoded<Requant> {
-        Ok(Requant {
-            multiplier: self.i32()?,
-            shift: self.byte()? as i8,
-        })
+    #[inline(never)]
+    fn qparams(&mut self) -> QParams {
+        QParams {
+            scale: self.f32(),
+            zero_point: self.i32(),
+        }
     }
 
-    fn activation(&mut self) -> Decoded<Activation> {
-        Ok(match self.variant(6)? {
+    fn opt_qparams(&mut self) -> Option<QParams> {
+        self.some().then(|| self.qparams())
+    }
+
+    #[inline(never)]
+    fn requant(&mut self) -> Requant {
+        Requant {
+            multiplier: self.i32(),
+            shift: self.byte() as i8,
+        }
+    }
+
+    fn activation(&mut self) -> Activation {
+        match self.variant(6) {
             0 => Activation::Linear,
             1 => Activation::Relu,
             2 => Activation::Tanh,
             3 => Activation::Sigmoid,
             4 => Activation::HardSigmoid,
             _ => Activation::Softmax,
-        })
+        }
     }
 
-    fn cell(&mut self) -> Decoded<Cell> {
-        Ok(match self.variant(3)? {
+    fn cell(&mut self) -> Cell {
+        match self.variant(3) {
             0 => Cell::SimpleRnn,
             1 => Cell::Lstm,
             _ => Cell::Gru {
-                reset_after: self.bool()?,
+                reset_after: self.bool(),
             },
-        })
+        }
     }
 
-    fn merge(&mut self) -> Decoded<Merge> {
-        Ok(match self.variant(4)? {
+    fn merge(&mut self) -> Merge {
+        match self.variant(4) {
             0 => Merge::Concat,
             1 => Merge::Sum,
             2 => Merge::Mul,
             _ => Merge::Ave,
-        })
-    }
-
-    fn tensor(&mut self) -> Decoded<TensorRef> {
-        Ok(TensorRef {
-            offset: self.u32()?,
-            len: self.u32()?,
-        })
-    }
-
-    fn opt_tensor(&mut self) -> Decoded<Option<TensorRef>> {
-        if self.some()? {
-            self.tensor().map(Some)
-        } else {
-            Ok(None)
         }
     }
 
+    #[inline(never)]
+    fn tensor(&mut self) -> TensorRef {
+        TensorRef {
+            offset: self.varint(),
+            len: self.varint(),
+        }
+    }
+
+    fn opt_tensor(&mut self) -> Option<TensorRef> {
+        self.some().then(|| self.tensor())
+    }
+
     /// Decodes [`DirectionWeights`] into `d`, field by field, in place.
-    fn direction_into(&mut self, d: &mut DirectionWeights) -> Decoded<()> {
-        d.kernel = self.tensor()?;
-        d.recurrent_kernel = self.tensor()?;
+    fn direction_into(&mut self, d: &mut DirectionWeights) {
+        d.kernel = self.tensor();
+        d.recurrent_kernel = self.tensor();
         for t in [
             &mut d.bias,
             &mut d.recurrent_bias,
@@ -192,70 +234,54 @@ impl<'a> Reader<'a> {
             &mut d.recurrent_scale,
             &mut d.reset_scale,
         ] {
-            *t = self.opt_tensor()?;
+            *t = self.opt_tensor();
         }
-        Ok(())
     }
 
-    fn recurrent_quant(&mut self) -> Decoded<RecurrentQuant> {
-        Ok(RecurrentQuant {
-            output: self.qparams()?,
-            output_requant: self.requant()?,
-            h_to_q15: self.requant()?,
-            cell_frac_bits: self.byte()?,
-            merged: if self.some()? {
-                Some((self.qparams()?, self.requant()?))
-            } else {
-                None
-            },
-        })
+    fn recurrent_quant(&mut self) -> RecurrentQuant {
+        RecurrentQuant {
+            output: self.qparams(),
+            output_requant: self.requant(),
+            h_to_q15: self.requant(),
+            cell_frac_bits: self.byte(),
+            merged: self.some().then(|| (self.qparams(), self.requant())),
+        }
     }
 
     /// Decodes a [`RecurrentLayer`] into `r` in place: the two directions' weights are the
     /// bulk of a layer description, and building them into `r` rather than into temporaries
     /// moved by value keeps the decoder's stack frame small on a microcontroller.
-    fn recurrent_into(&mut self, r: &mut RecurrentLayer) -> Decoded<()> {
-        r.cell = self.cell()?;
-        r.units = self.u32()?;
-        r.activation = self.activation()?;
-        r.recurrent_activation = self.activation()?;
-        r.return_sequences = self.bool()?;
-        r.go_backwards = self.bool()?;
-        r.bidirectional = if self.some()? {
-            Some(self.merge()?)
-        } else {
-            None
-        };
-        self.direction_into(&mut r.forward)?;
+    fn recurrent_into(&mut self, r: &mut RecurrentLayer) {
+        r.cell = self.cell();
+        r.units = self.varint();
+        r.activation = self.activation();
+        r.recurrent_activation = self.activation();
+        r.return_sequences = self.bool();
+        r.go_backwards = self.bool();
+        r.bidirectional = self.some().then(|| self.merge());
+        self.direction_into(&mut r.forward);
         r.backward = None;
-        if self.some()? {
-            let backward = r.backward.insert(r.forward);
-            self.direction_into(backward)?;
+        if self.some() {
+            // Any value: `direction_into` overwrites every field. Not a copy of `forward`,
+            // which becomes a call to `memcpy`, linked for nothing else in small firmware.
+            let backward = r.backward.insert(DirectionWeights::default());
+            self.direction_into(backward);
         }
-        r.quant = if self.some()? {
-            Some(self.recurrent_quant()?)
-        } else {
-            None
-        };
-        Ok(())
+        r.quant = self.some().then(|| self.recurrent_quant());
     }
 
-    fn dense(&mut self) -> Decoded<DenseLayer> {
-        Ok(DenseLayer {
-            units: self.u32()?,
-            activation: self.activation()?,
-            kernel: self.tensor()?,
-            bias: self.opt_tensor()?,
-            kernel_scale: self.opt_tensor()?,
-            quant: if self.some()? {
-                Some(DenseQuant {
-                    output: self.qparams()?,
-                    output_requant: self.requant()?,
-                })
-            } else {
-                None
-            },
-        })
+    fn dense(&mut self) -> DenseLayer {
+        DenseLayer {
+            units: self.varint(),
+            activation: self.activation(),
+            kernel: self.tensor(),
+            bias: self.opt_tensor(),
+            kernel_scale: self.opt_tensor(),
+            quant: self.some().then(|| DenseQuant {
+                output: self.qparams(),
+                output_requant: self.requant(),
+            }),
+        }
     }
 
     /// One [`Layer`].
@@ -270,7 +296,7 @@ impl<'a> Reader<'a> {
     /// layer is decoded in place ([`Reader::recurrent_into`]); the other kinds are small.
     pub(crate) fn layer_into(&mut self, out: &mut Layer) -> Decoded<()> {
         // Each kind is written straight into `out`: no layer-sized temporary on the stack.
-        match self.variant(5)? {
+        match self.variant(5) {
             0 => {
                 if !matches!(out, Layer::Recurrent(_)) {
                     // Any value of the variant: `recurrent_into` overwrites every field.
@@ -287,66 +313,61 @@ impl<'a> Reader<'a> {
                         quant: None,
                     });
                 }
-                match out {
-                    Layer::Recurrent(r) => self.recurrent_into(r),
-                    _ => Err(Malformed),
+                if let Layer::Recurrent(r) = out {
+                    self.recurrent_into(r);
                 }
             }
-            1 => {
-                *out = Layer::Dense(self.dense()?);
-                Ok(())
-            }
+            1 => *out = Layer::Dense(self.dense()),
             2 => {
                 *out = Layer::Normalization(NormalizationLayer {
-                    mean: self.tensor()?,
-                    std: self.tensor()?,
+                    mean: self.tensor(),
+                    std: self.tensor(),
                 });
-                Ok(())
             }
             3 => {
                 *out = Layer::Embedding(EmbeddingLayer {
-                    vocab: self.u32()?,
-                    dim: self.u32()?,
-                    table: self.tensor()?,
-                    quant: self.opt_qparams()?,
+                    vocab: self.varint(),
+                    dim: self.varint(),
+                    table: self.tensor(),
+                    quant: self.opt_qparams(),
                 });
-                Ok(())
             }
             _ => {
-                *out = Layer::RepeatVector(RepeatLayer { times: self.u32()? });
-                Ok(())
+                *out = Layer::RepeatVector(RepeatLayer {
+                    times: self.varint(),
+                })
             }
         }
+        self.done(())
     }
 
     /// The header's leading fields: mode, input features, input quantization.
     pub(crate) fn prefix(&mut self) -> Decoded<(QuantMode, u32, Option<QParams>)> {
-        Ok((self.mode()?, self.u32()?, self.opt_qparams()?))
+        let prefix = (self.mode(), self.varint(), self.opt_qparams());
+        self.done(prefix)
     }
 
     /// The version 2 [`Extensions`] record.
     pub(crate) fn extensions(&mut self) -> Decoded<Extensions<'a>> {
-        let detector = if self.some()? {
-            Some(DetectorParams {
-                window: self.u32()?,
-                forecasts_change: self.bool()?,
-                short_window: self.u32()?,
-                long_window: self.u32()?,
-                warmup: self.u32()?,
-                flag_on: self.f32()?,
-                flag_off: self.f32()?,
-                refractory: self.u32()?,
-            })
+        let detector = self.some().then(|| DetectorParams {
+            window: self.varint(),
+            forecasts_change: self.bool(),
+            short_window: self.varint(),
+            long_window: self.varint(),
+            warmup: self.varint(),
+            flag_on: self.f32(),
+            flag_off: self.f32(),
+            refractory: self.varint(),
+        });
+        let vocabulary = if self.some() {
+            let len = self.varint() as usize;
+            let text = core::str::from_utf8(self.take(len));
+            self.check(text.is_ok());
+            text.ok()
         } else {
             None
         };
-        let vocabulary = if self.some()? {
-            let len = self.u32()? as usize;
-            Some(core::str::from_utf8(self.take(len)?).map_err(|_| Malformed)?)
-        } else {
-            None
-        };
-        Ok(Extensions {
+        self.done(Extensions {
             detector,
             vocabulary,
         })

@@ -27,19 +27,25 @@ impl<'a> Ctx<'a> {
     }
 
     fn bytes(&self, t: TensorRef, expected_len: usize, elem: usize) -> Result<&'a [u8], LoadError> {
-        if t.len as usize != expected_len {
-            return Err(self.shape());
-        }
-        let bounds = LoadError::WeightBounds { layer: self.layer };
-        if !t.offset.is_multiple_of(elem.min(4) as u32) {
-            return Err(bounds);
+        self.tensor_bytes(t, expected_len, elem)
+            .ok_or(if t.len as usize != expected_len {
+                self.shape()
+            } else {
+                LoadError::WeightBounds { layer: self.layer }
+            })
+    }
+
+    /// The bytes of `t`, `expected_len` elements of `elem` bytes, if it has that length and
+    /// lies aligned in the weight section. Out of line with a result in two registers: every
+    /// tensor of every layer goes through it ([`Ctx::bytes`] names the failed check).
+    #[inline(never)]
+    fn tensor_bytes(&self, t: TensorRef, expected_len: usize, elem: usize) -> Option<&'a [u8]> {
+        if t.len as usize != expected_len || !t.offset.is_multiple_of(elem.min(4) as u32) {
+            return None;
         }
         let start = t.offset as usize;
-        let end = expected_len
-            .checked_mul(elem)
-            .and_then(|n| n.checked_add(start))
-            .ok_or(bounds)?;
-        self.weights.get(start..end).ok_or(bounds)
+        let end = expected_len.checked_mul(elem)?.checked_add(start)?;
+        self.weights.get(start..end)
     }
 
     fn f32s(&self, t: TensorRef, len: usize) -> Result<F32View<'a>, LoadError> {
@@ -100,11 +106,27 @@ impl<'a> Ctx<'a> {
         units: usize,
         input_width: usize,
     ) -> Result<DirWeights<'a>, LoadError> {
+        let mut out = DirWeights::default();
+        self.direction_into(d, cell, units, input_width, &mut out)?;
+        Ok(out)
+    }
+
+    /// Checks one direction's weights and writes their views to `out` (unspecified on error).
+    fn direction_into(
+        &self,
+        d: &DirectionWeights,
+        cell: Cell,
+        units: usize,
+        input_width: usize,
+        out: &mut DirWeights<'a>,
+    ) -> Result<(), LoadError> {
         let rows = cell.gates() * units;
         if runs_integer(self.mode) {
-            return self
-                .int_direction(d, cell, units, input_width)
-                .map(DirWeights::Int);
+            *out = DirWeights::Int(IntDirectionViews::default());
+            return match out {
+                DirWeights::Int(views) => self.int_direction(d, cell, units, input_width, views),
+                DirWeights::Float(_) => Err(self.shape()),
+            };
         }
         // Refused earlier without the feature; a constant error then, which drops the rest.
         Feature::Float.require(Some(self.layer))?;
@@ -118,52 +140,54 @@ impl<'a> Ctx<'a> {
         if d.reset_scale.is_some() {
             return Err(self.shape());
         }
-        Ok(DirWeights::Float(DirectionViews {
+        *out = DirWeights::Float(DirectionViews {
             kernel: self.matrix(d.kernel, d.kernel_scale, rows, input_width)?,
             recurrent_kernel: self.matrix(d.recurrent_kernel, d.recurrent_scale, rows, units)?,
             bias: d.bias.map(|t| self.f32s(t, rows)).transpose()?,
             recurrent_bias,
-        }))
+        });
+        Ok(())
     }
 
+    /// Checks one direction's integer weights and writes their views to `out` field by field.
     fn int_direction(
         &self,
         d: &DirectionWeights,
         cell: Cell,
         units: usize,
         input_width: usize,
-    ) -> Result<IntDirectionViews<'a>, LoadError> {
+        out: &mut IntDirectionViews<'a>,
+    ) -> Result<(), LoadError> {
         let rows = cell.gates() * units;
         let shape = self.shape();
         let kernel_len = rows.checked_mul(input_width).ok_or(shape)?;
         let recurrent_len = rows.checked_mul(units).ok_or(shape)?;
         let reset_before = matches!(cell, Cell::Gru { reset_after: false });
-        let requant_reset = if reset_before {
-            self.requants(d.reset_scale, units)?
+        if reset_before {
+            out.requant_reset = self.requants(d.reset_scale, units)?;
         } else if d.reset_scale.is_some() {
             return Err(shape);
-        } else {
-            RequantView::default()
-        };
-        Ok(IntDirectionViews {
-            kernel: self.bytes(d.kernel, kernel_len, 1)?,
-            recurrent_kernel: self.bytes(d.recurrent_kernel, recurrent_len, 1)?,
-            bias_x: self.i32s(d.bias.ok_or(shape)?, rows)?,
-            bias_h: d
-                .recurrent_bias
-                .map(|t| self.i32s(t, rows))
-                .transpose()?
-                .unwrap_or_default(),
-            requant_x: self.requants(d.kernel_scale, rows)?,
-            requant_h: self.requants(d.recurrent_scale, rows)?,
-            requant_reset,
-        })
+        }
+        out.kernel = self.bytes(d.kernel, kernel_len, 1)?;
+        out.recurrent_kernel = self.bytes(d.recurrent_kernel, recurrent_len, 1)?;
+        out.bias_x = self.i32s(d.bias.ok_or(shape)?, rows)?;
+        if let Some(t) = d.recurrent_bias {
+            out.bias_h = self.i32s(t, rows)?;
+        }
+        out.requant_x = self.requants(d.kernel_scale, rows)?;
+        out.requant_h = self.requants(d.recurrent_scale, rows)?;
+        Ok(())
     }
 
+    /// Whether `p` is usable in this mode; out of line, as five places check parameters.
     #[inline(never)]
-    fn qparams(&self, p: QParams) -> Result<QParams, LoadError> {
+    fn qparams_ok(&self, p: QParams) -> bool {
         let (lo, hi) = self.mode.activation_range();
-        if p.scale.is_finite() && p.scale > 0.0 && (lo..=hi).contains(&p.zero_point) {
+        p.scale.is_finite() && p.scale > 0.0 && (lo..=hi).contains(&p.zero_point)
+    }
+
+    fn qparams(&self, p: QParams) -> Result<QParams, LoadError> {
+        if self.qparams_ok(p) {
             Ok(p)
         } else {
             Err(LoadError::BadQuantization { layer: self.layer })
@@ -341,7 +365,7 @@ impl<'a, const L: usize> Model<'a, L> {
                     }
                     recurrent_plan(&ctx, r, width, self.state_len, slot)?;
                 }
-                Layer::Dense(d) => *slot = LayerPlan::Dense(dense_plan(&ctx, d, width)?),
+                Layer::Dense(d) => dense_plan(&ctx, d, width, slot)?,
                 Layer::Normalization(n) => {
                     // Integer models normalise the f32 input on entry, before quantizing it.
                     if mode.is_integer() && index != 0 {
@@ -386,9 +410,11 @@ impl<'a, const L: usize> Model<'a, L> {
                     let spec = plan.spec;
                     self.state_len += spec.state_len() * plan.directions();
                     self.max_units = self.max_units.max(spec.units);
+                    // Float plans only exist in builds with `float`.
                     let cell_scratch = match &plan.int {
                         Some(int) => int.scratch_len(width),
-                        None => spec.scratch_len(),
+                        None if cfg!(feature = "float") => spec.scratch_len(),
+                        None => 0,
                     };
                     self.max_cell_scratch = self.max_cell_scratch.max(cell_scratch);
                     self.streamable &= plan.merge.is_none() && !plan.go_backwards;
@@ -457,22 +483,40 @@ fn recurrent_plan<'a>(
         (Some(_), Some(b)) => ctx.direction(b, r.cell, units, input_width)?,
         _ => return Err(ctx.shape()),
     };
-    let forward = ctx.direction(&r.forward, r.cell, units, input_width)?;
-    if let (Some(_), DirWeights::Float(f), DirWeights::Float(b)) =
-        (r.bidirectional, &forward, &backward)
-    {
-        if f.bias.is_some() != b.bias.is_some() {
-            return Err(ctx.shape());
-        }
-    }
     let spec = CellSpec {
         cell: r.cell,
         units,
         activation: r.activation,
         recurrent_activation: r.recurrent_activation,
     };
-    let int = match (ctx.mode.is_integer(), r.quant) {
-        (false, None) => None,
+    // Written as the list entry it becomes, then completed in place: the forward weights and
+    // the integer parameters go straight into it, with no plan-sized copy on the way.
+    *slot = LayerPlan::Recurrent(RecurrentPlan {
+        spec,
+        input_width,
+        return_sequences: r.return_sequences,
+        go_backwards: r.go_backwards,
+        merge: r.bidirectional,
+        forward: DirWeights::default(),
+        #[cfg(feature = "whole-window")]
+        backward,
+        state_offset,
+        int: None,
+    });
+    let LayerPlan::Recurrent(plan) = slot else {
+        // Written just above.
+        return Err(ctx.shape());
+    };
+    ctx.direction_into(&r.forward, r.cell, units, input_width, &mut plan.forward)?;
+    if let (Some(_), DirWeights::Float(f), DirWeights::Float(b)) =
+        (r.bidirectional, &plan.forward, &backward)
+    {
+        if f.bias.is_some() != b.bias.is_some() {
+            return Err(ctx.shape());
+        }
+    }
+    match (ctx.mode.is_integer(), &r.quant) {
+        (false, None) => {}
         (true, Some(q)) => {
             let bad = LoadError::BadQuantization { layer: ctx.layer };
             ctx.qparams(q.output)?;
@@ -497,28 +541,15 @@ fn recurrent_plan<'a>(
                 return Err(bad);
             }
             let (lo, hi) = ctx.mode.activation_range();
-            Some(IntCell {
+            plan.int = Some(IntCell {
                 spec,
-                quant: q,
+                quant: *q,
                 lo,
                 hi,
-            })
+            });
         }
         _ => return Err(LoadError::BadQuantization { layer: ctx.layer }),
-    };
-    // Written as the list entry it becomes: no plan-sized copy on the way.
-    *slot = LayerPlan::Recurrent(RecurrentPlan {
-        spec,
-        input_width,
-        return_sequences: r.return_sequences,
-        go_backwards: r.go_backwards,
-        merge: r.bidirectional,
-        forward,
-        #[cfg(feature = "whole-window")]
-        backward,
-        state_offset,
-        int,
-    });
+    }
     Ok(())
 }
 
@@ -549,7 +580,8 @@ fn dense_plan<'a>(
     ctx: &Ctx<'a>,
     d: &DenseLayer,
     input_width: usize,
-) -> Result<DensePlan<'a>, LoadError> {
+    slot: &mut LayerPlan<'a>,
+) -> Result<(), LoadError> {
     let units = ctx.width(d.units)?;
     if d.activation == Activation::Softmax {
         Feature::Softmax.require(Some(ctx.layer))?;
@@ -583,11 +615,13 @@ fn dense_plan<'a>(
             bias: d.bias.map(|t| ctx.f32s(t, units)).transpose()?,
         }
     };
-    Ok(DensePlan {
+    // Written as the list entry it becomes (see `recurrent_plan`).
+    *slot = LayerPlan::Dense(DensePlan {
         units,
         activation: d.activation,
         weights,
-    })
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ fn copy_into<V: Copy>(dst: &mut [V], src: &[V]) {
 /// What a layer step computes, per arithmetic.
 trait Arith {
     type V: Copy + Default;
+    /// Whether [`Arith::load_input`] applies a leading Normalization itself (which is then
+    /// the identity on this arithmetic's values).
+    const NORMALIZED_ON_ENTRY: bool;
     /// Steps one direction: reads `input`, updates `state` (`h` first).
     fn recurrent(
         r: &RecurrentPlan<'_>,
@@ -113,6 +116,7 @@ struct Int;
 
 impl Arith for Float {
     type V = f32;
+    const NORMALIZED_ON_ENTRY: bool = false;
 
     fn recurrent(
         r: &RecurrentPlan<'_>,
@@ -161,6 +165,7 @@ impl Arith for Float {
 
 impl Arith for Int {
     type V = i32;
+    const NORMALIZED_ON_ENTRY: bool = true;
 
     fn recurrent(
         r: &RecurrentPlan<'_>,
@@ -197,7 +202,7 @@ impl Arith for Int {
     }
 
     fn load_input(front: &Front<'_>, raw: &[f32], values: &mut [i32]) {
-        if front.tokens {
+        if front.tokens && cfg!(feature = "embedding") {
             for (q, &v) in values.iter_mut().zip(raw) {
                 *q = v as i32;
             }
@@ -225,25 +230,25 @@ impl Arith for Int {
 fn quantize_codes(front: &Front<'_>, raw: &[f32], codes: &mut [i32]) {
     let (lo, hi) = front.mode.activation_range();
     let Some(p) = front.quant else { return };
-    match &front.normalization {
-        Some(n) => {
-            let features = n.mean.len().max(1);
-            for (q_step, x_step) in codes.chunks_mut(features).zip(raw.chunks(features)) {
-                let lanes = q_step
-                    .iter_mut()
-                    .zip(x_step)
-                    .zip(n.mean.iter())
-                    .zip(n.std.iter());
-                for (((q, &v), m), s) in lanes {
-                    *q = quant::quantize((v - m) / s, p, lo, hi);
+    // One loop for both cases, so `quantize` is compiled once. `raw` is `[time, features]`
+    // and `feature` the index within the time step (the loader checked that `mean` and `std`
+    // have one value per feature).
+    let mut feature = 0;
+    for (q, &v) in codes.iter_mut().zip(raw) {
+        let v = match &front.normalization {
+            Some(n) => {
+                let (Some(m), Some(s)) = (n.mean.get(feature), n.std.get(feature)) else {
+                    continue;
+                };
+                feature += 1;
+                if feature == n.mean.len() {
+                    feature = 0;
                 }
+                (v - m) / s
             }
-        }
-        None => {
-            for (q, &v) in codes.iter_mut().zip(raw) {
-                *q = quant::quantize(v, p, lo, hi);
-            }
-        }
+            None => v,
+        };
+        *q = quant::quantize(v, p, lo, hi);
     }
 }
 
@@ -365,11 +370,17 @@ impl<const L: usize> Model<'_, L> {
     }
 
     /// Runs layers `..upto` on one time step and returns the last one's output (a view into
-    /// `scratch`).
+    /// `x`, `state` or `scratch`).
+    ///
+    /// A recurrent layer's output is its new `h`, read by the next layer where it lies in
+    /// `state` rather than copied out: that spares a copy per layer and step (and the
+    /// `memcpy` it compiles to). A layer's state lies after every earlier layer's
+    /// ([`RecurrentPlan::state_offset`] grows with the index), so splitting `state` at it
+    /// lends the earlier `h` for reading and this layer's state for writing at once.
     fn step_layers<'s, A: Arith>(
         &self,
-        x: &[A::V],
-        state: &mut [A::V],
+        x: &'s [A::V],
+        state: &'s mut [A::V],
         scratch: &'s mut [A::V],
         upto: usize,
     ) -> &'s [A::V] {
@@ -378,35 +389,59 @@ impl<const L: usize> Model<'_, L> {
         let mut dst = take(&mut rest, self.max_width);
         let cell = rest;
         let mut width = self.input_features;
-        for (index, layer) in self.layers.iter().take(upto).enumerate() {
-            let input: &[A::V] = if index == 0 {
-                x
-            } else {
-                src.get(..width).unwrap_or(&[])
+        let mut at = Output::Input;
+        for layer in self.layers.iter().take(upto) {
+            // The integer arithmetic normalised its input on entry: the layer is the identity
+            // here, and passing its input through spares a copy.
+            if A::NORMALIZED_ON_ENTRY && matches!(layer, LayerPlan::Normalization(..)) {
+                continue;
+            }
+            let split = match layer {
+                LayerPlan::Recurrent(r) => r.state_offset.min(state.len()),
+                _ => state.len(),
+            };
+            let (before, after) = state.split_at_mut(split);
+            let input: &[A::V] = match at {
+                Output::Input => x,
+                Output::Scratch => src.get(..width).unwrap_or(&[]),
+                Output::State(h) => before.get(h..h + width).unwrap_or(&[]),
             };
             match layer {
                 LayerPlan::Recurrent(r) => {
-                    let h = advance::<A>(r, 0, input, state, cell);
-                    copy_into(dst, h);
+                    // Streamable layers have one direction (`advance` with direction 0).
+                    if let Some(st) = after.get_mut(..r.spec.state_len()) {
+                        A::recurrent(r, &r.forward, input, st, cell);
+                    }
+                    at = Output::State(r.state_offset);
+                    width = r.spec.units;
+                    continue;
                 }
                 LayerPlan::Dense(d) => {
                     A::dense(d, input, dst.get_mut(..d.units).unwrap_or(&mut []));
                 }
-                LayerPlan::Normalization(n, w) => {
+                LayerPlan::Normalization(n, w) if !A::NORMALIZED_ON_ENTRY => {
                     A::normalize(n, input, dst.get_mut(..*w).unwrap_or(&mut []));
                 }
                 LayerPlan::Embedding(e) if cfg!(feature = "embedding") => {
                     A::embed(e, input, dst.get_mut(..e.dim).unwrap_or(&mut []));
                 }
                 // Models with a RepeatVector are not streamable; a step never gets here.
-                LayerPlan::Repeat(_, w) => copy_into(dst, input.get(..*w).unwrap_or(&[])),
-                // Embeddings without their feature were refused at load.
-                LayerPlan::Embedding(_) => {}
+                LayerPlan::Repeat(_, w) if cfg!(feature = "whole-window") => {
+                    copy_into(dst, input.get(..*w).unwrap_or(&[]));
+                }
+                // Skipped above; Embeddings and RepeatVectors without their features were
+                // refused at load.
+                LayerPlan::Normalization(..) | LayerPlan::Embedding(_) | LayerPlan::Repeat(..) => {}
             }
             width = layer.output_width();
+            at = Output::Scratch;
             core::mem::swap(&mut src, &mut dst);
         }
-        src.get(..width).unwrap_or(&[])
+        match at {
+            Output::Input => x,
+            Output::Scratch => src.get(..width).unwrap_or(&[]),
+            Output::State(h) => state.get(h..h + width).unwrap_or(&[]),
+        }
     }
 
     /// Runs a whole window of `xs.len() / input_features` time steps (row-major
@@ -608,6 +643,17 @@ impl<const L: usize> Model<'_, L> {
         }
         src
     }
+}
+
+/// Where the last layer run by [`Model::step_layers`] left its output.
+#[derive(Clone, Copy)]
+enum Output {
+    /// No layer wrote one yet: the step's input.
+    Input,
+    /// The front of the scratch buffer `src`.
+    Scratch,
+    /// A recurrent layer's `h`, at this offset in the state.
+    State(usize),
 }
 
 /// Steps one direction of a recurrent layer and returns its new `h`.
