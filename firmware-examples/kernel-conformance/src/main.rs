@@ -495,6 +495,49 @@ fn main() -> ! {
         hprintln!("MISMATCH: the DSP pair kernel's saturation fallback misfired");
         ok = false;
     }
+    // The exact products without requantization (`dot_rows_i8`, the integer Dense layers'):
+    // fewer than four rows (a Dense head) take the DSP table's own loop, more its packed
+    // `smlad` kernel; codes past i16 and sums past i32 (blocks of 256 wrap alike) included.
+    let mut dot_cases = 0u32;
+    for cols in (0..=67).chain([255, 256, 257, 260, EXTREME_COLS]) {
+        for rows in 0..=5usize {
+            // The widest only up to four rows (the buffer's size).
+            if rows * cols > weights.len() {
+                continue;
+            }
+            // Each range of codes, then the extremes (every weight -128).
+            for range in ranges.iter().map(Some).chain([None]) {
+                let w = &mut weights[..rows * cols];
+                let x = &mut codes[..cols];
+                match range {
+                    Some(&(lo, hi)) => {
+                        w.iter_mut().for_each(|v| *v = rng.next() as u8);
+                        x.iter_mut().for_each(|v| *v = rng.range(lo, hi));
+                    }
+                    None => {
+                        w.fill(0x80);
+                        x.fill(if cols % 2 == 0 { i32::MIN } else { -32768 });
+                    }
+                }
+                let (mut got, mut want) = ([0x5A5A_5A5Ai64; 7], [0x3C3C_3C3Ci64; 7]);
+                (table.dot_rows_i8)(&weights[..rows * cols], &codes[..cols], &mut got[..rows]);
+                (GENERIC.dot_rows_i8)(&weights[..rows * cols], &codes[..cols], &mut want[..rows]);
+                if got[..rows] != want[..rows] || got[rows] != 0x5A5A_5A5A {
+                    hprintln!(
+                        "MISMATCH {} dot_rows {}x{}: got {:?} want {:?}",
+                        table.name,
+                        rows,
+                        cols,
+                        &got[..=rows],
+                        &want[..rows]
+                    );
+                    ok = false;
+                }
+                dot_cases += 1;
+            }
+        }
+    }
+    hprintln!("{} dot_rows cases", dot_cases);
     // A fast kernel that silently took its reference path everywhere would pass the
     // comparisons: the DSP table must have computed most rows itself.
     let reference = edgernn::kernels::arm::reference_rows();

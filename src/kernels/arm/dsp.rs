@@ -74,9 +74,9 @@ fn pair(lo: i16, hi: i16) -> u32 {
 
 fn dsp_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
     // Packing costs about as much per column as `SMLAD_ROWS` rows of plain products
-    // (`ldrsb`, `ldr`, `mla`): fewer rows (a Dense head) take the generic kernel, same bits.
+    // (`ldrsb`, `ldr`, `mla`): fewer rows (a Dense head) take those, same bits.
     if out.len() < SMLAD_ROWS {
-        generic::dot_rows_i8(weights, x, out);
+        dot_few_rows(weights, x, out);
         return;
     }
     let cols = x.len();
@@ -123,6 +123,42 @@ fn dsp_dot_rows_i8(weights: &[u8], x: &[i32], out: &mut [i64]) {
             *o = if start == 0 { sum } else { *o + sum };
         }
         start = end;
+    }
+}
+
+/// [`generic::dot_rows_i8`] for the few rows that do not pay for packing (a Dense head): its
+/// blocks of [`generic::I32_BLOCK`] products summed in wrapping i32, then in i64, so the same
+/// bits (a wrapping sum does not depend on its order); four products per pass, so the loop's
+/// count and index cost a quarter as much.
+fn dot_few_rows(weights: &[u8], x: &[i32], out: &mut [i64]) {
+    let cols = x.len();
+    if cols == 0 {
+        out.fill(0);
+        return;
+    }
+    let w = |b: u8| i32::from(b as i8);
+    for (o, row) in out.iter_mut().zip(weights.chunks_exact(cols)) {
+        let mut sum = 0i64;
+        for (ws, xs) in row
+            .chunks(generic::I32_BLOCK)
+            .zip(x.chunks(generic::I32_BLOCK))
+        {
+            let (w4, w_tail) = ws.as_chunks::<4>();
+            let (x4, x_tail) = xs.as_chunks::<4>();
+            let mut acc = 0i32;
+            for (a, b) in w4.iter().zip(x4) {
+                acc = acc
+                    .wrapping_add(w(a[0]).wrapping_mul(b[0]))
+                    .wrapping_add(w(a[1]).wrapping_mul(b[1]))
+                    .wrapping_add(w(a[2]).wrapping_mul(b[2]))
+                    .wrapping_add(w(a[3]).wrapping_mul(b[3]));
+            }
+            for (&a, &b) in w_tail.iter().zip(x_tail) {
+                acc = acc.wrapping_add(w(a).wrapping_mul(b));
+            }
+            sum = sum.wrapping_add(i64::from(acc));
+        }
+        *o = sum;
     }
 }
 
@@ -221,19 +257,24 @@ const ACCUMULATE: usize = 1;
 /// The sum of both phases is stored.
 const PAIR: usize = 2;
 
-/// What [`dsp_project_quads`] reads (at the offsets its assembly names).
+/// What [`dsp_project_quads`] reads (at the offsets its assembly names, from `first`: the
+/// second phase sits before it, so one `ldmdb` loads it).
 #[repr(C)]
 struct Job {
-    first: Phase,
     /// Used in [`PAIR`] mode only.
     second: Phase,
+    first: Phase,
     /// The next block's four outputs (4-byte aligned); moved on as each block is stored.
     out: *mut i32,
     /// One past the last block's outputs.
     end: *mut i32,
-    /// [`STORE`], [`ACCUMULATE`] or [`PAIR`].
+    /// [`STORE`], [`ACCUMULATE`] or [`PAIR`]; the kernel overwrites it, at the end with the
+    /// APSR, whose Q bit ([`Q_FLAG`]) says whether a block saturated.
     mode: usize,
 }
+
+/// The APSR's sticky saturation flag.
+const Q_FLAG: usize = 1 << 27;
 
 /// Fills `phase` with rows `first..first + rows` of `p` as the assembly kernel reads them, if
 /// it may take them: whole quads of columns, and aligned bias and requantizer views that hold
@@ -245,12 +286,16 @@ fn load(p: &ProjectionI8<'_>, first: usize, rows: usize, phase: &mut Phase) -> b
     let Some(end) = first.checked_add(rows) else {
         return false;
     };
+    // A product rather than a division (`udiv` takes up to 12 cycles, every call).
+    let Some(need) = end.checked_mul(p.cols) else {
+        return false;
+    };
     let aligned = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() / 4 >= end;
     let fits = rows > 0
         && p.cols.is_multiple_of(4)
         && p.cols > 0
         && p.packed.len() >= p.cols / 2
-        && p.rows.weights.len() / p.cols >= end
+        && p.rows.weights.len() >= need
         && aligned(requant)
         && (bias.is_empty() || aligned(bias));
     if fits {
@@ -272,8 +317,10 @@ fn load(p: &ProjectionI8<'_>, first: usize, rows: usize, phase: &mut Phase) -> b
 }
 
 /// The assembly kernel over the whole blocks of four rows of `out`, from rows `first..` of `x`
-/// (and of `h` in [`PAIR`] mode): how many rows it stored (all of those blocks, or up to the
-/// first one whose fast path saturated), or `None` if a view does not suit it.
+/// (and of `h` in [`PAIR`] mode): how many rows it stored exactly (all of those blocks, or
+/// none of them if one saturated in [`STORE`] or [`PAIR`] mode, which do not check each block,
+/// or in [`ACCUMULATE`] mode, which must not overwrite its summands, the blocks before the one
+/// that saturated), or `None` if a view does not suit it.
 #[inline(always)]
 fn attempt(
     x: &ProjectionI8<'_>,
@@ -285,8 +332,8 @@ fn attempt(
     let n = out.len() & !3;
     let start = out.as_mut_ptr();
     let mut job = Job {
-        first: Phase::NONE,
         second: Phase::NONE,
+        first: Phase::NONE,
         out: start,
         end: start.wrapping_add(n),
         mode,
@@ -304,7 +351,12 @@ fn attempt(
     // (aligned: an i32 slice; `n` a positive multiple of 4); the kernel reads and writes
     // nothing else.
     unsafe { dsp_project_quads(&mut job) };
-    Some((job.out as usize).wrapping_sub(start as usize) / 4)
+    let stored = (job.out as usize).wrapping_sub(start as usize) / 4;
+    Some(if job.mode & Q_FLAG != 0 && mode != ACCUMULATE {
+        0
+    } else {
+        stored
+    })
 }
 
 /// `p`'s projection into `out` by the scalar reference path.
@@ -313,9 +365,9 @@ fn reference(p: &ProjectionI8<'_>, out: &mut [i32], accumulate: bool) {
 }
 
 /// The rare rest of [`dsp_project_i8`] (`second` none) and [`dsp_project_pair_i8`]: rows
-/// `from..` of `out`, when the kernel stored the rows before `from` and, if `saturated`, gave
-/// up on the block at `from`, which the reference path redoes (same bits) before the kernel
-/// goes on; the last rows, fewer than a block, take the reference path too.
+/// `from..` of `out`, when the kernel stored the rows before `from` exactly: a block at a
+/// time, each by the kernel, or if it saturated there by the reference path (same bits); the
+/// last rows, fewer than a block, by the reference path too.
 #[cold]
 #[inline(never)]
 fn finish(
@@ -324,7 +376,6 @@ fn finish(
     accumulate: bool,
     out: &mut [i32],
     mut from: usize,
-    mut saturated: bool,
 ) {
     let mode = match (second, accumulate) {
         (Some(_), _) => PAIR,
@@ -334,31 +385,20 @@ fn finish(
     while let Some(rest) = out.get_mut(from..).filter(|rest| !rest.is_empty()) {
         let x = first.skip(from);
         let h = second.map(|h| h.skip(from));
-        if saturated {
-            let block = rest.get_mut(..4).unwrap_or(&mut []);
+        let block = if rest.len() < 4 {
+            rest
+        } else {
+            rest.get_mut(..4).unwrap_or(&mut [])
+        };
+        // A block the kernel did not store exactly (a saturation, or too few rows) was left
+        // as it was in ACCUMULATE mode and is output only in the others.
+        if attempt(&x, h.as_ref(), 0, mode, block) != Some(block.len()) {
             reference(&x, block, accumulate);
             if let Some(h) = &h {
                 reference(h, block, true);
             }
-            from += 4;
-            saturated = false;
-            continue;
         }
-        let n = rest.len() & !3;
-        match attempt(&x, h.as_ref(), 0, mode, rest) {
-            Some(stored) => {
-                from += stored;
-                saturated = stored < n;
-            }
-            // The last rows, fewer than four.
-            None => {
-                reference(&x, rest, accumulate);
-                if let Some(h) = &h {
-                    reference(h, rest, true);
-                }
-                return;
-            }
-        }
+        from += 4;
     }
 }
 
@@ -367,8 +407,8 @@ fn finish(
 /// Per 8 columns two `ldrd` load the code pairs and each of the four rows costs two weight
 /// loads, four `sxtb16` and four `smlad` (22 instructions per 16 MACs with the loop's two,
 /// 23 when the loop ran 4 columns a pass; widths that are 4 more than a multiple of 8 enter
-/// the loop half way). The sums start from the biases; per row the requantizer `(m, s)` is
-/// applied as
+/// the loop half way; the paired call's recurrent side runs 16 columns a pass). The sums
+/// start from the biases; per row the requantizer `(m, s)` is applied as
 /// `t = smmul(acc, m) >> (s - 2)`, `v = t - (t >> 1)`: `smmul` is the product's high word, so
 /// this is [`crate::quant::fixed`]'s high-word rounding (`(t + 1) >> 1 == t - (t >> 1)`), valid
 /// for `n = 31 + s >= 33`; for `s - 2 >= 30` both give 0 (the product is below `2^62`), and
@@ -378,8 +418,9 @@ fn finish(
 /// saturates and sets the sticky Q flag: an `smlad` whose sum (bias included) leaves i32 (the
 /// reference then takes its 128-bit path or sums in i64), a shift below 2 whose pre-shift of
 /// the sum would lose bits (`ssat`, see [`requant_small_shift!`]), and an accumulation that
-/// saturates. The flag is read before a block's four results are
-/// stored; a block that set it is redone by the scalar reference path (same bits), so the
+/// saturates. The flag is read once per call (per block when accumulating, before the block's
+/// four results are stored, as the outputs are summands); a call that set it is redone a block
+/// at a time, and a block that sets it by the scalar reference path (same bits), so the
 /// result never depends on the widths or values. Real models never take it.
 fn dsp_project_i8(
     rows: &RowsI8<'_>,
@@ -396,7 +437,7 @@ fn dsp_project_i8(
     let mode = if accumulate { ACCUMULATE } else { STORE };
     match attempt(&p, None, 0, mode, out) {
         Some(stored) if stored == out.len() => {}
-        Some(stored) => finish(&p, None, accumulate, out, stored, stored < (out.len() & !3)),
+        Some(stored) => finish(&p, None, accumulate, out, stored),
         // Ragged widths, unaligned views, fewer than four rows.
         None => reference(&p, out, accumulate),
     }
@@ -417,17 +458,38 @@ fn dsp_project_pair_i8(
 ) {
     match attempt(x, Some(h), first_row, PAIR, out) {
         Some(stored) if stored == out.len() => {}
-        Some(stored) => {
-            let (x, h) = (x.skip(first_row), h.skip(first_row));
-            finish(&x, Some(&h), false, out, stored, stored < (out.len() & !3));
-        }
+        Some(stored) => pair_rest(x, h, first_row, out, stored),
         // A side the kernel cannot take (an input of 1 or 3 features): the two calls.
         None => {
-            let (x, h) = (x.skip(first_row), h.skip(first_row));
-            dsp_project_i8(&x.rows, x.packed, x.cols, out, false);
-            dsp_project_i8(&h.rows, h.packed, h.cols, out, true);
+            project_from(x, first_row, out, false);
+            project_from(h, first_row, out, true);
         }
     }
+}
+
+/// [`dsp_project_i8`] of `p`'s rows from `first_row` on: [`dsp_project_pair_i8`]'s two calls
+/// when a side does not suit the kernel. Out of line (not cold: such models take it every
+/// step), so the view is only built here, not ahead of the kernel on every paired call.
+#[inline(never)]
+fn project_from(p: &ProjectionI8<'_>, first_row: usize, out: &mut [i32], accumulate: bool) {
+    let p = p.skip(first_row);
+    dsp_project_i8(&p.rows, p.packed, p.cols, out, accumulate);
+}
+
+/// The rare rest of [`dsp_project_pair_i8`]: the rows from `stored` on (a saturation, or
+/// rows past the last whole block); out of line, so the views of the rows from `first_row`
+/// on are only built when needed.
+#[cold]
+#[inline(never)]
+fn pair_rest(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+    stored: usize,
+) {
+    let (x, h) = (x.skip(first_row), h.skip(first_row));
+    finish(&x, Some(&h), false, out, stored);
 }
 
 /// Rows `from..to` by the scalar reference path over [`dsp_pack_i16`]'s order.
@@ -600,15 +662,14 @@ macro_rules! four_columns {
     };
 }
 
-/// One [`Phase`] of a block: its four requantized results in `r0..r3`. `$load` loads the
-/// phase into `r4` (bias), `r5` (weights), `r6` (requantizers), `r7` (cols), `r8` (codes) and
-/// `r9` (their end); `$bias` and `$weights` are the offsets from `lr` (the job) of the fields
-/// the moved-on pointers are written back to (`$weights` is followed by the requantizers);
-/// `$l` is a label prefix unique to the instance. The sums start from the biases (`smlad`
-/// sets the Q flag if a biased partial sum leaves i32, as the separate `qadd` it replaces
-/// did). The column loop runs 8 columns per pass, entered half way when `cols % 8 == 4`.
-macro_rules! phase {
-    ($load:literal, $bias:literal, $weights:literal, $requant:literal, $l:literal) => {
+/// The start of one [`Phase`] of a block: `$load` loads the phase into `r4` (bias), `r5`
+/// (weights), `r6` (requantizers), `r7` (cols), `r8` (codes) and `r9` (their end); the sums
+/// `r0..r3` start from the biases, whose moved-on pointer goes back to offset `$bias` from
+/// `lr` (`smlad` sets the Q flag if a biased partial sum leaves i32, as a separate `qadd`
+/// would); no bias (`r4` is 0) gives zeros, two per `umull`. `$l` is a label prefix unique to
+/// the instance; a column loop ([`loop8!`] or [`loop16!`]) and [`phase_tail!`] follow.
+macro_rules! phase_head {
+    ($load:literal, $bias:literal, $l:literal) => {
         concat!(
             $load,
             "\n",
@@ -624,13 +685,20 @@ macro_rules! phase {
             "2f\n",
             $l,
             "1:\n",
-            "movs r0, #0\n",
-            "movs r1, #0\n",
-            "movs r2, #0\n",
-            "movs r3, #0\n",
+            "umull r0, r1, r4, r4\n",
+            "umull r2, r3, r4, r4\n",
             $l,
             "2:\n",
             "add r4, r5, r7, lsl #1\n",
+        )
+    };
+}
+
+/// The column loop, 8 columns per pass, entered half way when `cols % 8 == 4` (the narrow
+/// `x` side: one pass for 8 inputs).
+macro_rules! loop8 {
+    ($l:literal) => {
+        concat!(
             "tst r7, #4\n",
             "bne ",
             $l,
@@ -647,6 +715,61 @@ macro_rules! phase {
             "bne ",
             $l,
             "3b\n",
+        )
+    };
+}
+
+/// The column loop, 16 columns per pass (the recurrent side, as wide as the layer): entered
+/// at the quarter `cols % 16` calls for, from the flags of `cols << 29` (N: bit 2, C: bit 3);
+/// the entries for odd quarters are [`loop16_entry!`]'s.
+macro_rules! loop16 {
+    ($l:literal) => {
+        concat!(
+            "lsls r6, r7, #29\n",
+            "bmi ",
+            $l,
+            "7f\n",
+            "bcs ",
+            $l,
+            "5f\n",
+            $l,
+            "3:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            $l,
+            "6:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            $l,
+            "5:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            $l,
+            "4:\n",
+            "ldrd r10, r11, [r8], #8\n",
+            four_columns!(),
+            "cmp r8, r9\n",
+            "bne ",
+            $l,
+            "3b\n",
+        )
+    };
+}
+
+/// [`loop16!`]'s entries for `cols % 16` of 12 (C set) and 4 (label 7: the instance's other
+/// labels are 0 to 6, 9 and the requantization stubs' three digits).
+macro_rules! loop16_entry {
+    ($l:literal) => {
+        concat!("\n", $l, "7:\n", "bcs ", $l, "6b\n", "b ", $l, "4b\n")
+    };
+}
+
+/// The end of one [`Phase`] of a block: its four requantized results in `r0..r3`. `$weights`
+/// is the offset from `lr` of the field the moved-on weights pointer is written back to, and
+/// of the requantizers' right after it.
+macro_rules! phase_tail {
+    ($weights:literal, $requant:literal, $l:literal) => {
+        concat!(
             // r4 is at row 3: the next block starts a row later.
             "add r5, r4, r7\n",
             // Requantizers: multiplier in the top 24 bits, shift s in the low byte.
@@ -680,7 +803,7 @@ macro_rules! phase {
     };
 }
 
-/// The out-of-line requantization of [`phase!`] instance `$l` for blocks with a shift outside
+/// The out-of-line requantization of [`phase_tail!`] instance `$l` for blocks with a shift outside
 /// `2..=65`: row by row, with the small-shift stubs.
 macro_rules! phase_stubs {
     ($l:literal) => {
@@ -710,12 +833,15 @@ macro_rules! phase_stubs {
 }
 
 /// Computes the blocks of four rows `job.out..job.end` (see [`dsp_project_i8`] and
-/// [`dsp_project_pair_i8`]) and stores them, moving `job.out` on, until the end or the first
-/// block that set the Q flag (not stored; the phases' pointers have moved past it).
+/// [`dsp_project_pair_i8`]) and stores them, moving `job.out` on, and leaves the APSR in
+/// `job.mode`: its Q flag is set if a block saturated. Every block is stored in [`STORE`] and
+/// [`PAIR`] mode (their outputs are outputs only); [`ACCUMULATE`] mode stops before storing
+/// the first block that saturated (its outputs are summands).
 ///
 /// Registers in the column loop: `r0..r3` the four sums, `r5` / `r4` rows 0 and 2 (rows 1 and
 /// 3 at `+ cols`, `r7`), `r8` the codes and `r9` their end, `r10` / `r11` a code pair, `r12` /
-/// `r6` weights, `lr` the job. In [`PAIR`] mode the first phase's results wait on the stack.
+/// `r6` weights, `lr` the job's first phase (the second phase below it). In [`PAIR`] mode the
+/// first phase's results wait on the stack.
 ///
 /// # Safety
 ///
@@ -726,45 +852,63 @@ unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
         "push {{r4-r11, lr}}",
         "movs r7, #0",
         "msr APSR_nzcvq, r7",
-        "mov lr, r0",
+        "add lr, r0, #24",
+        // Where each block goes after its first phase, by mode, once per call (a Thumb
+        // address: bit 0 set for `ldr pc`).
+        "ldr r7, [lr, #32]",
+        "adr r8, 40f",
+        "cmp r7, #2",
+        "beq 31f",
+        "adr r8, 44f",
+        "cmp r7, #1",
+        "beq 31f",
+        "adr r8, 45f",
+        "31:",
+        "orr r8, r8, #1",
+        "str r8, [lr, #32]",
         // One block of four rows.
         "30:",
-        phase!("ldm lr, {{r4-r9}}", "0", "4", "8", "1"),
-        "ldr r7, [lr, #56]",
-        "cmp r7, #2",
-        "bne 44f",
+        phase_head!("ldm lr, {{r4-r9}}", "0", "1"),
+        loop8!("1"),
+        phase_tail!("4", "8", "1"),
+        "ldr pc, [lr, #32]",
+        // PAIR: the first phase's results wait on the stack.
+        "40:",
         "push {{r0-r3}}",
-        phase!(
-            "add r12, lr, #24\nldm r12, {{r4-r9}}",
-            "24",
-            "28",
-            "32",
-            "2"
-        ),
+        phase_head!("ldmdb lr, {{r4-r9}}", "-24", "2"),
+        loop16!("2"),
+        phase_tail!("-20", "-16", "2"),
         "pop {{r8-r11}}",
-        "b 43f",
-        "44:",
-        "cbz r7, 45f",
-        "ldr r7, [lr, #48]",
-        "ldm r7, {{r8-r11}}",
         "43:",
         "qadd r0, r8, r0",
         "qadd r1, r9, r1",
         "qadd r2, r10, r2",
         "qadd r3, r11, r3",
-        // The Q check before anything is stored.
+        // STORE starts here.
         "45:",
-        "mrs r8, apsr",
-        "tst r8, #0x08000000",
-        "bne 49f",
-        "ldrd r7, r8, [lr, #48]",
+        "ldrd r7, r8, [lr, #24]",
         "stm r7!, {{r0-r3}}",
-        "str r7, [lr, #48]",
+        "str r7, [lr, #24]",
         "cmp r7, r8",
         "bne 30b",
         "49:",
+        "mrs r8, apsr",
+        "str r8, [lr, #32]",
         "pop {{r4-r11, pc}}",
+        // ACCUMULATE: the outputs are the other summands, and are only overwritten exactly.
+        "44:",
+        "ldr r7, [lr, #24]",
+        "ldm r7, {{r8-r11}}",
+        "qadd r0, r8, r0",
+        "qadd r1, r9, r1",
+        "qadd r2, r10, r2",
+        "qadd r3, r11, r3",
+        "mrs r8, apsr",
+        "tst r8, #0x08000000",
+        "bne 49b",
+        "b 45b",
         phase_stubs!("1"),
         phase_stubs!("2"),
+        loop16_entry!("2"),
     )
 }

@@ -47,7 +47,7 @@ pub fn matvec_acc_i8w(weights: &[u8], scales: F32View<'_>, x: &[f32], y: &mut [f
 
 /// Products summed in 32 bits before widening: codes are within the i16 range (every producer
 /// clamps them) and weights within i8, so a product is below 2^22 and 256 of them below 2^30.
-const I32_BLOCK: usize = 256;
+pub(crate) const I32_BLOCK: usize = 256;
 
 /// `sum_c w[c] * x[c]` for int8 weights and integer codes (int8 or int16 range), exact. Blocks
 /// of 256 products are summed in i32 (cheap on 32-bit cores) and widened to i64.
