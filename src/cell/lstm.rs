@@ -28,32 +28,10 @@ pub(crate) fn step(
     let Some(z) = scratch.get_mut(..4 * n) else {
         return;
     };
-    lanes.init_bias(w.bias, z);
-    lanes.product(&w.kernel, x, z);
+    lanes.affine(w.bias, &w.kernel, x, z);
     lanes.product(&w.recurrent_kernel, h, z);
-    let (a, ra) = (spec.activation, spec.recurrent_activation);
-    // Gates block by block (i, f | c | o), so the kernel activates whole vectors.
-    let Some((ifg, zo)) = z.split_at_mut_checked(3 * n) else {
-        return;
-    };
-    let Some((zif, zc)) = ifg.split_at_mut_checked(2 * n) else {
-        return;
-    };
-    lanes.activate(ra, zif);
-    lanes.activate(a, zc);
-    lanes.activate(ra, zo);
-    let Some((zi, zf)) = zif.split_at_mut_checked(n) else {
-        return;
-    };
-    for (((cv, &i), &f), &g) in c.iter_mut().zip(zi.iter()).zip(zf.iter()).zip(zc.iter()) {
-        *cv = f * *cv + i * g;
-    }
-    // a(c') into the spent input-gate block, then h' = o * a(c').
-    for (t, &cv) in zi.iter_mut().zip(c.iter()) {
-        *t = cv;
-    }
-    lanes.activate(a, zi);
-    for ((hv, &o), &t) in h.iter_mut().zip(zo.iter()).zip(zi.iter()) {
-        *hv = o * t;
-    }
+    // The element-wise rest of the equations above is one kernel call
+    // (`generic::batch::lstm_gates_f32_with` defines it), so a table can run it in one or two
+    // passes over memory instead of six, over one stream or a whole tile alike.
+    lanes.lstm_gates(spec.activation, spec.recurrent_activation, z, c, h);
 }

@@ -22,8 +22,25 @@ pub(crate) trait Lanes {
     fn init_bias(&mut self, bias: Option<F32View<'_>>, y: &mut [f32]);
     /// `y += W x`.
     fn product(&mut self, w: &Matrix<'_>, x: &[f32], y: &mut [f32]);
+    /// `y = b + W x`: [`Lanes::init_bias`] then [`Lanes::product`], which a tile may run as
+    /// one kernel call.
+    #[inline]
+    fn affine(&mut self, bias: Option<F32View<'_>>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+        self.init_bias(bias, y);
+        self.product(w, x, y);
+    }
     /// An element-wise activation in place.
     fn activate(&mut self, activation: Activation, values: &mut [f32]);
+    /// The LSTM element-wise step: `c` and `h` from the gate blocks i, f, c, o of `z`
+    /// (see [`crate::kernels::Kernels::lstm_gates_f32`]); `z` is left as scratch.
+    fn lstm_gates(
+        &mut self,
+        a: Activation,
+        ra: Activation,
+        z: &mut [f32],
+        c: &mut [f32],
+        h: &mut [f32],
+    );
 }
 
 /// One stream: the kernel table's matrix-vector products.
@@ -43,6 +60,18 @@ impl Lanes for OneStream {
     #[inline]
     fn activate(&mut self, activation: Activation, values: &mut [f32]) {
         crate::kernels::activate(activation, values);
+    }
+
+    #[inline]
+    fn lstm_gates(
+        &mut self,
+        a: Activation,
+        ra: Activation,
+        z: &mut [f32],
+        c: &mut [f32],
+        h: &mut [f32],
+    ) {
+        crate::kernels::lstm_gates_f32(crate::kernels::active(), a, ra, z, c, h);
     }
 }
 

@@ -367,7 +367,29 @@ pub struct Kernels {
     /// gates' pre-activations (i, f, c, o), `c` and `h` in place, exact (see
     /// [`generic::lstm::lstm_units_i8`]).
     pub lstm_units_i8: fn(LstmGates<'_>, &mut [i32], &mut [i32], &LstmParams),
+    /// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`
+    /// (`src, src_stride, dst, dst_stride, rows, cols`): the batched step's moves between
+    /// stream-major states and stream-minor tiles (see [`generic::batch::transpose_f32`]).
+    pub transpose_f32: fn(&[f32], usize, &mut [f32], usize, usize, usize),
+    /// The f32 LSTM cell's element-wise step `(a, ra, z, c, h)`: activations, `c` and `h`
+    /// from the four gate blocks of `z`, bit for bit what
+    /// [`generic::batch::lstm_gates_f32_with`] gives with this table's `activate` (which
+    /// [`lstm_gates_f32`] runs for `None`). A table sets it to do the whole update in one pass
+    /// over memory instead of six.
+    pub lstm_gates_f32: Option<LstmGatesF32>,
+    /// A tile's first affine map `y = b + W x` (`b` zeros for `None`): exactly
+    /// [`generic::batch::init_bias_tile`] followed by this table's `matmul_f32`, which
+    /// [`matmul_bias_f32`] runs for `None`. A table sets it to start the sums at the bias
+    /// instead of filling the tile first.
+    pub matmul_bias_f32: Option<MatmulBiasF32>,
 }
+
+/// A table's [`Kernels::matmul_bias_f32`]: `(bias, w, x, y, streams)`.
+pub type MatmulBiasF32 = fn(Option<F32View<'_>>, F32View<'_>, &[f32], &mut [f32], usize);
+
+/// A table's [`Kernels::lstm_gates_f32`]: `(activation, recurrent_activation, z, c, h)`.
+pub type LstmGatesF32 =
+    fn(crate::format::Activation, crate::format::Activation, &mut [f32], &mut [f32], &mut [f32]);
 
 impl core::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -387,6 +409,9 @@ pub const GENERIC: Kernels = Kernels {
     project_pair_i8: None,
     matmul_f32: generic::batch::matmul_acc_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
+    transpose_f32: generic::batch::transpose_f32,
+    lstm_gates_f32: None,
+    matmul_bias_f32: None,
 };
 
 /// The best kernel table this CPU can run (see the module docs for how it is chosen).
@@ -542,6 +567,44 @@ pub fn lstm_units_i8(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params:
 #[inline]
 pub fn activate(activation: crate::format::Activation, values: &mut [f32]) {
     (active().activate)(activation, values);
+}
+
+/// The f32 LSTM element-wise step by table `k` (see [`Kernels::lstm_gates_f32`]): `z` holds
+/// the gate pre-activations i, f, c, o in four blocks of `h.len()` values and is left as
+/// scratch; `c` and `h` are updated in place.
+#[inline]
+pub fn lstm_gates_f32(
+    k: &Kernels,
+    a: crate::format::Activation,
+    ra: crate::format::Activation,
+    z: &mut [f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    match k.lstm_gates_f32 {
+        Some(gates) => gates(a, ra, z, c, h),
+        None => generic::batch::lstm_gates_f32_with(k.activate, a, ra, z, c, h),
+    }
+}
+
+/// `y = b + W x` over a tile of `streams` streams by table `k` (see
+/// [`Kernels::matmul_bias_f32`]).
+#[inline]
+pub fn matmul_bias_f32(
+    k: &Kernels,
+    bias: Option<F32View<'_>>,
+    w: F32View<'_>,
+    x: &[f32],
+    y: &mut [f32],
+    streams: usize,
+) {
+    match k.matmul_bias_f32 {
+        Some(f) => f(bias, w, x, y, streams),
+        None => {
+            generic::batch::init_bias_tile(bias, y, streams);
+            (k.matmul_f32)(w, x, y, streams);
+        }
+    }
 }
 
 /// Columns of integer codes a SIMD product kernel packs to i16 at a time (at most 1 KB of

@@ -5,16 +5,20 @@
 //! [`BATCH_TILE`] streams: the tile's inputs, states and gate pre-activations are laid out
 //! stream-minor (`[row][stream]`, tens of KB that stay in cache), and each weight matrix is applied
 //! to the whole tile by the kernel table's `matmul_f32`, which reads every weight once per
-//! tile instead of once per stream.
+//! tile instead of once per stream. The tiles are filled from and emptied into the
+//! stream-major buffers by the table's `transpose_f32`, and an LSTM's activations and state
+//! update run over the whole tile in the table's `lstm_gates_f32` (the same kernel `step`
+//! calls on one stream).
 //!
 //! # Same results as `step`
 //!
 //! Per stream, the batched step performs the operations of [`Model::step`] in the same order:
 //! the products sum every row in the order of the table's matrix-vector kernel (that is the
 //! contract of `matmul_f32`), and biases, gate arithmetic and activations are element-wise
-//! and written as in the cells. So in every mode each stream's state and output are bit for
-//! bit what `step` gives it, and a stream can move between `step` and `step_batch` at any
-//! time. (One process always runs one kernel table; across tables float results differ by
+//! and written once, in the cells and the kernels both paths call (`lstm_gates_f32` is the
+//! same function for one stream and for a tile). So in every mode each stream's state and
+//! output are bit for bit what `step` gives it, and a stream can move between `step` and
+//! `step_batch` at any time. (One process always runs one kernel table; across tables float results differ by
 //! rounding, as the kernels module describes.)
 //!
 //! What is batched: `F32` models run the tiled path above. `Int8Weights` models run it too,
@@ -172,13 +176,14 @@ impl<const L: usize> Model<'_, L> {
             y: take(&mut rest, self.max_width.max(self.max_cell_scratch)),
         };
         let cell = rest;
-        gather(x, self.input_features, 0, self.input_features, t, src);
+        gather(k, x, self.input_features, 0, self.input_features, t, src);
         let mut width = self.input_features;
         for layer in &self.layers {
             let input = src.get(..width * t).unwrap_or(&[]);
             match layer {
                 LayerPlan::Recurrent(r) => {
                     let tile = StateTile {
+                        k,
                         states,
                         words: self.state_len,
                         t,
@@ -201,38 +206,42 @@ impl<const L: usize> Model<'_, L> {
             width = layer.output_width();
             core::mem::swap(&mut src, &mut dst);
         }
-        scatter(src, t, out, width, 0, width);
+        scatter(k, src, t, out, width, 0, width);
     }
 }
 
 /// `tile[f * t + s] = rows[s * stride + offset + f]` for `f < width`: `t` stream-major rows
-/// into a stream-minor tile. Plain indexing: strided iterator adapters cost more than the
-/// rest of a small cell's step.
-fn gather(rows: &[f32], stride: usize, offset: usize, width: usize, t: usize, tile: &mut [f32]) {
-    for (s, row) in rows.chunks_exact(stride.max(1)).take(t).enumerate() {
-        let part = row.get(offset..offset + width).unwrap_or(&[]);
-        for (f, &v) in part.iter().enumerate() {
-            if let Some(d) = tile.get_mut(f * t + s) {
-                *d = v;
-            }
-        }
-    }
+/// into a stream-minor tile, by the table's transpose.
+fn gather(
+    k: &Kernels,
+    rows: &[f32],
+    stride: usize,
+    offset: usize,
+    width: usize,
+    t: usize,
+    tile: &mut [f32],
+) {
+    let src = rows.get(offset..).unwrap_or(&[]);
+    (k.transpose_f32)(src, stride, tile, t, t, width);
 }
 
 /// The inverse of [`gather`].
-fn scatter(tile: &[f32], t: usize, rows: &mut [f32], stride: usize, offset: usize, width: usize) {
-    for (s, row) in rows.chunks_exact_mut(stride.max(1)).take(t).enumerate() {
-        let part = row.get_mut(offset..offset + width).unwrap_or(&mut []);
-        for (f, d) in part.iter_mut().enumerate() {
-            if let Some(&v) = tile.get(f * t + s) {
-                *d = v;
-            }
-        }
-    }
+fn scatter(
+    k: &Kernels,
+    tile: &[f32],
+    t: usize,
+    rows: &mut [f32],
+    stride: usize,
+    offset: usize,
+    width: usize,
+) {
+    let dst = rows.get_mut(offset..).unwrap_or(&mut []);
+    (k.transpose_f32)(tile, t, dst, stride, width, t);
 }
 
 /// Every stream's state words of a tile, and how to find one layer's part.
 struct StateTile<'s> {
+    k: &'s Kernels,
     states: &'s mut [f32],
     /// Words per stream ([`Model::state_len`]).
     words: usize,
@@ -242,12 +251,12 @@ struct StateTile<'s> {
 impl StateTile<'_> {
     /// Words `offset..offset + n` of every stream's state into `tile` (stream-minor).
     fn load(&self, offset: usize, n: usize, tile: &mut [f32]) {
-        gather(self.states, self.words, offset, n, self.t, tile);
+        gather(self.k, self.states, self.words, offset, n, self.t, tile);
     }
 
     /// The inverse of [`StateTile::load`].
     fn store(&mut self, offset: usize, n: usize, tile: &[f32]) {
-        scatter(tile, self.t, self.states, self.words, offset, n);
+        scatter(self.k, tile, self.t, self.states, self.words, offset, n);
     }
 }
 
@@ -283,14 +292,7 @@ fn product(k: &Kernels, m: &Matrix<'_>, x: &[f32], y: &mut [f32], t: usize, cols
 /// Row `r` of the tile `y` = `bias[r]` for every stream (zeros without a bias), as
 /// [`kernels::init_bias`] starts each stream's affine map.
 fn init_bias(bias: Option<F32View<'_>>, y: &mut [f32], t: usize) {
-    match bias {
-        Some(b) => {
-            for (row, v) in y.chunks_exact_mut(t.max(1)).zip(b.iter()) {
-                row.fill(v);
-            }
-        }
-        None => y.fill(0.0),
-    }
+    kernels::generic::batch::init_bias_tile(bias, y, t);
 }
 
 /// One recurrent layer (forward direction only: batched models are streamable) over the
@@ -353,8 +355,31 @@ impl Lanes for Tile<'_, '_> {
     }
 
     #[inline]
+    fn affine(&mut self, bias: Option<F32View<'_>>, w: &Matrix<'_>, x: &[f32], y: &mut [f32]) {
+        match *w {
+            Matrix::F32(w) => kernels::matmul_bias_f32(self.k, bias, w, x, y, self.t),
+            _ => {
+                init_bias(bias, y, self.t);
+                product(self.k, w, x, y, self.t, self.cols);
+            }
+        }
+    }
+
+    #[inline]
     fn activate(&mut self, activation: Activation, values: &mut [f32]) {
         (self.k.activate)(activation, values);
+    }
+
+    #[inline]
+    fn lstm_gates(
+        &mut self,
+        a: Activation,
+        ra: Activation,
+        z: &mut [f32],
+        c: &mut [f32],
+        h: &mut [f32],
+    ) {
+        kernels::lstm_gates_f32(self.k, a, ra, z, c, h);
     }
 }
 

@@ -30,6 +30,9 @@ pub static TABLE: Kernels = Kernels {
     project_pair_i8: None,
     matmul_f32: neon_matmul_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
+    transpose_f32: generic::batch::transpose_f32,
+    lstm_gates_f32: None,
+    matmul_bias_f32: None,
 };
 
 /// Calls of the NEON kernels, so tests can prove this path ran.

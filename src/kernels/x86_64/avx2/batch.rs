@@ -1,3 +1,7 @@
+//! The batched step's AVX2 kernels: `avx2_matmul_f32` (below), `avx2_transpose_f32` (8 x 8
+//! blocks between stream-major states and stream-minor tiles) and `avx2_lstm_gates_f32` (the
+//! LSTM element-wise step, also `Model::step`'s, in two passes).
+//!
 //! `avx2_matmul_f32`: one f32 weight matrix times a tile of streams, 8 streams per vector.
 //!
 //! The tile is stream-minor (`x[c * streams + j]`), so a vector holds one feature of 8
@@ -14,7 +18,8 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::F32View;
+use crate::format::Activation;
+use crate::kernels::{generic, F32View};
 
 pub(super) fn avx2_matmul_f32(w: F32View<'_>, x: &[f32], y: &mut [f32], streams: usize) {
     super::count();
@@ -185,6 +190,256 @@ unsafe fn matmul_f32(w: &[u8], x: &[f32], y: &mut [f32], streams: usize) {
             if j < streams {
                 block::<1>(w_row, xp.add(j), y_row.add(j), s, Some(tail_mask));
             }
+        }
+    }
+}
+
+/// The table's `transpose_f32`: 8 x 8 blocks through registers (unpack, shuffle and lane
+/// permutes), the edges one value at a time. Pure copies: the same bits as the generic kernel.
+pub(super) fn avx2_transpose_f32(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    super::count();
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    // The last value read is `(rows - 1) * src_stride + cols - 1`, the last written
+    // `(cols - 1) * dst_stride + rows - 1`.
+    let fits = |len: usize, stride: usize, lines: usize, width: usize| {
+        (lines - 1)
+            .checked_mul(stride)
+            .and_then(|e| e.checked_add(width))
+            .is_some_and(|e| e <= len)
+    };
+    if !fits(src.len(), src_stride, rows, cols) || !fits(dst.len(), dst_stride, cols, rows) {
+        // Values past the slices are skipped there, as the definition says.
+        generic::batch::transpose_f32(src, src_stride, dst, dst_stride, rows, cols);
+        return;
+    }
+    // SAFETY: reachable only through the AVX2 tables (AVX2 + FMA checked); every index the
+    // kernel touches is inside the slices by `fits` above.
+    unsafe {
+        transpose(
+            src.as_ptr(),
+            src_stride,
+            dst.as_mut_ptr(),
+            dst_stride,
+            rows,
+            cols,
+        );
+    }
+}
+
+/// # Safety
+/// AVX2; `src[r * ss + c]` readable and `dst[c * ds + r]` writable for `r < rows`, `c < cols`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose(
+    src: *const f32,
+    ss: usize,
+    dst: *mut f32,
+    ds: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let (rows8, cols8) = (rows & !7, cols & !7);
+    let mut r = 0;
+    while r < rows8 {
+        let mut c = 0;
+        while c < cols8 {
+            // SAFETY: rows `r..r + 8 <= rows` and columns `c..c + 8 <= cols`.
+            unsafe { block8(src.add(r * ss + c), ss, dst.add(c * ds + r), ds) };
+            c += 8;
+        }
+        for c in cols8..cols {
+            for k in r..r + 8 {
+                // SAFETY: `k < rows`, `c < cols`.
+                unsafe { *dst.add(c * ds + k) = *src.add(k * ss + c) };
+            }
+        }
+        r += 8;
+    }
+    for k in rows8..rows {
+        for c in 0..cols {
+            // SAFETY: `k < rows`, `c < cols`.
+            unsafe { *dst.add(c * ds + k) = *src.add(k * ss + c) };
+        }
+    }
+}
+
+/// One 8 x 8 block: row `k` of `src` (8 values) becomes column `k` of `dst`.
+///
+/// # Safety
+/// AVX2; 8 rows of 8 values `ss` apart readable at `src`, 8 rows `ds` apart writable at `dst`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    let mut r = [_mm256_setzero_ps(); 8];
+    for (k, v) in r.iter_mut().enumerate() {
+        // SAFETY: row `k < 8` of the block.
+        *v = unsafe { _mm256_loadu_ps(src.add(k * ss)) };
+    }
+    // Pairs of rows interleaved, then quads, then the 128-bit halves swapped into place.
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let out = [
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
+    ];
+    for (k, v) in out.into_iter().enumerate() {
+        // SAFETY: row `k < 8` of the block.
+        unsafe { _mm256_storeu_ps(dst.add(k * ds), v) };
+    }
+}
+
+/// Which of the table's vector activations a gate uses (a const parameter, so each pairing
+/// compiles to straight-line code).
+const SIGMOID: u8 = 0;
+const TANH: u8 = 1;
+
+/// The table's `lstm_gates_f32`: for sigmoid and tanh gates, 8 units at a time, the
+/// activations by the table's own `sigmoid8` / `tanh8` (the functions `avx2_activate` maps
+/// over memory; element-wise, so the bits do not depend on which values share a vector), then
+/// `c' = f * c + i * g` as two products and a sum and `h' = o * a(c')`, the operations of the
+/// definition in its order. Two passes over `z`, `c` and `h` instead of six. Other
+/// activations run the definition.
+pub(super) fn avx2_lstm_gates_f32(
+    a: Activation,
+    ra: Activation,
+    z: &mut [f32],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    super::count();
+    let n = h.len();
+    let (Some(z), Some(c)) = (z.get_mut(..4 * n), c.get_mut(..n)) else {
+        return;
+    };
+    // SAFETY (every arm): reachable only through the AVX2 tables (AVX2 + FMA checked); the
+    // lengths are the ones `gates` asks for (just checked).
+    unsafe {
+        match (a, ra) {
+            (Activation::Tanh, Activation::Sigmoid) => gates::<TANH, SIGMOID>(z, c, h),
+            (Activation::Sigmoid, Activation::Sigmoid) => gates::<SIGMOID, SIGMOID>(z, c, h),
+            (Activation::Tanh, Activation::Tanh) => gates::<TANH, TANH>(z, c, h),
+            (Activation::Sigmoid, Activation::Tanh) => gates::<SIGMOID, TANH>(z, c, h),
+            _ => generic::batch::lstm_gates_f32_with(super::avx2_activate, a, ra, z, c, h),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn act<const K: u8>(v: __m256) -> __m256 {
+    if K == TANH {
+        super::tanh8(v)
+    } else {
+        super::sigmoid8(v)
+    }
+}
+
+/// One vector of units: `(c', h')` from the four pre-activations and `c`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn unit8<const A: u8, const RA: u8>(z: [__m256; 4], c: __m256) -> (__m256, __m256) {
+    let i = act::<RA>(z[0]);
+    let f = act::<RA>(z[1]);
+    let g = act::<A>(z[2]);
+    let o = act::<RA>(z[3]);
+    let c = _mm256_add_ps(_mm256_mul_ps(f, c), _mm256_mul_ps(i, g));
+    (c, _mm256_mul_ps(o, act::<A>(c)))
+}
+
+/// # Safety
+/// AVX2 + FMA; `z.len() >= 4 * h.len()` and `c.len() >= h.len()`. `z` is left as scratch.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gates<const A: u8, const RA: u8>(z: &mut [f32], c: &mut [f32], h: &mut [f32]) {
+    let n = h.len();
+    let full = n & !7;
+    let (zp, cp, hp) = (z.as_mut_ptr(), c.as_mut_ptr(), h.as_mut_ptr());
+    // Two passes, each vector's work one activation deep, so the out-of-order core overlaps
+    // the vectors (one pass doing both activations in a row waits on a chain twice as long).
+    // First the gates and `c'`, the activated `o` kept in its block of `z`.
+    let mut j = 0;
+    while j < full {
+        // SAFETY: `j + 8 <= n`; gate block `g` holds `z[g * n..(g + 1) * n]`.
+        unsafe {
+            let i = act::<RA>(_mm256_loadu_ps(zp.add(j)));
+            let f = act::<RA>(_mm256_loadu_ps(zp.add(n + j)));
+            let g = act::<A>(_mm256_loadu_ps(zp.add(2 * n + j)));
+            let o = act::<RA>(_mm256_loadu_ps(zp.add(3 * n + j)));
+            let old = _mm256_loadu_ps(cp.add(j));
+            let new = _mm256_add_ps(_mm256_mul_ps(f, old), _mm256_mul_ps(i, g));
+            _mm256_storeu_ps(cp.add(j), new);
+            _mm256_storeu_ps(zp.add(3 * n + j), o);
+        }
+        j += 8;
+    }
+    // Then `h' = o * a(c')`.
+    j = 0;
+    while j < full {
+        // SAFETY: as above.
+        unsafe {
+            let t = act::<A>(_mm256_loadu_ps(cp.add(j)));
+            let o = _mm256_loadu_ps(zp.add(3 * n + j));
+            _mm256_storeu_ps(hp.add(j), _mm256_mul_ps(o, t));
+        }
+        j += 8;
+    }
+    if j < n {
+        // The last units through zero-padded copies: each lane sees the same formula.
+        let rest = n - j;
+        let mut zs = [[0.0f32; 8]; 4];
+        for (g, buf) in zs.iter_mut().enumerate() {
+            for (k, b) in buf.iter_mut().take(rest).enumerate() {
+                *b = z.get(g * n + j + k).copied().unwrap_or(0.0);
+            }
+        }
+        let (c_rest, h_rest) = (
+            c.get_mut(j..).unwrap_or(&mut []),
+            h.get_mut(j..).unwrap_or(&mut []),
+        );
+        let mut cb = [0.0f32; 8];
+        for (b, &v) in cb.iter_mut().zip(c_rest.iter()) {
+            *b = v;
+        }
+        let mut hb = [0.0f32; 8];
+        // SAFETY: every buffer holds 8 values.
+        unsafe {
+            let zv: [__m256; 4] = core::array::from_fn(|g| _mm256_loadu_ps(zs[g].as_ptr()));
+            let (cv, hv) = unit8::<A, RA>(zv, _mm256_loadu_ps(cb.as_ptr()));
+            _mm256_storeu_ps(cb.as_mut_ptr(), cv);
+            _mm256_storeu_ps(hb.as_mut_ptr(), hv);
+        }
+        for (d, &v) in c_rest.iter_mut().zip(cb.iter()) {
+            *d = v;
+        }
+        for (d, &v) in h_rest.iter_mut().zip(hb.iter()) {
+            *d = v;
         }
     }
 }

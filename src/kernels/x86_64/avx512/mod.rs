@@ -2,8 +2,9 @@
 //! (the same plus AVX-512 VNNI). They override the integer kernels: `avx512_dot_rows_i8`, the
 //! packing and the integer projection (`project.rs`: exact, the generic kernel's bits; that
 //! file states the bounds that make its i32 sums exact and the vector requantization), and the
-//! integer LSTM gate kernel (`lstm.rs`: 16 units per step, table lookups by gathers, exact);
-//! every other entry is the AVX2 table's.
+//! integer LSTM gate kernel (`lstm.rs`: 16 units per step, table lookups by gathers, exact),
+//! the f32 tile product and the f32 LSTM element-wise step (`batch.rs`: the AVX2 activations'
+//! operations on 16 lanes, so the same bits); every other entry is the AVX2 table's.
 //!
 //! Float kernels stay AVX2's on purpose. A 512-bit f32 matvec that keeps their bits (two rows'
 //! 8-lane accumulators side by side in one register, the same reduction tree) measured 2-6%
@@ -27,6 +28,8 @@ static TABLE: Kernels = Kernels {
     project_i8: project::avx512_project_i8,
     matmul_f32: batch::avx512_matmul_f32,
     lstm_units_i8: lstm::avx512_lstm_units_i8,
+    lstm_gates_f32: Some(batch::avx512_lstm_gates_f32),
+    matmul_bias_f32: Some(batch::avx512_matmul_bias_f32),
     ..super::avx2::TABLE
 };
 
