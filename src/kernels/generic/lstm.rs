@@ -6,8 +6,9 @@ use crate::kernels::{LstmGates, LstmParams};
 use crate::quant::fixed::{sat_i16, sat_i16_32, shift_round, shift_round32, ToCodes};
 use crate::quant::lut;
 
-/// [`lstm_units`] with sigmoid gates and tanh, the pair [`crate::kernels::Kernels::lstm_units_i8`]
-/// covers: the reference the conformance suite holds every table's gate kernel to.
+/// The per-unit update (this module's `lstm_units`) with sigmoid gates and tanh, the pair
+/// [`crate::kernels::Kernels::lstm_units_i8`] covers: the reference the conformance suite holds
+/// every table's gate kernel to.
 pub fn lstm_units_i8(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params: &LstmParams) {
     let codes = ToCodes::new(params.requant, params.zero, params.lo, params.hi);
     let cell = CellFormat::new(params.cell_frac);
