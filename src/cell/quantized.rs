@@ -140,14 +140,25 @@ fn project_codes(
     out: &mut [i32],
 ) {
     let cols = x.len();
-    let mut dots = [0i64; ROW_BLOCK];
+    // Heads of a few outputs (a regression's or a classifier's) zero a few products, not a
+    // whole block's (about 110 instructions per step on a Cortex-M4 for a Dense(1) head).
+    let mut few = [0i64; 4];
+    let mut whole;
+    let dots: &mut [i64] = if out.len() <= few.len() {
+        &mut few
+    } else {
+        whole = [0i64; ROW_BLOCK];
+        &mut whole
+    };
     for (block, (outs, block_weights)) in out
         .chunks_mut(ROW_BLOCK)
         .zip(weights.chunks(ROW_BLOCK.saturating_mul(cols).max(1)))
         .enumerate()
     {
         let first = block * ROW_BLOCK;
-        let dots = &mut dots[..outs.len()];
+        let Some(dots) = dots.get_mut(..outs.len()) else {
+            return;
+        };
         dot_rows_i8(block_weights, x, dots);
         let rows = RowsI8 {
             weights: block_weights,
@@ -305,7 +316,6 @@ impl IntCell {
         let units = h.len();
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let cell = lstm::CellFormat::new(self.quant.cell_frac_bits);
-        let codes = self.output_codes();
         // Both projections of every gate row, `W x + U h`, each block of rows in one call.
         let wx = side(w.kernel, w.bias_x, w.requant_x, x);
         let uh = side(w.recurrent_kernel, w.bias_h, w.requant_h, old_h);
@@ -358,12 +368,14 @@ impl IntCell {
                 (Activation::Sigmoid, Activation::Tanh) => {
                     crate::kernels::lstm_units_i8(gates, c, h, &params);
                 }
+                // The output codes prepared here, per block: the usual pair's kernel prepares
+                // its own, so that pair's steps do not pay for them.
                 _ => lstm::lstm_units::<false>(
                     gates,
                     c,
                     h,
                     cell,
-                    &codes,
+                    &self.output_codes(),
                     |p| activate_q15(ra, p),
                     |p| activate_q15(a, p),
                 ),
@@ -457,30 +469,8 @@ impl IntCell {
             // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
             // gate values are i16 (activation outputs), so `z` and the candidate of a unit
             // travel as one word, written over the candidate's input-side part.
-            let lanes = cand_x.iter_mut().zip(z_pre.iter()).zip(r_pre.iter());
-            for (((cand, &zp), &rp), &hh) in lanes.zip(cand_h.iter()) {
-                let z = ra(zp);
-                let r = ra(rp);
-                let candidate = if NON_NEGATIVE_Z {
-                    a(reset_candidate_gate(*cand, r, hh))
-                } else {
-                    a(reset_candidate(*cand, r, hh))
-                };
-                *cand = gate_word(z, candidate);
-            }
-            // The same loop twice for the usual activations: under the test, the compiler
-            // drops the per-unit tests of the two fast paths and clamps int8 codes with one
-            // `ssat` (about 120 bytes of code for 9 instructions per unit on a Cortex-M4).
-            #[allow(clippy::if_same_then_else)]
-            if NON_NEGATIVE_Z
-                && codes.is_fast()
-                && to_q15.scale.is_fast()
-                && codes.bounds() == (-128, 127)
-            {
-                gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
-            } else {
-                gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
-            }
+            gru_gates::<NON_NEGATIVE_Z>(cand_x, z_pre, r_pre, cand_h, &ra, &a);
+            gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
         } else {
             let qmax = i64::from(self.hi);
             let lanes = z_pre.iter_mut().zip(r_pre.iter());
@@ -515,20 +505,98 @@ impl IntCell {
     }
 }
 
+/// The GRU's gate values with `reset_after`, over the candidate's input-side parts `cand`:
+/// each becomes the unit's [`gate_word`] of `z = ra(z_pre)` and the candidate
+/// `a(cand + r * hh)` (`r = ra(r_pre)`, `hh` the recurrent part). Out of line, so that the
+/// loop gets the registers to itself whatever the rest of the step holds.
+#[inline(never)]
+fn gru_gates<const NON_NEGATIVE_Z: bool>(
+    cand: &mut [i32],
+    z_pre: &[i32],
+    r_pre: &[i32],
+    cand_h: &[i32],
+    ra: &impl Fn(i32) -> i32,
+    a: &impl Fn(i32) -> i32,
+) {
+    let lanes = cand.iter_mut().zip(z_pre.iter()).zip(r_pre.iter());
+    for (((cand, &zp), &rp), &hh) in lanes.zip(cand_h.iter()) {
+        let z = ra(zp);
+        let r = ra(rp);
+        let candidate = if NON_NEGATIVE_Z {
+            a(reset_candidate_gate(*cand, r, hh))
+        } else {
+            a(reset_candidate(*cand, r, hh))
+        };
+        *cand = gate_word(z, candidate);
+    }
+}
+
 /// The GRU's new `h` codes from the old ones and each unit's update gate value `z` and
 /// candidate value, packed as `z << 16 | candidate & 0xFFFF` (both i16). With
 /// `NON_NEGATIVE_Z`, `z` is unpacked by a logical shift, the same value for `z >= 0`, which
 /// tells the compiler that [`blend`] takes its 32-bit formula. Inlined into each caller, so
 /// a caller's tests specialize it.
-#[inline(always)]
+///
+/// Out of line, so that its loop gets the registers to itself: inlined into the step, it
+/// reloaded four values from the stack for every unit on a Cortex-M4 (one now).
+#[inline(never)]
 fn gru_update<const NON_NEGATIVE_Z: bool>(
     h: &mut [i32],
     gates: &[i32],
     codes: &ToCodes,
     to_q15: &HToQ15,
 ) {
-    for (&word, hv) in gates.iter().zip(h.iter_mut()) {
+    // The same loop twice for the usual activations: under the test, the compiler drops the
+    // per-unit tests of the fast paths and clamps int8 codes with one `ssat`. Not on cores
+    // without the DSP extension (no `ssat`), where the copy costs more flash than it saves.
+    #[allow(clippy::if_same_then_else)]
+    let done = if NON_NEGATIVE_Z
+        && (cfg!(edgernn_arm_dsp) || !cfg!(target_arch = "arm"))
+        && codes.is_fast()
+        && to_q15.scale.is_fast()
+        && codes.bounds() == (-128, 127)
+    {
+        gru_update_fast::<NON_NEGATIVE_Z>(h, gates, codes, to_q15)
+    } else {
+        gru_update_fast::<NON_NEGATIVE_Z>(h, gates, codes, to_q15)
+    };
+    if done < h.len().min(gates.len()) {
+        gru_update_rest(h, gates, codes, to_q15, done);
+    }
+}
+
+/// [`gru_update`] over the units up to the first `h` code outside [`HToQ15::q15_fast`]'s
+/// range (never, for the codes a step writes); returns how many it updated. It calls
+/// nothing, so its constants can stay in the registers a call would clobber.
+#[inline(always)]
+fn gru_update_fast<const NON_NEGATIVE_Z: bool>(
+    h: &mut [i32],
+    gates: &[i32],
+    codes: &ToCodes,
+    to_q15: &HToQ15,
+) -> usize {
+    // Local copies, whose addresses nothing takes: their fields stay in registers.
+    let (codes, to_q15) = (*codes, *to_q15);
+    let units = h.len().min(gates.len());
+    for (k, (&word, hv)) in gates.iter().zip(h.iter_mut()).enumerate() {
+        let Some(q15) = to_q15.q15_fast(*hv) else {
+            return k;
+        };
         let (z, candidate) = gate_values::<NON_NEGATIVE_Z>(word);
+        *hv = codes.code(blend(z, q15, candidate));
+    }
+    units
+}
+
+/// [`gru_update`] from unit `first` on, any `h` code: the units from the first the fast loop
+/// could not take. Out of line, so that the fast loop's registers stay its own. One copy for
+/// both kinds of update gate: the arithmetic shift unpacks `z` for either (the logical one
+/// only tells the compiler more).
+#[cold]
+#[inline(never)]
+fn gru_update_rest(h: &mut [i32], gates: &[i32], codes: &ToCodes, to_q15: &HToQ15, first: usize) {
+    for (&word, hv) in gates.iter().zip(h.iter_mut()).skip(first) {
+        let (z, candidate) = gate_values::<false>(word);
         *hv = codes.code(blend(z, to_q15.q15(*hv), candidate));
     }
 }
@@ -574,20 +642,30 @@ impl HToQ15 {
     /// is out of the fast range, so it takes the 64-bit formula like an overflowing one.
     #[inline]
     fn q15(&self, code: i32) -> i32 {
-        match self.scale.apply_small(code.saturating_sub(self.zero)) {
-            // `clamp(v, -32768, 32768)` as a saturation to i16 and a conditional increment:
-            // no 0xFFFF8000 constant to build.
-            Some(v) => i32::from(sat_i16_32(v)) + i32::from(v > 32767),
-            None => self.q15_wide(code),
+        match self.q15_fast(code) {
+            Some(v) => v,
+            None => q15_wide(self.scale.requant(), self.zero, code),
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn q15_wide(&self, code: i32) -> i32 {
-        let centered = i64::from(code) - i64::from(self.zero);
-        self.scale.apply(centered).clamp(-32768, 32768) as i32
+    /// [`HToQ15::q15`]'s 32-bit path (`None` where it takes the 64-bit formula).
+    #[inline]
+    fn q15_fast(&self, code: i32) -> Option<i32> {
+        let v = self.scale.apply_small(code.saturating_sub(self.zero))?;
+        // `clamp(v, -32768, 32768)` as a saturation to i16 and a conditional increment: no
+        // 0xFFFF8000 constant to build.
+        Some(i32::from(sat_i16_32(v)) + i32::from(v > 32767))
     }
+}
+
+/// [`HToQ15::q15`]'s 64-bit formula (`SmallRequant::apply` gives `requant.apply`'s bits). Its
+/// inputs by value: a reference to the prepared `HToQ15` would keep it in memory, where the
+/// loops that can call this reload its fields for every unit.
+#[cold]
+#[inline(never)]
+fn q15_wide(requant: crate::quant::Requant, zero: i32, code: i32) -> i32 {
+    let centered = i64::from(code) - i64::from(zero);
+    requant.apply(centered).clamp(-32768, 32768) as i32
 }
 
 /// The GRU candidate pre-activation with `reset_after`: `cand + round(r * hh >> 15)`,
@@ -609,14 +687,24 @@ fn reset_candidate(cand: i32, r: i32, hh: i32) -> i32 {
 
 /// [`reset_candidate`] for a gate value `r` in `[0, 2^15)` (a sigmoid's): where the core
 /// multiplies into 64 bits, `r * hh` is exact there for any `hh`, and its rounding shift
-/// `floor((r * hh + 2^14) / 2^15)` is within `(-2^31, 2^31)` (`|r * hh| < 2^15 * 2^31`), so it
-/// fits i32 and the saturating sum clamps to the same i16 as the exact one: no test of `hh`.
-/// Elsewhere (a library call on Cortex-M0), [`reset_candidate`].
+/// `gated = floor((r * hh + 2^14) / 2^15)` is within `(-2^31, 2^31)` (`|r * hh| < 2^15 * 2^31`),
+/// so it fits i32 and the saturating sum clamps to the same i16 as the exact one: no test of
+/// `hh`. Elsewhere (a library call on Cortex-M0), [`reset_candidate`].
+///
+/// `gated` is one rounding high-word product and a correction: `a = r << 17` (for `r < 2^15`
+/// the rotation by 17, one instruction that needs no mask constant) wraps to
+/// `r * 2^17 - b * 2^32` with `b = r >> 14` (0 or 1), so
+/// `floor((a * hh + 2^31) / 2^32) = gated - b * hh`, and adding `b * hh` back in wrapping
+/// i32 arithmetic gives `gated`, which fits i32. On a Cortex-M4: `ror`, `lsr`, `mul` and one
+/// `smmlar`, no 64-bit accumulator to set up and narrow (test
+/// `reset_candidate_matches_64_bits`, every `r`).
 #[inline]
 fn reset_candidate_gate(cand: i32, r: i32, hh: i32) -> i32 {
     if crate::quant::fixed::WIDE_MULTIPLY {
-        let gated = (i64::from(r) * i64::from(hh) + (1 << 14)) >> 15;
-        i32::from(sat_i16_32(cand.saturating_add(gated as i32)))
+        let a = (r as u32).rotate_left(17) as i32;
+        let high = ((i64::from(a) * i64::from(hh) + (1 << 31)) >> 32) as i32;
+        let gated = high.wrapping_add((r >> 14).wrapping_mul(hh));
+        i32::from(sat_i16_32(cand.saturating_add(gated)))
     } else {
         reset_candidate(cand, r, hh)
     }
@@ -632,9 +720,11 @@ fn reset_candidate_wide(cand: i32, r: i32, hh: i32) -> i32 {
 /// The GRU update `round((z * h + (32768 - z) * hh) >> 15)` in Q0.15, for `z` and `hh` gate
 /// values (`[-2^15, 2^15)`) and `h` in `[-2^15, 2^15]`.
 ///
-/// For `z >= 0` (sigmoid and hard sigmoid gates always) both weights `z` and `32768 - z` are
-/// non-negative and sum to `2^15`, so the sum is at most `2^15 * 2^15 = 2^30` in magnitude and
-/// the whole formula is exact in 32 bits. A negative `z` (a tanh gate) weighs `hh` by up to
+/// The numerator is `2^15 * hh + z * (h - hh)`, a multiple of `2^15` plus one product, so the
+/// result is `hh + round(z * (h - hh) >> 15)`: one multiply fewer. For `z >= 0` (sigmoid and
+/// hard sigmoid gates always) `|h - hh| <= 2^16` and `z < 2^15`, so
+/// `|z * (h - hh)| <= 2^31 - 2^16` and, with the rounding term, it is exact in 32 bits.
+/// A negative `z` (a tanh gate) weighs `hh` by up to
 /// `2^16`: 64 bits, whose result (at most `3 * 2^15` in magnitude) fits i32. The test is
 /// `z >= 0` alone (gate values are below `2^15`), which the compiler drops after a sigmoid
 /// whose result it knows is not negative ([`lut::sigmoid_q15_sat`]); the wrapping operations
@@ -642,8 +732,8 @@ fn reset_candidate_wide(cand: i32, r: i32, hh: i32) -> i32 {
 #[inline]
 fn blend(z: i32, h: i32, hh: i32) -> i32 {
     if z >= 0 {
-        let sum = z.wrapping_mul(h).wrapping_add((32768 - z).wrapping_mul(hh));
-        sum.wrapping_add(1 << 14) >> 15
+        let step = z.wrapping_mul(h.wrapping_sub(hh));
+        hh.wrapping_add(step.wrapping_add(1 << 14) >> 15)
     } else {
         blend_wide(z, h, hh)
     }

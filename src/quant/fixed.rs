@@ -150,6 +150,12 @@ pub struct SmallRequant {
 }
 
 impl SmallRequant {
+    /// The factor it applies.
+    #[inline]
+    pub fn requant(&self) -> Requant {
+        self.requant
+    }
+
     /// Prepares `requant`.
     pub fn new(requant: Requant) -> Self {
         let n = 31 + i32::from(requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
@@ -347,18 +353,21 @@ pub fn requant_i32(acc: i32, packed: i32) -> Option<i32> {
 /// `clamp(zero + requant.apply(v), lo, hi)` for 32-bit `v`: the integer cells' step from a
 /// Q0.15 value to an output code, done once per unit. Built once per step, it keeps only
 /// 32-bit work per value for the usual factors (`n = 31 + shift >= 33`, i.e. below 1/4: int8
-/// outputs); other factors take [`Requant::apply`] itself. Same bits either way (test
-/// `to_codes_matches_requant_apply`).
+/// outputs) and zero points; other factors take [`Requant::apply`] itself. Same bits either
+/// way (test `to_codes_matches_requant_apply`).
 #[derive(Debug, Clone, Copy)]
 pub struct ToCodes {
     requant: Requant,
     zero: i32,
     lo: i32,
     hi: i32,
-    /// `min(n - 33, 31)` when `n >= 33`, else 32 (no fast path): one register for the
-    /// shift and the check.
-    high_shift: u32,
-    /// `(n, 2^(n-1))` when `n <= 62` and the multiplier is not negative, else `None`.
+    /// `n - 32` when the 32-bit path applies (`n` in `33..=62` and `|bias| < 2^30`), else 32:
+    /// one register for the shift and the check.
+    shift: u32,
+    /// `2^(n-33) + zero * 2^(n-32)`: the rounding term and the zero point in one addend.
+    bias: i32,
+    /// `(n, 2^(n-1))` on 64-bit targets when `n <= 62` and the multiplier is not negative,
+    /// else `None`.
     wide: Option<(u32, i64)>,
 }
 
@@ -370,20 +379,35 @@ impl ToCodes {
     #[inline(never)]
     pub fn new(requant: Requant, zero: i32, lo: i32, hi: i32) -> Self {
         let n = 31 + i32::from(requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
-        let positive = requant.multiplier >= 0;
         // Any sign of multiplier: the rounding identity and the bounds in `code` hold for
         // `|m| <= 2^31` (and a known-positive one made LLVM widen the product by `umull`
-        // and `mla` instead of one `smmul`).
-        let high_shift = if n >= 33 { (n - 33).min(31) as u32 } else { 32 };
-        // `n >= 1` always (`MIN_SHIFT` is -30); the clamp only keeps the unused shift of
-        // larger `n` in range.
-        let wide = (n <= 62 && positive).then_some((n as u32, 1i64 << (n.clamp(1, 62) - 1)));
+        // and `mla` instead of one `smmul`). With `s = n - 32` in `1..=30`, `zero << s` is
+        // exact when shifting back gives `zero`, and then at most `2^31 - 2^s`, so adding
+        // `2^(s-1)` cannot overflow.
+        let (shift, bias) = match n - 32 {
+            s @ 1..=30 => {
+                let s = s as u32;
+                let scaled = zero.wrapping_shl(s);
+                let bias = scaled.wrapping_add(1 << (s - 1));
+                if scaled >> s == zero && bias.unsigned_abs() < 1 << 30 {
+                    (s, bias)
+                } else {
+                    (32, 0)
+                }
+            }
+            _ => (32, 0),
+        };
+        // Only 64-bit targets read it. `n >= 1` always (`MIN_SHIFT` is -30); the clamp only
+        // keeps the unused shift of larger `n` in range.
+        let wide = (cfg!(target_pointer_width = "64") && n <= 62 && requant.multiplier >= 0)
+            .then_some((n as u32, 1i64 << (n.clamp(1, 62) - 1)));
         Self {
             requant,
             zero,
             lo,
             hi,
-            high_shift,
+            shift,
+            bias,
             wide,
         }
     }
@@ -401,22 +425,23 @@ impl ToCodes {
         if cfg!(target_pointer_width = "64") {
             self.wide.is_some()
         } else {
-            self.high_shift <= 31
+            self.shift <= 31
         }
     }
 
     /// The code of `v`.
     ///
-    /// The fast path is [`Requant::apply`]'s 32-bit-core rule, `((t >> (n - 33)) + 1) >> 1`
-    /// with `t = floor(v * m / 2^32)`, which equals `(v * m + 2^(n-1)) >> n` for `n` in
-    /// `33..=62` (see `round_shift_high`). For `n > 62`, `apply` takes its 128-bit path, which
-    /// gives `floor((p + 2^(n-1)) / 2^n)` for `|p| = |v * m| <= 2^62`: 0, or 1 for `p = 2^62`
-    /// and `n = 63` (both factors `i32::MIN`, a negative multiplier no valid blob holds). Here
-    /// `t` is in `[-2^30, 2^30]`, the shift `min(n - 33, 31)` still gives
-    /// `floor(p / 2^(n-1))` (-1 or 0 for `n >= 64`, 0 or 1 for `n = 63`), so the rounding
-    /// matches. `t >> s` is at most `2^30` in magnitude, so `+ 1` cannot overflow, and
-    /// `zero + r` saturating instead of widening gives the same code after the clamp, whose
-    /// bounds are i32.
+    /// The fast path computes `clamp((t + bias) >> (n - 32), lo, hi)` with
+    /// `t = floor(v * m / 2^32)` and `bias = 2^(n-33) + zero * 2^(n-32)`. [`Requant::apply`]
+    /// on 32-bit cores gives `r = ((t >> (n - 33)) + 1) >> 1` for `n` in `33..=62`, which is
+    /// `(v * m + 2^(n-1)) >> n` (see `round_shift_high`), and by nested floors (with
+    /// `s = n - 33`) `r = floor((floor(t / 2^s) + 1) / 2) = floor((t + 2^s) / 2^(s+1))`, so
+    /// `zero + r = floor((t + bias) / 2^(s+1))`, exactly. `|t| <= 2^30` (`|v|, |m| <= 2^31`)
+    /// and `|bias| < 2^30`, so `t + bias` cannot overflow; `|r| <= 2^29 + 1` and
+    /// `|zero| <= 2^(30-(s+1)) <= 2^29`, so the saturating `zero + r` of `apply`'s rule never
+    /// saturates: it is this exact sum. On a
+    /// Cortex-M4, `t + bias` is one `smmla`, then one shift and the clamp (one `ssat` for
+    /// int8 codes).
     #[inline]
     pub fn code(&self, v: i32) -> i32 {
         if cfg!(target_pointer_width = "64") {
@@ -434,28 +459,19 @@ impl ToCodes {
         } else if let Some(code) = self.code_high(v) {
             return code;
         }
-        self.code_wide(v)
+        code_wide(self.requant, self.zero, self.bounds(), v)
     }
 
-    /// The 32-bit cores' fast path of [`ToCodes::code`] (`None` for factors it does not
-    /// cover); apart so that the host tests run it too.
+    /// The 32-bit cores' fast path of [`ToCodes::code`] (`None` for factors and zero points
+    /// it does not cover); apart so that the host tests run it too.
     #[inline]
     fn code_high(&self, v: i32) -> Option<i32> {
-        let s = self.high_shift;
+        let s = self.shift;
         if s > 31 {
             return None;
         }
         let t = mul_high_fast(v, self.requant.multiplier);
-        let r = ((t >> s) + 1) >> 1;
-        Some(r.saturating_add(self.zero).min(self.hi).max(self.lo))
-    }
-
-    /// The reference: [`Requant::apply`] in 64 bits and more.
-    #[cold]
-    #[inline(never)]
-    fn code_wide(&self, v: i32) -> i32 {
-        let v = i64::from(self.zero) + self.requant.apply(i64::from(v));
-        clamp_to(v, i64::from(self.lo), i64::from(self.hi)) as i32
+        Some(((t + self.bias) >> s).min(self.hi).max(self.lo))
     }
 }
 
@@ -468,6 +484,16 @@ pub fn shift_round(a: i64, n: u32) -> i64 {
         let n = n.min(62);
         (a + (1i64 << (n - 1))) >> n
     }
+}
+
+/// [`ToCodes::code`]'s reference: [`Requant::apply`] in 64 bits and more. Its inputs by value:
+/// a reference to the prepared `ToCodes` would keep it in memory, where the loops that can
+/// call this reload its fields for every value.
+#[cold]
+#[inline(never)]
+fn code_wide(requant: Requant, zero: i32, (lo, hi): (i32, i32), v: i32) -> i32 {
+    let v = i64::from(zero) + requant.apply(i64::from(v));
+    clamp_to(v, i64::from(lo), i64::from(hi)) as i32
 }
 
 /// [`shift_round`] in 32 bits, for values where it is exact: `a + 2^(n-1)` fits i32 (`n` in
@@ -723,13 +749,19 @@ mod tests {
                 };
                 let r = Requant { multiplier, shift };
                 let (lo, hi) = bounds[(next() % 4) as usize];
-                let zero = match next() % 4 {
+                let zero = match next() % 5 {
                     0 => 0,
                     1 => (next() % 256) as i32 - 128,
                     2 => i32::MAX,
+                    // Every magnitude, around the fast path's limit `|bias| < 2^30` too.
+                    3 => (next() as i32) >> (next() % 32),
                     _ => next() as i32,
                 };
                 let t = ToCodes::new(r, zero, lo, hi);
+                let n = 31 + i32::from(shift.clamp(MIN_SHIFT, MAX_SHIFT));
+                if (33..=50).contains(&n) && (-128..=127).contains(&zero) {
+                    assert!(t.code_high(0).is_some(), "{r:?} zero {zero}");
+                }
                 let check = |v: i32| {
                     let want = clamp_to(
                         i64::from(zero) + r.apply(i64::from(v)),

@@ -131,6 +131,10 @@ pub(crate) fn lstm_units<const SPECIALIZE: bool>(
 /// specialize it.
 #[inline(always)]
 fn to_codes(values: &mut [i32], codes: &ToCodes) {
+    // A local copy, whose address nothing takes: its fields stay in registers. The caller's
+    // (built out of line) is in memory the stores to `values` might alias for all LLVM
+    // knows, so it reloaded two of them for every value.
+    let codes = *codes;
     for v in values.iter_mut() {
         *v = codes.code(*v);
     }
