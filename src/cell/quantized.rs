@@ -206,6 +206,16 @@ impl IntCell {
         )
     }
 
+    /// What a kernel needs for [`IntCell::output_codes`].
+    fn code_params(&self) -> crate::kernels::CodeParams {
+        crate::kernels::CodeParams {
+            requant: self.quant.output_requant,
+            zero: self.quant.output.zero_point,
+            lo: self.lo,
+            hi: self.hi,
+        }
+    }
+
     /// `h` codes to Q0.15, prepared once per step.
     fn h_to_q15(&self) -> HToQ15 {
         HToQ15 {
@@ -288,6 +298,11 @@ impl IntCell {
         project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, pre, false);
         let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
         project(u, bias, requant, 0, 0, old_h, pre, true);
+        if let Some(kernel) = crate::kernels::active().activate_codes_i8 {
+            if kernel(self.spec.activation, pre, h, &self.code_params()) {
+                return;
+            }
+        }
         let activation = self.spec.activation;
         let zero = self.quant.output.zero_point;
         let codes = self.output_codes();
@@ -465,6 +480,19 @@ impl IntCell {
         };
         if reset_after {
             project(u, bias, requant, 2 * units, 2 * units, old_h, cand_h, false);
+            let usual = (self.spec.recurrent_activation, self.spec.activation)
+                == (Activation::Sigmoid, Activation::Tanh);
+            if let (true, Some(kernel)) = (usual, crate::kernels::active().gru_units_i8) {
+                let gates = crate::kernels::GruGates {
+                    z: z_pre,
+                    r: r_pre,
+                    cand_x,
+                    cand_h,
+                };
+                if kernel(&gates, h, self.quant.h_to_q15, &self.code_params()) {
+                    return;
+                }
+            }
             // Every input of a unit is ready. Two passes, each with few enough streams and
             // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
             // gate values are i16 (activation outputs), so `z` and the candidate of a unit

@@ -273,6 +273,36 @@ pub struct LstmParams {
     pub hi: i32,
 }
 
+/// The map from a Q0.15 value to an output code, `clamp(zero + requant(v), lo, hi)` (`lo`
+/// wins if the bounds cross): what the integer cells' output codes are.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeParams {
+    /// From Q0.15 to codes.
+    pub requant: crate::quant::Requant,
+    /// Zero point of the codes.
+    pub zero: i32,
+    /// Code range.
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// The pre-activation parts of a block of GRU units (`reset_after = true`), each any `i32`:
+/// the update gate `z`, the reset gate `r` (both `W x + U h`), and the candidate's input
+/// side `cand_x` and recurrent side `cand_h` (`r` scales the latter).
+#[derive(Debug, Clone, Copy)]
+pub struct GruGates<'a> {
+    pub z: &'a [i32],
+    pub r: &'a [i32],
+    pub cand_x: &'a [i32],
+    pub cand_h: &'a [i32],
+}
+
+/// A table's [`Kernels::gru_units_i8`]: `(gates, h, h_to_q15, codes)`.
+pub type GruUnitsI8 = fn(&GruGates<'_>, &mut [i32], crate::quant::Requant, &CodeParams) -> bool;
+
+/// A table's [`Kernels::activate_codes_i8`]: `(activation, pre, h, codes)`.
+pub type ActivateCodesI8 = fn(crate::format::Activation, &[i32], &mut [i32], &CodeParams) -> bool;
+
 /// A weight matrix of the float paths: f32, or int8 with one f32 scale per row.
 #[derive(Debug, Clone, Copy)]
 pub enum Matrix<'a> {
@@ -367,6 +397,19 @@ pub struct Kernels {
     /// gates' pre-activations (i, f, c, o), `c` and `h` in place, exact (see
     /// [`generic::lstm::lstm_units_i8`]).
     pub lstm_units_i8: fn(LstmGates<'_>, &mut [i32], &mut [i32], &LstmParams),
+    /// The integer GRU update (`reset_after = true`, sigmoid gates and tanh) of the units all
+    /// slices hold, `h` codes in place: with `sigmoid` and `tanh` the `lut` functions of a
+    /// pre-activation saturated to i16, and `q15(code) = clamp(h_to_q15(code - zero), -2^15,
+    /// 2^15)`, per unit `z = sigmoid(z)`, `r = sigmoid(r)`,
+    /// `cand = tanh(sat16(cand_x + round(r * cand_h >> 15)))` and
+    /// `h = codes(round((z * q15(h) + (2^15 - z) * cand) >> 15))`, exactly the integer cell's
+    /// scalar step. Returns `false`, having written nothing, for inputs it does not cover
+    /// (the cell then runs its scalar step). `None`: the cell's scalar step.
+    pub gru_units_i8: Option<GruUnitsI8>,
+    /// SimpleRNN's output codes, `h = codes(activation(sat16(pre)))` in Q0.15 for the units
+    /// both slices hold, exactly the integer cell's scalar loop. Returns `false`, having
+    /// written nothing, for an activation it does not cover. `None`: the cell's scalar loop.
+    pub activate_codes_i8: Option<ActivateCodesI8>,
     /// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`
     /// (`src, src_stride, dst, dst_stride, rows, cols`): the batched step's moves between
     /// stream-major states and stream-minor tiles (see [`generic::batch::transpose_f32`]).
@@ -409,6 +452,8 @@ pub const GENERIC: Kernels = Kernels {
     project_pair_i8: None,
     matmul_f32: generic::batch::matmul_acc_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
+    gru_units_i8: None,
+    activate_codes_i8: None,
     transpose_f32: generic::batch::transpose_f32,
     lstm_gates_f32: None,
     matmul_bias_f32: None,

@@ -888,6 +888,280 @@ pub(super) fn lstm_units_i8(name: &str, k: &Kernels) {
     }
 }
 
+/// `clamp(zero + requant(v), lo, hi)` in 64 bits and more (`lo` wins if the bounds cross).
+fn oracle_code(v: i64, p: &super::CodeParams) -> i32 {
+    let code = i64::from(p.zero) + p.requant.apply(v);
+    code.min(i64::from(p.hi)).max(i64::from(p.lo)) as i32
+}
+
+/// The GRU oracle (`reset_after = true`, sigmoid and tanh): the integer cell's formulas in 64
+/// bits, over the units every slice holds:
+///
+/// * `z = sigmoid(sat16(z))`, `r = sigmoid(sat16(r))`;
+/// * `cand = tanh(sat16(cand_x + round(r * cand_h >> 15)))`;
+/// * `h = codes(round((z * q15(h) + (32768 - z) * cand) >> 15))` with
+///   `q15(h) = clamp(h_to_q15(h - zero), -32768, 32768)`.
+fn oracle_gru(
+    g: &super::GruGates<'_>,
+    h: &mut [i32],
+    h_to_q15: crate::quant::Requant,
+    p: &super::CodeParams,
+) {
+    use crate::quant::fixed::shift_round;
+    use crate::quant::lut::{sigmoid_q15, tanh_q15};
+    let sat = |v: i64| i16::try_from(v.clamp(-32768, 32767)).unwrap_or(0);
+    let sigmoid = |v: i32| i64::from(sigmoid_q15(sat(i64::from(v))));
+    let tanh = |v: i64| i64::from(tanh_q15(sat(v)));
+    let units = [g.z, g.r, g.cand_x, g.cand_h]
+        .iter()
+        .map(|s| s.len())
+        .fold(h.len(), usize::min);
+    for (u, hv) in h.iter_mut().enumerate().take(units) {
+        let (z, r) = (sigmoid(g.z[u]), sigmoid(g.r[u]));
+        let cand = tanh(i64::from(g.cand_x[u]) + shift_round(r * i64::from(g.cand_h[u]), 15));
+        let old = h_to_q15
+            .apply(i64::from(*hv) - i64::from(p.zero))
+            .clamp(-32768, 32768);
+        let v = shift_round(z * old + (32768 - z) * cand, 15);
+        *hv = oracle_code(v, p);
+    }
+}
+
+/// One GRU case through `kernel`: when it computes the step, `h` bit for bit the oracle's;
+/// when it declines, `h` untouched; values past the units untouched either way. It must not
+/// decline a real model's step: zero point in int8 range, `h` codes and `cand_h` in i16.
+fn check_gru(
+    name: &str,
+    kernel: super::GruUnitsI8,
+    g: &super::GruGates<'_>,
+    h: &[i32],
+    h_to_q15: crate::quant::Requant,
+    p: &super::CodeParams,
+) {
+    let units = h.len();
+    let mut got: Vec<i32> = h.iter().copied().chain([0x5A5A]).collect();
+    let mut want = got.clone();
+    let done = kernel(g, &mut got[..units], h_to_q15, p);
+    if done {
+        oracle_gru(g, &mut want[..units], h_to_q15, p);
+    }
+    let i16s = |s: &[i32]| s.iter().all(|&v| (-32768..=32767).contains(&v));
+    let real = (-128..=127).contains(&p.zero) && i16s(h) && i16s(g.cand_h);
+    assert!(
+        done || !real,
+        "{name} gru declined a real step: {p:?} {h_to_q15:?}"
+    );
+    for u in 0..=units {
+        let at = |s: &[i32]| s.get(u).copied();
+        assert_eq!(
+            got[u],
+            want[u],
+            "{name} gru unit {u} of {units} (done {done}): z {:?} r {:?} cx {:?} ch {:?} h {:?} \
+             {h_to_q15:?} {p:?}",
+            at(g.z),
+            at(g.r),
+            at(g.cand_x),
+            at(g.cand_h),
+            at(h),
+        );
+    }
+}
+
+/// `h` to Q0.15 requantizers: int8 (about 256) and int16 (about 1) codes, tiny, and the ends
+/// of the shift range, negative and zero multipliers.
+fn h_to_q15_params(rng: &mut Rng) -> Vec<crate::quant::Requant> {
+    use crate::quant::Requant;
+    let mut out: Vec<Requant> = [
+        256.0,
+        257.3,
+        1.0,
+        0.999,
+        2.0,
+        1.0 / 65536.0,
+        3.0e-10,
+        40000.0,
+    ]
+    .iter()
+    .map(|&f| Requant::from_f64(f).unwrap_or_default())
+    .collect();
+    for shift in [-30i8, -1, 0, 1, 15, 31, 32, 33, 64] {
+        out.push(Requant {
+            multiplier: (1 << 30) | (rng.next() as i32 & 0x3FFF_FF00),
+            shift,
+        });
+    }
+    for (multiplier, shift) in [(i32::MIN, -8), (-(1 << 30), 0), (0, 5), (i32::MAX, -23)] {
+        out.push(Requant { multiplier, shift });
+    }
+    out
+}
+
+pub(super) fn gru_units_i8(name: &str, k: &Kernels) {
+    let Some(kernel) = k.gru_units_i8 else {
+        return;
+    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let extremes = [
+        i32::MIN,
+        -65537,
+        -65536,
+        -32769,
+        -32768,
+        -32767,
+        -1,
+        0,
+        1,
+        32767,
+        32768,
+        65536,
+        65537,
+        i32::MAX,
+    ];
+    let pre = |rng: &mut Rng| match rng.next() % 8 {
+        0 => extremes[(rng.next() % extremes.len() as u64) as usize],
+        1 => rng.next() as i32,
+        2 => rng.range(-32768, 32767),
+        _ => rng.range(-9000, 9000),
+    };
+    let outputs: Vec<super::CodeParams> = lstm_params(&mut rng)
+        .iter()
+        .map(|p| super::CodeParams {
+            requant: p.requant,
+            zero: p.zero,
+            lo: p.lo,
+            hi: p.hi,
+        })
+        .collect();
+    let h_params = h_to_q15_params(&mut rng);
+    for (case, p) in outputs.iter().enumerate() {
+        for (hcase, &to_q15) in h_params.iter().enumerate() {
+            // Every length through the vector tails, for some pairs of requantizers.
+            if (case + hcase) % 4 == 0 {
+                for units in 0..=MAX_COLS {
+                    let v: [Vec<i32>; 4] =
+                        core::array::from_fn(|_| (0..units).map(|_| pre(&mut rng)).collect());
+                    let hh: Vec<i32> = (0..units)
+                        .map(|u| {
+                            if u % 5 == 4 {
+                                pre(&mut rng)
+                            } else {
+                                rng.range(-32768, 32767)
+                            }
+                        })
+                        .collect();
+                    let h: Vec<i32> = (0..units)
+                        .map(|u| match (u + units) % 9 {
+                            0 => rng.range(-32768, 32767),
+                            1 if units % 3 == 0 => extremes[u % extremes.len()],
+                            _ => rng.range(-128, 127),
+                        })
+                        .collect();
+                    let g = super::GruGates {
+                        z: &v[0],
+                        r: &v[1],
+                        cand_x: &v[2],
+                        cand_h: &hh,
+                    };
+                    check_gru(name, kernel, &g, &h, to_q15, p);
+                }
+            }
+            // Each input over every i16 value (and past it), the others random.
+            let all: Vec<i32> = (-32768..=32767).chain(extremes).collect();
+            let input = (case * h_params.len() + hcase) % 5;
+            let mut v: [Vec<i32>; 5] =
+                core::array::from_fn(|_| all.iter().map(|_| pre(&mut rng)).collect());
+            v[input] = all.clone();
+            v[3].iter_mut().for_each(|x| *x = (*x).clamp(-65536, 65536));
+            if input != 4 {
+                v[4].iter_mut().for_each(|x| *x = (*x).clamp(-32768, 32767));
+            }
+            let g = super::GruGates {
+                z: &v[0],
+                r: &v[1],
+                cand_x: &v[2],
+                cand_h: &v[3],
+            };
+            check_gru(name, kernel, &g, &v[4], to_q15, p);
+            // Slices of different lengths: the units all of them hold.
+            let v: [Vec<i32>; 4] =
+                core::array::from_fn(|i| (0..40 + i).map(|_| pre(&mut rng)).collect());
+            let h: Vec<i32> = (0..45).map(|_| rng.range(-128, 127)).collect();
+            let g = super::GruGates {
+                z: &v[0],
+                r: &v[1],
+                cand_x: &v[2],
+                cand_h: &v[3],
+            };
+            check_gru(name, kernel, &g, &h, to_q15, p);
+        }
+    }
+}
+
+/// SimpleRNN's output codes: for sigmoid and tanh `codes(activation(sat16(pre)))` bit for bit,
+/// values past the units untouched; any other activation declined with nothing written.
+pub(super) fn activate_codes_i8(name: &str, k: &Kernels) {
+    use crate::format::Activation;
+    use crate::quant::lut::{sigmoid_q15, tanh_q15};
+    let Some(kernel) = k.activate_codes_i8 else {
+        return;
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let extremes = [i32::MIN, -32769, -32768, -1, 0, 1, 32767, 32768, i32::MAX];
+    let all: Vec<i32> = (-32768..=32767).chain(extremes).collect();
+    let sat = |v: i32| v.clamp(-32768, 32767) as i16;
+    for p in lstm_params(&mut rng) {
+        let p = super::CodeParams {
+            requant: p.requant,
+            zero: p.zero,
+            lo: p.lo,
+            hi: p.hi,
+        };
+        let mut cases: Vec<Vec<i32>> = (0..=MAX_COLS)
+            .map(|len| {
+                (0..len)
+                    .map(|_| rng.next() as i32 >> (rng.next() % 32))
+                    .collect()
+            })
+            .collect();
+        cases.push(all.clone());
+        for pre in &cases {
+            let units = pre.len();
+            for a in [
+                Activation::Sigmoid,
+                Activation::Tanh,
+                Activation::HardSigmoid,
+                Activation::Relu,
+                Activation::Linear,
+            ] {
+                let mut got: Vec<i32> = std::vec![-0x5A5A; units + 1];
+                let mut want = got.clone();
+                let done = kernel(a, pre, &mut got[..units], &p);
+                let f: fn(i16) -> i16 = match a {
+                    Activation::Sigmoid => sigmoid_q15,
+                    Activation::Tanh => tanh_q15,
+                    _ => {
+                        assert!(!done, "{name} activate_codes_i8 took {a:?}");
+                        assert_eq!(got, want, "{name} activate_codes_i8 wrote for {a:?}");
+                        continue;
+                    }
+                };
+                assert!(done, "{name} activate_codes_i8 declined {a:?}");
+                for (w, &v) in want.iter_mut().zip(pre) {
+                    *w = oracle_code(i64::from(f(sat(v))), &p);
+                }
+                for u in 0..=units {
+                    assert_eq!(
+                        got[u],
+                        want[u],
+                        "{name} {a:?} codes unit {u} of {units}: pre {:?} {p:?}",
+                        pre.get(u)
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Largest absolute difference of a SIMD sigmoid or tanh from `libm`'s (the generic kernel).
 const ACTIVATION_TOL: f32 = 1e-6;
 
@@ -1010,6 +1284,20 @@ macro_rules! conformance {
             fn lstm_units_i8_is_exact() {
                 if let Some(k) = table() {
                     lstm_units_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn gru_units_i8_is_exact() {
+                if let Some(k) = table() {
+                    gru_units_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn activate_codes_i8_is_exact() {
+                if let Some(k) = table() {
+                    activate_codes_i8($name, k);
                 }
             }
 

@@ -30,6 +30,8 @@ pub static TABLE: Kernels = Kernels {
     project_pair_i8: None,
     matmul_f32: neon_matmul_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
+    gru_units_i8: None,
+    activate_codes_i8: None,
     transpose_f32: generic::batch::transpose_f32,
     lstm_gates_f32: None,
     matmul_bias_f32: None,

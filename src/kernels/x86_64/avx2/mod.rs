@@ -44,6 +44,8 @@ pub(crate) static TABLE: Kernels = Kernels {
     project_pair_i8: None,
     matmul_f32: batch::avx2_matmul_f32,
     lstm_units_i8: lstm::avx2_lstm_units_i8,
+    gru_units_i8: None,
+    activate_codes_i8: None,
     transpose_f32: batch::avx2_transpose_f32,
     lstm_gates_f32: Some(batch::avx2_lstm_gates_f32),
     matmul_bias_f32: None,

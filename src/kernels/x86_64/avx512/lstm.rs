@@ -49,7 +49,7 @@ pub(super) fn avx512_lstm_units_i8(
 /// (saturated to i16 first).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn lookup(table: &[i32; 256], p: __m512i) -> __m512i {
+pub(super) fn lookup(table: &[i32; 256], p: __m512i) -> __m512i {
     let x = _mm512_min_epi32(
         _mm512_max_epi32(p, _mm512_set1_epi32(-32768)),
         _mm512_set1_epi32(32767),
@@ -72,7 +72,7 @@ fn lookup(table: &[i32; 256], p: __m512i) -> __m512i {
 /// `v` clamped to i16.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn sat16(v: __m512i) -> __m512i {
+pub(super) fn sat16(v: __m512i) -> __m512i {
     _mm512_min_epi32(
         _mm512_max_epi32(v, _mm512_set1_epi32(-32768)),
         _mm512_set1_epi32(32767),
@@ -82,7 +82,7 @@ fn sat16(v: __m512i) -> __m512i {
 /// `(v + 2^14) >> 15`: `shift_round32(v, 15)`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn round15(v: __m512i) -> __m512i {
+pub(super) fn round15(v: __m512i) -> __m512i {
     _mm512_srai_epi32::<15>(_mm512_add_epi32(v, _mm512_set1_epi32(1 << 14)))
 }
 

@@ -14,6 +14,7 @@
 //! f32 paths at H >= 64 are bound by reading the weights from L2 anyway.
 
 mod batch;
+mod gru;
 mod lstm;
 mod project;
 
@@ -28,6 +29,8 @@ static TABLE: Kernels = Kernels {
     project_i8: project::avx512_project_i8,
     matmul_f32: batch::avx512_matmul_f32,
     lstm_units_i8: lstm::avx512_lstm_units_i8,
+    gru_units_i8: Some(gru::avx512_gru_units_i8),
+    activate_codes_i8: Some(gru::avx512_activate_codes_i8),
     lstm_gates_f32: Some(batch::avx512_lstm_gates_f32),
     matmul_bias_f32: Some(batch::avx512_matmul_bias_f32),
     ..super::avx2::TABLE
