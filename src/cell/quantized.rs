@@ -198,12 +198,8 @@ impl IntCell {
     /// `clamp(zero + output_requant(q15), lo, hi)`, the output code of a Q0.15 value, prepared
     /// once per step ([`ToCodes`] keeps the per-unit work in 32 bits).
     fn output_codes(&self) -> ToCodes {
-        ToCodes::new(
-            self.quant.output_requant,
-            self.quant.output.zero_point,
-            self.lo,
-            self.hi,
-        )
+        let p = self.code_params();
+        ToCodes::new(p.requant, p.zero, p.lo, p.hi)
     }
 
     /// What a kernel needs for [`IntCell::output_codes`].
@@ -336,10 +332,7 @@ impl IntCell {
         let uh = side(w.recurrent_kernel, w.bias_h, w.requant_h, old_h);
         let params = crate::kernels::LstmParams {
             cell_frac: self.quant.cell_frac_bits,
-            requant: self.quant.output_requant,
-            zero: self.quant.output.zero_point,
-            lo: self.lo,
-            hi: self.hi,
+            codes: self.code_params(),
         };
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];

@@ -264,13 +264,8 @@ pub type LstmGates<'a> = [&'a [i32]; 4];
 pub struct LstmParams {
     /// Fractional bits of the cell state codes (more than 15 act as 15).
     pub cell_frac: u8,
-    /// From Q0.15 to `h` codes.
-    pub requant: crate::quant::Requant,
-    /// Zero point of the `h` codes.
-    pub zero: i32,
-    /// Code range (`lo` wins if the bounds cross).
-    pub lo: i32,
-    pub hi: i32,
+    /// From a Q0.15 value to its `h` code.
+    pub codes: CodeParams,
 }
 
 /// The map from a Q0.15 value to an output code, `clamp(zero + requant(v), lo, hi)` (`lo`

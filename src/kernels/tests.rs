@@ -739,8 +739,8 @@ fn oracle_lstm(gates: [&[i32]; 4], c: &mut [i32], h: &mut [i32], p: &super::Lstm
             cell << (12 - frac)
         };
         let v = shift_round(o * tanh(q12), 15);
-        let code = i64::from(p.zero) + p.requant.apply(v);
-        h[u] = code.min(i64::from(p.hi)).max(i64::from(p.lo)) as i32;
+        let code = i64::from(p.codes.zero) + p.codes.requant.apply(v);
+        h[u] = code.min(i64::from(p.codes.hi)).max(i64::from(p.codes.lo)) as i32;
     }
 }
 
@@ -787,22 +787,26 @@ fn lstm_params(rng: &mut Rng) -> Vec<super::LstmParams> {
         };
         out.push(super::LstmParams {
             cell_frac: (n * 3) as u8,
-            requant,
-            zero: rng.range(-128, 127),
-            lo,
-            hi,
+            codes: super::CodeParams {
+                requant,
+                zero: rng.range(-128, 127),
+                lo,
+                hi,
+            },
         });
     }
     for shift in [-30i8, 1, 2, 3, 31, 32, 33, 60, 64, 100] {
         out.push(super::LstmParams {
             cell_frac: rng.range(0, 20) as u8,
-            requant: Requant {
-                multiplier: (1 << 30) | (rng.next() as i32 & 0x3FFF_FF00),
-                shift,
+            codes: super::CodeParams {
+                requant: Requant {
+                    multiplier: (1 << 30) | (rng.next() as i32 & 0x3FFF_FF00),
+                    shift,
+                },
+                zero: rng.range(-300, 300),
+                lo: -128,
+                hi: 127,
             },
-            zero: rng.range(-300, 300),
-            lo: -128,
-            hi: 127,
         });
     }
     let int8 = Requant::from_f64(1.0 / 256.0).unwrap_or_default();
@@ -818,13 +822,15 @@ fn lstm_params(rng: &mut Rng) -> Vec<super::LstmParams> {
     ] {
         out.push(super::LstmParams {
             cell_frac: 15,
-            requant: Requant {
-                multiplier,
-                shift: int8.shift,
+            codes: super::CodeParams {
+                requant: Requant {
+                    multiplier,
+                    shift: int8.shift,
+                },
+                zero,
+                lo,
+                hi,
             },
-            zero,
-            lo,
-            hi,
         });
     }
     out
@@ -1023,15 +1029,7 @@ pub(super) fn gru_units_i8(name: &str, k: &Kernels) {
         2 => rng.range(-32768, 32767),
         _ => rng.range(-9000, 9000),
     };
-    let outputs: Vec<super::CodeParams> = lstm_params(&mut rng)
-        .iter()
-        .map(|p| super::CodeParams {
-            requant: p.requant,
-            zero: p.zero,
-            lo: p.lo,
-            hi: p.hi,
-        })
-        .collect();
+    let outputs: Vec<super::CodeParams> = lstm_params(&mut rng).iter().map(|p| p.codes).collect();
     let h_params = h_to_q15_params(&mut rng);
     for (case, p) in outputs.iter().enumerate() {
         for (hcase, &to_q15) in h_params.iter().enumerate() {
@@ -1110,12 +1108,7 @@ pub(super) fn activate_codes_i8(name: &str, k: &Kernels) {
     let all: Vec<i32> = (-32768..=32767).chain(extremes).collect();
     let sat = |v: i32| v.clamp(-32768, 32767) as i16;
     for p in lstm_params(&mut rng) {
-        let p = super::CodeParams {
-            requant: p.requant,
-            zero: p.zero,
-            lo: p.lo,
-            hi: p.hi,
-        };
+        let p = p.codes;
         let mut cases: Vec<Vec<i32>> = (0..=MAX_COLS)
             .map(|len| {
                 (0..len)

@@ -10,7 +10,8 @@ use crate::quant::lut;
 /// [`crate::kernels::Kernels::lstm_units_i8`] covers: the reference the conformance suite holds
 /// every table's gate kernel to.
 pub fn lstm_units_i8(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params: &LstmParams) {
-    let codes = ToCodes::new(params.requant, params.zero, params.lo, params.hi);
+    let p = &params.codes;
+    let codes = ToCodes::new(p.requant, p.zero, p.lo, p.hi);
     let cell = CellFormat::new(params.cell_frac);
     lstm_units::<true>(
         gates,

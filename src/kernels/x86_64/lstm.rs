@@ -60,9 +60,9 @@ pub(crate) struct Output {
 
 impl Output {
     pub(crate) fn new(params: &LstmParams) -> Option<Self> {
-        let m = params.requant.multiplier;
-        let n = 31 + i32::from(params.requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
-        let zero_fits = (-(1 << 30)..=1 << 30).contains(&params.zero);
+        let m = params.codes.requant.multiplier;
+        let n = 31 + i32::from(params.codes.requant.shift.clamp(MIN_SHIFT, MAX_SHIFT));
+        let zero_fits = (-(1 << 30)..=1 << 30).contains(&params.codes.zero);
         (m >= 0 && n >= 33 && zero_fits).then_some(Self {
             high: m >> 16,
             low: m & 0xFFFF,

@@ -117,9 +117,9 @@ unsafe fn lstm_units(
     );
     let code_shift = _mm_cvtsi32_si128(output.shift);
     let (zero, lo, hi) = (
-        _mm512_set1_epi32(params.zero),
-        _mm512_set1_epi32(params.lo),
-        _mm512_set1_epi32(params.hi),
+        _mm512_set1_epi32(params.codes.zero),
+        _mm512_set1_epi32(params.codes.lo),
+        _mm512_set1_epi32(params.codes.hi),
     );
     let one = _mm512_set1_epi32(1);
     let [gi, gf, gc, go] = gates.map(<[i32]>::as_ptr);
