@@ -533,18 +533,22 @@ pub fn sat_i16(v: i64) -> i16 {
 mod tests {
     use super::*;
 
+    /// A xorshift64 stream from `seed`: reproducible test inputs.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// The 32-bit requantization gives `Requant::apply`'s bits (or declines, only where its
     /// docs say) for random and extreme accumulators, every shift byte (valid or not) and
     /// random or extreme multipliers.
     #[test]
     fn requant_i32_matches_apply() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         let edges = [
             i32::MIN,
             i32::MIN + 1,
@@ -645,13 +649,7 @@ mod tests {
     /// 128-bit reference's, for random products and every shift.
     #[test]
     fn fast_paths_match_the_wide_reference() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         for _ in 0..200_000 {
             let shift = (next() % 95) as i8 - 30;
             let r = Requant {
@@ -707,13 +705,7 @@ mod tests {
     /// Exhaustive in `a` over the Q0.15 range, for multipliers across the whole i32 range.
     #[test]
     fn split_mul_high_matches_the_wide_product() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         let mut multipliers = std::vec![0, 1, -1, 0xFFFF, 0x1_0000, 1 << 30, i32::MAX, i32::MIN];
         multipliers.extend((0..56).map(|_| next() as i32));
         for m in multipliers {
@@ -727,13 +719,7 @@ mod tests {
     /// invalid multipliers, every Q0.15 value and random and extreme i32 values.
     #[test]
     fn to_codes_matches_requant_apply() {
-        let mut seed = 0xD1B5_4A32_D192_ED03u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0xD1B5_4A32_D192_ED03u64);
         let bounds = [(-128, 127), (-32768, 32767), (0, 255), (5, -5)];
         for shift in i8::MIN..=i8::MAX {
             for case in 0..8 {
@@ -796,13 +782,7 @@ mod tests {
     /// Every `a` of the fast range and beyond, every `n` around it, random multipliers.
     #[test]
     fn small_requant_matches_apply() {
-        let mut seed = 0x8CB9_2BA7_2F3D_8DD7u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x8CB9_2BA7_2F3D_8DD7u64);
         for shift in -18i8..=3 {
             for case in 0..5 {
                 let multiplier = match case {
