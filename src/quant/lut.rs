@@ -39,13 +39,10 @@ pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
 }
 
 /// The whole 257-sample table unfolded from its left half by [`sample`]'s rule, at compile
-/// time. Hosts and cores with the DSP extension (Cortex-M4/M7/M33, `edgernn_arm_dsp`) read it
-/// directly: no mirror branch in the gate loop. On a Cortex-M4F that is about 55 fewer
-/// instructions per LSTM unit (5 lookups; 7% of an int8 LSTM(64) step) for 512 bytes of tables
-/// and about 2 KB of code (the lighter lookups get inlined). ARMv6-M cores, whose steps the
-/// projection dominates (the gates are under 5%) and whose flash is smallest, keep the
-/// 258-byte halves.
-#[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
+/// time, which every target reads directly: no mirror branch in the gate loop. On a
+/// Cortex-M4F that is about 55 fewer instructions per LSTM unit (5 lookups; 7% of an int8
+/// LSTM(64) step) for 512 bytes of tables and about 2 KB of code (the lighter lookups get
+/// inlined); on a Cortex-M0, with [`interpolate_sat`], about 80 (5% of an LSTM(64) step).
 const fn unfold(left: &[i16; 129], mirror: i32) -> [i16; 257] {
     let mut full = [0i16; 257];
     let mut k = 0;
@@ -100,27 +97,15 @@ static SIGMOID_FULL: &[u8; 514] = &FULL.sigmoid;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
 static TANH_FULL: &[u8; 514] = &FULL.tanh;
 
-#[cfg(all(
-    not(target_arch = "arm"),
-    not(target_arch = "x86_64"),
-    not(target_arch = "aarch64")
-))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
 static SIGMOID_FULL: &[i16; 257] = &unfold(&SIGMOID_Q15, 32768);
-#[cfg(all(
-    not(target_arch = "arm"),
-    not(target_arch = "x86_64"),
-    not(target_arch = "aarch64")
-))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
 static TANH_FULL: &[i16; 257] = &unfold(&TANH_Q15, 0);
 
 /// An unfolded table as this target stores it.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
 type FullTable = [u8; 514];
-#[cfg(all(
-    not(target_arch = "arm"),
-    not(target_arch = "x86_64"),
-    not(target_arch = "aarch64")
-))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
 type FullTable = [i16; 257];
 
 /// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
@@ -134,11 +119,7 @@ fn full_sample(full: &FullTable, k: usize) -> i32 {
 }
 
 /// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
-#[cfg(all(
-    not(target_arch = "arm"),
-    not(target_arch = "x86_64"),
-    not(target_arch = "aarch64")
-))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
 #[inline]
 fn full_sample(full: &FullTable, k: usize) -> i32 {
     full.get(k).map_or(0, |&v| i32::from(v))
@@ -165,28 +146,7 @@ fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     (a + (((b - a) * frac + 128) >> 8)) as i16
 }
 
-/// [`interpolate`] with one branch instead of one per sample, for microcontrollers: both
-/// samples come from the left half below the middle, and both from its mirror from the middle
-/// on (`sample`'s rule holds at the middle sample too, which is its own mirror). The same
-/// samples, so the same bits (test `one_branch_interpolation_matches`).
-#[cfg_attr(any(not(target_arch = "arm"), edgernn_arm_dsp), allow(dead_code))]
-#[inline]
-fn interpolate_mirrored(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
-    let u = (i32::from(x) + 32768) as u32;
-    let index = (u >> 8) as usize;
-    let frac = (u & 0xFF) as i32;
-    let at = |k: usize| left.get(k).map_or(0, |&v| i32::from(v));
-    let (a, b) = if index < 128 {
-        (at(index), at(index + 1))
-    } else {
-        let far = |k: usize| (mirror - at(k)).min(32767);
-        (far(256 - index), far(255usize.wrapping_sub(index)))
-    };
-    (a + (((b - a) * frac + 128) >> 8)) as i16
-}
-
 /// [`interpolate`] over an unfolded table: the same samples, so the same bits.
-#[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
 #[inline]
 fn interpolate_full(full: &FullTable, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32;
@@ -221,6 +181,34 @@ fn interpolate_pair<const NON_NEGATIVE: bool>(full: &FullTable, x: i32) -> i32 {
     }
 }
 
+/// [`interpolate_full`] of `sat_i16(pre)`, for targets whose tables are `[i16; 257]`
+/// (Cortex-M0, RISC-V), as `i32`. The saturation is done on `u = pre + 2^15`, which lies in
+/// `0..=0xFFFF` exactly for the `pre` that need none: one add, one shift and a branch not
+/// taken, where the clamp to `[-2^15, 2^15)` compares with two constants the Cortex-M0 loads
+/// from memory (test `saturated_interpolation_matches`).
+#[cfg(any(
+    test,
+    not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))
+))]
+#[inline]
+fn interpolate_sat(full: &[i16; 257], pre: i32) -> i32 {
+    let u = pre.wrapping_add(32768) as u32;
+    let u = if u >> 16 != 0 {
+        if pre < 0 {
+            0
+        } else {
+            0xFFFF
+        }
+    } else {
+        u
+    };
+    let index = (u >> 8) as usize;
+    let frac = (u & 0xFF) as i32;
+    let at = |k: usize| full.get(k).map_or(0, |&v| i32::from(v));
+    let (a, b) = (at(index), at(index + 1));
+    a + (((b - a) * frac + 128) >> 8)
+}
+
 /// `sigmoid_q15(sat_i16(pre))` for any `i32` pre-activation, as `i32`: what the integer cells
 /// call per gate. The unfolded table's samples are all in `0..=32767` and an interpolation
 /// between two of them lies between them, so the `max(0)` and the narrowing of
@@ -228,40 +216,32 @@ fn interpolate_pair<const NON_NEGATIVE: bool>(full: &FullTable, x: i32) -> i32 {
 /// knows the result is not negative (the GRU's blend relies on that to drop a test).
 #[inline]
 pub fn sigmoid_q15_sat(pre: i32) -> i32 {
-    let x = pre.clamp(-32768, 32767);
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
-    return interpolate_pair::<true>(SIGMOID_FULL, x);
+    return interpolate_pair::<true>(SIGMOID_FULL, pre.clamp(-32768, 32767));
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
-    i32::from(sigmoid_q15(x as i16))
+    interpolate_sat(SIGMOID_FULL, pre)
 }
 
 /// `tanh_q15(sat_i16(pre))` for any `i32` pre-activation, as `i32` (test
 /// `cell_activations_match`).
 #[inline]
 pub fn tanh_q15_sat(pre: i32) -> i32 {
-    let x = pre.clamp(-32768, 32767);
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
-    return interpolate_pair::<false>(TANH_FULL, x);
+    return interpolate_pair::<false>(TANH_FULL, pre.clamp(-32768, 32767));
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
-    i32::from(tanh_q15(x as i16))
+    interpolate_sat(TANH_FULL, pre)
 }
 
 /// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
 #[inline]
 pub fn sigmoid_q15(x: i16) -> i16 {
-    #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-    return interpolate_full(SIGMOID_FULL, x).max(0);
-    #[cfg(not(any(not(target_arch = "arm"), edgernn_arm_dsp)))]
-    interpolate_mirrored(&SIGMOID_Q15, 32768, x).max(0)
+    interpolate_full(SIGMOID_FULL, x).max(0)
 }
 
 /// Tanh of a Q3.12 value, in Q0.15.
 #[inline]
 pub fn tanh_q15(x: i16) -> i16 {
-    #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
-    return interpolate_full(TANH_FULL, x);
-    #[cfg(not(any(not(target_arch = "arm"), edgernn_arm_dsp)))]
-    interpolate_mirrored(&TANH_Q15, 0, x)
+    interpolate_full(TANH_FULL, x)
 }
 
 /// Keras 3 hard sigmoid `clip(x / 6 + 0.5, 0, 1)` of a Q3.12 value, in Q0.15, exact up to
@@ -316,26 +296,23 @@ pub fn softmax_q15(values: &mut [i32]) {
 mod tests {
     use super::*;
 
-    /// The microcontrollers' one-branch interpolation gives the per-sample rule's bits for
-    /// every input.
+    /// The `[i16; 257]` targets' interpolation with its own saturation gives the unfolded
+    /// tables' bits on the saturated input, for every `i16` value, well beyond on both sides
+    /// and at the ends of `i32`.
     #[test]
-    fn one_branch_interpolation_matches() {
-        for x in i16::MIN..=i16::MAX {
-            assert_eq!(
-                interpolate_mirrored(&SIGMOID_Q15, 32768, x),
-                interpolate(&SIGMOID_Q15, 32768, x),
-                "{x}"
-            );
-            assert_eq!(
-                interpolate_mirrored(&TANH_Q15, 0, x),
-                interpolate(&TANH_Q15, 0, x),
-                "{x}"
-            );
+    fn saturated_interpolation_matches() {
+        let (sigmoid, tanh) = (unfold(&SIGMOID_Q15, 32768), unfold(&TANH_Q15, 0));
+        let wide = (-100_000..=100_000).chain([i32::MIN, i32::MIN + 1, i32::MAX - 1, i32::MAX]);
+        for pre in wide {
+            let x = pre.clamp(-32768, 32767) as i16;
+            let want = i32::from(interpolate(&SIGMOID_Q15, 32768, x));
+            assert_eq!(interpolate_sat(&sigmoid, pre), want, "{pre}");
+            let want = i32::from(interpolate(&TANH_Q15, 0, x));
+            assert_eq!(interpolate_sat(&tanh, pre), want, "{pre}");
         }
     }
 
     /// The unfolded tables give the half tables' bits for every input.
-    #[cfg(any(not(target_arch = "arm"), edgernn_arm_dsp))]
     #[test]
     fn unfolded_tables_match_the_half_tables() {
         for x in i16::MIN..=i16::MAX {

@@ -43,20 +43,22 @@
 //!
 //! 3.5 instructions per multiply-accumulate in the column loop, about 20 per row for the
 //! requantization and store (22 to accumulate) and about 35 per block of four rows; about 150
-//! per call (the checks, the int8 test of the high plane). An int8 LSTM(64) step on 8 features
-//! takes about 116,000 instructions on a Cortex-M0 (423,000 with the generic table), about
-//! 85,000 of them in the projections (`firmware-examples/kernel-bench/count.sh`).
+//! per call (the checks, the int8 test of the high plane), about 120 per side of a paired call
+//! ([`v6m_project_pair_i8`], the recurrent cells' `W x + U h`). An int8 LSTM(64) step on 8
+//! features takes about 104,000 instructions on a Cortex-M0 (423,000 with the generic table),
+//! about 83,000 of them in the projections (`firmware-examples/kernel-bench/count.sh`).
 //!
 //! [`requant_i32`]: crate::quant::fixed::requant_i32
 //! [`project_i8`]: crate::kernels::generic::project_i8
 
-use crate::kernels::{packed_len, project_rows_with, Kernels, RowsI8, GENERIC};
+use crate::kernels::{packed_len, project_rows_with, Kernels, ProjectionI8, RowsI8, GENERIC};
 
 /// The generic table with the integer projection overridden.
 pub static TABLE: Kernels = Kernels {
     name: "arm-v6m",
     pack_i16: v6m_pack_i16,
     project_i8: v6m_project_i8,
+    project_pair_i8: Some(v6m_project_pair_i8),
     ..GENERIC
 };
 
@@ -222,13 +224,120 @@ fn v6m_project_i8(
     accumulate: bool,
 ) {
     let n = out.len();
+    if usual(rows, packed, cols, n) {
+        quads(rows, packed, cols, out, accumulate, 0, n);
+    } else {
+        any_rows(rows, packed, cols, out, accumulate);
+    }
+}
+
+/// [`Kernels::project_pair_i8`]: the two [`v6m_project_i8`] calls its definition makes, with
+/// the usual case checked on the sides' whole views (no sub-views built) and each side's
+/// rows passed straight to the assembly kernel. The cells make this call 16 times per
+/// LSTM(64) step, where the generic pair wrapper and the two calls cost about 450
+/// instructions a call on a Cortex-M0.
+#[inline(never)]
+fn v6m_project_pair_i8(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    pair_side(x, first_row, out, false);
+    pair_side(h, first_row, out, true);
+}
+
+/// One side of [`v6m_project_pair_i8`]: [`v6m_project_i8`] of `p`'s rows from `first`. Out
+/// of line: one copy for both sides is 460 bytes of flash less for about 18 instructions more
+/// per paired call.
+#[inline(never)]
+fn pair_side(p: &ProjectionI8<'_>, first: usize, out: &mut [i32], accumulate: bool) {
+    match pair_job(p, first, out, accumulate) {
+        Some(mut job) => {
+            // SAFETY: `pair_job` checked that `job` describes the `out.len()` rows (a nonzero
+            // multiple of 4) from `first` of `p` as `Job` documents: the weights, bias (or
+            // `ZEROS`, `out.len() <= ROWS_PER_CALL`) and requantizer views hold them, the
+            // packed codes `cols >= 1` low-plane bytes, `skip` is below `UNROLL` columns.
+            unsafe { v6m_project_quads(&mut job) };
+            if job.out != job.end {
+                pair_rest(p, first, out, accumulate, &job);
+            }
+        }
+        None => v6m_project_i8(&p.rows_from(first), p.packed, p.cols, out, accumulate),
+    }
+}
+
+/// The assembly kernel's job for rows `first..first + out.len()` of side `p` into `out`,
+/// when that is the usual call ([`usual`]'s checks, on `p`'s whole views): else `None`.
+#[inline(always)]
+fn pair_job(p: &ProjectionI8<'_>, first: usize, out: &mut [i32], accumulate: bool) -> Option<Job> {
+    let (n, cols) = (out.len(), p.cols);
+    let bias = p.rows.bias.as_bytes();
+    let requant = p.rows.requant.values().as_bytes();
+    // Below 2^15 rows before the block and 2^16 columns, `(first + n) * cols` cannot wrap.
+    let to = first + n;
+    let words = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() >= 4 * to;
+    let usual = n.wrapping_sub(1) < ROWS_PER_CALL
+        && n.is_multiple_of(4)
+        && first < 1 << 15
+        && cols.wrapping_sub(1) < MAX_FAST_COLS
+        && to * cols <= p.rows.weights.len()
+        && p.packed.len() >= packed_len(cols)
+        && (bias.is_empty() || words(bias))
+        && words(requant)
+        && int8_codes(p.packed, cols);
+    if !usual {
+        return None;
+    }
+    let bias = if bias.is_empty() {
+        ZEROS.as_ptr()
+    } else {
+        bias.as_ptr().cast::<i32>().wrapping_add(first)
+    };
+    let out = out.as_mut_ptr_range();
+    Some(Job {
+        weights: p.rows.weights.as_ptr().wrapping_add(first * cols),
+        cols,
+        codes_end: p.packed.as_ptr().cast::<u8>().wrapping_add(cols),
+        out: out.start,
+        end: out.end,
+        bias,
+        requant: requant.as_ptr().cast::<i32>().wrapping_add(first),
+        accumulate: usize::from(accumulate),
+        skip: cols.wrapping_neg() % UNROLL * COLUMN_BYTES,
+    })
+}
+
+/// A [`pair_job`] the kernel stopped at a row that leaves 32 bits: that row and the rest by
+/// [`resume`] (never for the values real models have).
+#[cold]
+#[inline(never)]
+fn pair_rest(p: &ProjectionI8<'_>, first: usize, out: &mut [i32], accumulate: bool, job: &Job) {
+    let n = out.len();
+    let at = (job.out as usize).wrapping_sub(out.as_ptr() as usize) / 4;
+    let rows = p.rows_from(first);
+    resume(
+        &rows,
+        p.packed,
+        p.cols,
+        out,
+        accumulate,
+        0,
+        n,
+        at.min(n - 1),
+    );
+}
+
+/// Whether `n` rows of `rows` over `cols` packed codes are the cells' usual call, checked in
+/// few instructions: 4 to [`ROWS_PER_CALL`] rows in whole blocks of four (so `n * cols` cannot
+/// wrap), all held by the weights, aligned bias and requantizer views, int8 codes. Such a call
+/// goes to [`quads`] in one piece.
+#[inline(always)]
+fn usual(rows: &RowsI8<'_>, packed: &[i32], cols: usize, n: usize) -> bool {
     let bias = rows.bias.as_bytes();
     let requant = rows.requant.values().as_bytes();
-    // The cells' usual call, checked in few instructions (it is made 32 times per LSTM(64)
-    // step): 4 to ROWS_PER_CALL rows in whole blocks of four (so `n * cols` cannot wrap), all
-    // held by the weights, aligned bias and requantizer views, int8 codes.
     let words = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() >= 4 * n;
-    if n.wrapping_sub(1) < ROWS_PER_CALL
+    n.wrapping_sub(1) < ROWS_PER_CALL
         && n.is_multiple_of(4)
         && cols.wrapping_sub(1) < MAX_FAST_COLS
         && n * cols <= rows.weights.len()
@@ -236,11 +345,6 @@ fn v6m_project_i8(
         && (bias.is_empty() || words(bias))
         && words(requant)
         && int8_codes(packed, cols)
-    {
-        quads(rows, packed, cols, out, accumulate, 0, n);
-    } else {
-        any_rows(rows, packed, cols, out, accumulate);
-    }
 }
 
 /// [`v6m_project_i8`] for any call: the fast path for the whole blocks of four it can take
