@@ -109,6 +109,11 @@
 //!
 //! * `defmt`: `defmt::Format` for errors and public enums, for logging on MCUs. Adds the `defmt`
 //!   crate; costs nothing unless something is logged.
+//! * `small`: size first, for firmware that counts bytes. On microcontrollers (Thumb targets)
+//!   the generic scalar kernels instead of the DSP or ARMv6-M assembly, the half activation
+//!   tables instead of the unfolded ones, smaller blocks of gate rows on the stack, and one
+//!   out-of-line copy of requantization and of the activations. The same bits as without it
+//!   (it never changes a result), less flash and stack, more instructions per step.
 //! * `std`: links `std` to detect SIMD support (AVX2 + FMA) at run time, once, cached; for
 //!   hosts and gateways. Without it SIMD kernels are chosen at compile time
 //!   (`-C target-feature=+avx2,+fma`). No other cost.

@@ -16,7 +16,7 @@ pub const OUTPUT_WIDTH: usize = 1;
 /// State words ([`Word`]).
 pub const STATE_LEN: usize = 64;
 /// Scratch words for `Model::step`.
-pub const STEP_SCRATCH_LEN: usize = 92;
+pub const STEP_SCRATCH_LEN: usize = 30;
 /// The element type of state and scratch for this model's mode (Int8).
 pub type Word = i32;
 

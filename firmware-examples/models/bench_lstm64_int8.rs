@@ -16,7 +16,7 @@ pub const OUTPUT_WIDTH: usize = 1;
 /// State words ([`Word`]).
 pub const STATE_LEN: usize = 128;
 /// Scratch words for `Model::step`.
-pub const STEP_SCRATCH_LEN: usize = 172;
+pub const STEP_SCRATCH_LEN: usize = 46;
 /// The element type of state and scratch for this model's mode (Int8).
 pub type Word = i32;
 

@@ -16,7 +16,7 @@ pub const OUTPUT_WIDTH: usize = 3;
 /// State words ([`Word`]).
 pub const STATE_LEN: usize = 32;
 /// Scratch words for `Model::step`.
-pub const STEP_SCRATCH_LEN: usize = 96;
+pub const STEP_SCRATCH_LEN: usize = 70;
 /// The element type of state and scratch for this model's mode (F32).
 pub type Word = f32;
 

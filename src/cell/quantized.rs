@@ -51,11 +51,14 @@ pub struct IntCell {
 /// unit). The AVX2 kernel packs its input once per call, so hosts take many rows at a time.
 /// On microcontrollers each call costs about 130 instructions before its first product
 /// (checks, the job, the kernel's prologue), and each block rebuilds the output map: every
-/// Arm core takes 32 (768 bytes of stack; other targets 16). Against 16 (384 bytes) that is 5% fewer
-/// instructions per int8 LSTM(32) and LSTM(64) step on a Cortex-M4F, and on a Cortex-M0
-/// 4.7% (LSTM(32)) and 2.9% (LSTM(64)) fewer; 64 would save the Cortex-M0 another 1.7% at
-/// LSTM(64) for 768 bytes more.
-const ROW_BLOCK: usize = if cfg!(target_arch = "x86_64") {
+/// Arm core takes 32 (768 bytes of stack; other targets 16). Against 16 (384 bytes) that is
+/// 5% fewer instructions per int8 LSTM(32) and LSTM(64) step on a Cortex-M4F, and on a
+/// Cortex-M0 4.7% (LSTM(32)) and 2.9% (LSTM(64)) fewer; 64 would save the Cortex-M0 another
+/// 1.7% at LSTM(64) for 768 bytes more. With `small`, 8: the gate block takes 128 bytes of
+/// stack (the cell frame is the deepest of a step) for more, cheaper calls.
+const ROW_BLOCK: usize = if cfg!(feature = "small") {
+    8
+} else if cfg!(target_arch = "x86_64") {
     128
 } else if cfg!(target_arch = "arm") {
     32
@@ -175,7 +178,9 @@ fn project_codes(
 
 /// A gate activation of a Q3.12 pre-activation, in Q0.15. Linear and relu are clipped to
 /// `[-1, 1]`; the loader only lets bounded activations reach LSTM and GRU cells.
-#[inline]
+// With `small`, one out-of-line copy for every cell and activation (see `IntCell::lstm`).
+#[cfg_attr(not(feature = "small"), inline)]
+#[cfg_attr(feature = "small", inline(never))]
 pub fn activate_q15(activation: Activation, pre: i32) -> i32 {
     let x = sat_i16_32(pre);
     i32::from(match activation {
@@ -374,7 +379,9 @@ impl IntCell {
             // held to the generic loop's formulas bit for bit), any other pair that loop with
             // the general activations.
             match (ra, a) {
-                (Activation::Sigmoid, Activation::Tanh) => {
+                // With `small`, the usual pair too takes the general loop (the same bits: test
+                // `cell_activations_match`), so only one copy of it is linked.
+                (Activation::Sigmoid, Activation::Tanh) if !cfg!(feature = "small") => {
                     crate::kernels::lstm_units_i8(gates, c, h, &params);
                 }
                 // The output codes prepared here, per block: the usual pair's kernel prepares

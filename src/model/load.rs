@@ -302,6 +302,7 @@ impl<'a, const L: usize> Model<'a, L> {
             output_is_sequence: true,
             state_len: 0,
             max_width: input_features,
+            step_width: 0,
             max_units: 0,
             max_cell_scratch: 0,
             streamable: true,
@@ -441,6 +442,16 @@ impl<'a, const L: usize> Model<'a, L> {
             }
             self.output_width = width;
             self.max_width = self.max_width.max(width);
+            // What `Model::step_layers` writes to its scratch rows (integer models normalised
+            // their input on entry: their Normalization writes nothing).
+            let writes_scratch = match plan {
+                LayerPlan::Recurrent(_) => false,
+                LayerPlan::Normalization(..) => !mode.is_integer(),
+                _ => true,
+            };
+            if writes_scratch {
+                self.step_width = self.step_width.max(width);
+            }
             index += 1;
         }
         if !mode.is_integer() {
@@ -692,6 +703,36 @@ mod tests {
         let refused = Model::<'_, 2>::load_into(&mut slot, &broken).map(|_| ());
         assert_eq!(refused, Err(LoadError::BadMagic));
         assert!(slot.is_none());
+    }
+
+    /// A recurrent layer's output stays in the state, so a model of recurrent layers only
+    /// needs no scratch rows for outputs: the step's scratch is the cell's alone, and stepping
+    /// with exactly that much gives the sequence call's outputs.
+    #[cfg(all(feature = "float", feature = "simple-rnn"))]
+    #[test]
+    fn step_scratch_holds_only_what_a_step_writes() {
+        let (buf, len) = simple_rnn_blob();
+        let model = Model::from_bytes(&buf.0[..len]).expect("loads");
+        // SimpleRNN(1): one pre-activation, no output rows.
+        assert_eq!(model.step_scratch_len(), 1);
+        let xs = [0.5f32, -1.0, 0.25, 2.0, -0.75, 1.5];
+        let (mut state, mut scratch) = ([0f32; 1], [0f32; 1]);
+        let mut stepped = std::vec::Vec::new();
+        for x in xs.chunks(2) {
+            let mut out = [0f32; 1];
+            model
+                .step(x, &mut state, &mut scratch, &mut out)
+                .expect("steps");
+            stepped.push(out[0].to_bits());
+        }
+        let mut state = [0f32; 1];
+        let mut scratch = std::vec![0f32; model.sequence_scratch_len(3).expect("fits")];
+        let mut out = [0f32; 3];
+        model
+            .run_sequence(&xs, &mut state, &mut scratch, &mut out)
+            .expect("runs");
+        let whole: std::vec::Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(stepped, whole);
     }
 
     /// A build without a part the blob needs refuses it at load and names the feature (CI

@@ -264,6 +264,10 @@ pub struct Model<'a, const L: usize = DEFAULT_LAYERS> {
     output_is_sequence: bool,
     state_len: usize,
     max_width: usize,
+    /// The widest output a step writes to scratch: non-recurrent layers' (a recurrent layer's
+    /// output is its `h`, read where it lies in the state), so an LSTM + Dense(1) model's step
+    /// needs two scratch words for outputs, not twice the LSTM's width.
+    step_width: usize,
     max_units: usize,
     max_cell_scratch: usize,
     streamable: bool,
@@ -378,7 +382,7 @@ impl<const L: usize> Model<'_, L> {
 
     /// Scratch words ([`Word`]) [`Model::step`] needs.
     pub fn step_scratch_len(&self) -> usize {
-        self.input_slot() + 2 * self.max_width + self.max_cell_scratch
+        self.input_slot() + 2 * self.step_width + self.max_cell_scratch
     }
 
     /// Scratch words holding the quantized input of one step (integer modes only).

@@ -385,8 +385,8 @@ impl<const L: usize> Model<'_, L> {
         upto: usize,
     ) -> &'s [A::V] {
         let mut rest: &mut [A::V] = scratch;
-        let mut src = take(&mut rest, self.max_width);
-        let mut dst = take(&mut rest, self.max_width);
+        let mut src = take(&mut rest, self.step_width);
+        let mut dst = take(&mut rest, self.step_width);
         let cell = rest;
         let mut width = self.input_features;
         let mut at = Output::Input;

@@ -39,10 +39,12 @@ pub(crate) fn sample(left: &[i16; 129], mirror: i32, k: usize) -> i32 {
 }
 
 /// The whole 257-sample table unfolded from its left half by [`sample`]'s rule, at compile
-/// time, which every target reads directly: no mirror branch in the gate loop. On a
+/// time, which every target reads directly (but `small` microcontroller builds, which keep the
+/// 258-byte halves): no mirror branch in the gate loop. On a
 /// Cortex-M4F that is about 55 fewer instructions per LSTM unit (5 lookups; 7% of an int8
 /// LSTM(64) step) for 512 bytes of tables and about 2 KB of code (the lighter lookups get
 /// inlined); on a Cortex-M0, with [`interpolate_sat`], about 80 (5% of an LSTM(64) step).
+#[cfg(any(test, not(edgernn_half_tables)))]
 const fn unfold(left: &[i16; 129], mirror: i32) -> [i16; 257] {
     let mut full = [0i16; 257];
     let mut k = 0;
@@ -97,15 +99,30 @@ static SIGMOID_FULL: &[u8; 514] = &FULL.sigmoid;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
 static TANH_FULL: &[u8; 514] = &FULL.tanh;
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    edgernn_arm_dsp,
+    edgernn_half_tables
+)))]
 static SIGMOID_FULL: &[i16; 257] = &unfold(&SIGMOID_Q15, 32768);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    edgernn_arm_dsp,
+    edgernn_half_tables
+)))]
 static TANH_FULL: &[i16; 257] = &unfold(&TANH_Q15, 0);
 
 /// An unfolded table as this target stores it.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
 type FullTable = [u8; 514];
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    edgernn_arm_dsp,
+    edgernn_half_tables
+)))]
 type FullTable = [i16; 257];
 
 /// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
@@ -119,7 +136,12 @@ fn full_sample(full: &FullTable, k: usize) -> i32 {
 }
 
 /// Sample `k` of an unfolded table (0 past its end, which no caller reaches).
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    edgernn_arm_dsp,
+    edgernn_half_tables
+)))]
 #[inline]
 fn full_sample(full: &FullTable, k: usize) -> i32 {
     full.get(k).map_or(0, |&v| i32::from(v))
@@ -146,7 +168,29 @@ fn interpolate(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
     (a + (((b - a) * frac + 128) >> 8)) as i16
 }
 
+/// [`interpolate`] with one branch instead of one per sample, for microcontrollers: both
+/// samples come from the left half below the middle, and both from its mirror from the middle
+/// on (`sample`'s rule holds at the middle sample too, which is its own mirror). The same
+/// samples, so the same bits (test `one_branch_interpolation_matches`). Only `small` builds
+/// of microcontrollers read the half tables; one copy serves both functions and every caller.
+#[cfg(any(test, edgernn_half_tables))]
+#[inline(never)]
+fn interpolate_mirrored(left: &[i16; 129], mirror: i32, x: i16) -> i16 {
+    let u = (i32::from(x) + 32768) as u32;
+    let index = (u >> 8) as usize;
+    let frac = (u & 0xFF) as i32;
+    let at = |k: usize| left.get(k).map_or(0, |&v| i32::from(v));
+    let (a, b) = if index < 128 {
+        (at(index), at(index + 1))
+    } else {
+        let far = |k: usize| (mirror - at(k)).min(32767);
+        (far(256 - index), far(255usize.wrapping_sub(index)))
+    };
+    (a + (((b - a) * frac + 128) >> 8)) as i16
+}
+
 /// [`interpolate`] over an unfolded table: the same samples, so the same bits.
+#[cfg(not(edgernn_half_tables))]
 #[inline]
 fn interpolate_full(full: &FullTable, x: i16) -> i16 {
     let u = (i32::from(x) + 32768) as u32;
@@ -188,7 +232,12 @@ fn interpolate_pair<const NON_NEGATIVE: bool>(full: &FullTable, x: i32) -> i32 {
 /// from memory (test `saturated_interpolation_matches`).
 #[cfg(any(
     test,
-    not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        edgernn_arm_dsp,
+        edgernn_half_tables
+    ))
 ))]
 #[inline]
 fn interpolate_sat(full: &[i16; 257], pre: i32) -> i32 {
@@ -218,8 +267,15 @@ fn interpolate_sat(full: &[i16; 257], pre: i32) -> i32 {
 pub fn sigmoid_q15_sat(pre: i32) -> i32 {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
     return interpolate_pair::<true>(SIGMOID_FULL, pre.clamp(-32768, 32767));
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
-    interpolate_sat(SIGMOID_FULL, pre)
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        edgernn_arm_dsp,
+        edgernn_half_tables
+    )))]
+    return interpolate_sat(SIGMOID_FULL, pre);
+    #[cfg(edgernn_half_tables)]
+    i32::from(sigmoid_q15(pre.clamp(-32768, 32767) as i16))
 }
 
 /// `tanh_q15(sat_i16(pre))` for any `i32` pre-activation, as `i32` (test
@@ -228,20 +284,33 @@ pub fn sigmoid_q15_sat(pre: i32) -> i32 {
 pub fn tanh_q15_sat(pre: i32) -> i32 {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
     return interpolate_pair::<false>(TANH_FULL, pre.clamp(-32768, 32767));
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp)))]
-    interpolate_sat(TANH_FULL, pre)
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        edgernn_arm_dsp,
+        edgernn_half_tables
+    )))]
+    return interpolate_sat(TANH_FULL, pre);
+    #[cfg(edgernn_half_tables)]
+    i32::from(tanh_q15(pre.clamp(-32768, 32767) as i16))
 }
 
 /// Sigmoid of a Q3.12 value, in Q0.15 (`0..=32767`).
 #[inline]
 pub fn sigmoid_q15(x: i16) -> i16 {
-    interpolate_full(SIGMOID_FULL, x).max(0)
+    #[cfg(not(edgernn_half_tables))]
+    return interpolate_full(SIGMOID_FULL, x).max(0);
+    #[cfg(edgernn_half_tables)]
+    interpolate_mirrored(&SIGMOID_Q15, 32768, x).max(0)
 }
 
 /// Tanh of a Q3.12 value, in Q0.15.
 #[inline]
 pub fn tanh_q15(x: i16) -> i16 {
-    interpolate_full(TANH_FULL, x)
+    #[cfg(not(edgernn_half_tables))]
+    return interpolate_full(TANH_FULL, x);
+    #[cfg(edgernn_half_tables)]
+    interpolate_mirrored(&TANH_Q15, 0, x)
 }
 
 /// Keras 3 hard sigmoid `clip(x / 6 + 0.5, 0, 1)` of a Q3.12 value, in Q0.15, exact up to
@@ -299,6 +368,24 @@ mod tests {
     /// The `[i16; 257]` targets' interpolation with its own saturation gives the unfolded
     /// tables' bits on the saturated input, for every `i16` value, well beyond on both sides
     /// and at the ends of `i32`.
+    /// The `small` microcontroller builds' one-branch interpolation gives the per-sample rule's
+    /// bits for every input.
+    #[test]
+    fn one_branch_interpolation_matches() {
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(
+                interpolate_mirrored(&SIGMOID_Q15, 32768, x),
+                interpolate(&SIGMOID_Q15, 32768, x),
+                "{x}"
+            );
+            assert_eq!(
+                interpolate_mirrored(&TANH_Q15, 0, x),
+                interpolate(&TANH_Q15, 0, x),
+                "{x}"
+            );
+        }
+    }
+
     #[test]
     fn saturated_interpolation_matches() {
         let (sigmoid, tanh) = (unfold(&SIGMOID_Q15, 32768), unfold(&TANH_Q15, 0));

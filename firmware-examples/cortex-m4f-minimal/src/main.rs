@@ -1,8 +1,8 @@
 //! The smallest useful edgernn firmware: an int8 LSTM(32) + Dense forecaster of a machine's
 //! temperature (trained by `edgernn train`, quantized to int8), built with only the integer
-//! and LSTM parts of the runtime. Loads the blob in place from flash, streams the bundled
-//! window one reading at a time, checks every output bit for bit against the host's, and
-//! reports the RAM it used. Exits 0 when everything matched (1 otherwise).
+//! and LSTM parts of the runtime, size first (`small`). Loads the blob in place from flash,
+//! streams the bundled window one reading at a time, checks every output bit for bit against
+//! the host's, and reports the RAM it used. Exits 0 when everything matched (1 otherwise).
 //!
 //! Its own reporting avoids `core::fmt` (no `hprintln!`, no panic message) so that the flash
 //! it takes is edgernn's, the model's and the vectors', plus about 3 KB of vector table,

@@ -70,7 +70,10 @@ impl CellFormat {
 /// `SPECIALIZE` for the usual activations, whose loop gets a copy for the common codes. The
 /// cells run it for activation pairs other than sigmoid/tanh; for that pair it is the generic
 /// table's [`lstm_units_i8`], the reference every table's gate kernel is held to.
-#[inline]
+// Out of line with `small`: its registers then spill into its own frame, not into the cell's,
+// which holds the gate block while the projections run (less peak stack).
+#[cfg_attr(not(feature = "small"), inline)]
+#[cfg_attr(feature = "small", inline(never))]
 pub(crate) fn lstm_units<const SPECIALIZE: bool>(
     gates: LstmGates<'_>,
     c: &mut [i32],
