@@ -51,15 +51,19 @@ pub struct IntCell {
 /// unit). The AVX2 kernel packs its input once per call, so hosts take many rows at a time.
 /// On microcontrollers each call costs about 130 instructions before its first product
 /// (checks, the job, the kernel's prologue), and each block rebuilds the output map: every
-/// Arm core takes 32 (768 bytes of stack; other targets 16). Against 16 (384 bytes) that is
-/// 5% fewer instructions per int8 LSTM(32) and LSTM(64) step on a Cortex-M4F, and on a
-/// Cortex-M0 4.7% (LSTM(32)) and 2.9% (LSTM(64)) fewer; 64 would save the Cortex-M0 another
-/// 1.7% at LSTM(64) for 768 bytes more. With `small`, 8: the gate block takes 128 bytes of
-/// stack (the cell frame is the deepest of a step) for more, cheaper calls.
+/// Arm core with the DSP extension takes 32 (768 bytes of stack; other targets 16). Against 16
+/// (384 bytes) that is 5% fewer instructions per int8 LSTM(32) and LSTM(64) step on a
+/// Cortex-M4F. The Cortex-M0, whose calls and blocks cost more, takes 64 (1.5 KB, 768 bytes
+/// more): one block then holds every unit of an LSTM(64), 2.1% fewer instructions per step
+/// than 32 (0.6% more at LSTM(32), which zeroes the larger gate block). With `small`, 8: the
+/// gate block takes 128 bytes of stack (the cell frame is the deepest of a step) for more,
+/// cheaper calls.
 const ROW_BLOCK: usize = if cfg!(feature = "small") {
     8
 } else if cfg!(target_arch = "x86_64") {
     128
+} else if cfg!(edgernn_arm_v6m) {
+    64
 } else if cfg!(target_arch = "arm") {
     32
 } else {

@@ -230,6 +230,29 @@ impl Arith for Int {
 fn quantize_codes(front: &Front<'_>, raw: &[f32], codes: &mut [i32]) {
     let (lo, hi) = front.mode.activation_range();
     let Some(p) = front.quant else { return };
+    // The usual Normalization (one mean and one std per feature, as the loader checks): the
+    // values a time step at a time against both views' iterators, which read the blob's bytes
+    // inline (two out-of-line `get` calls per value cost about 50 instructions on a
+    // Cortex-M0), the steps split off without a division (`chunks` divides to size its zip).
+    // The same values and order as the loop below (which alone serves `small` builds: one
+    // copy of `quantize`).
+    #[cfg(not(feature = "small"))]
+    if let Some(n) = &front.normalization {
+        let features = n.mean.len();
+        if features != 0 && n.std.len() == features {
+            let (mut codes, mut raw) = (codes, raw);
+            while !codes.is_empty() && !raw.is_empty() {
+                let (step_codes, rest_codes) = codes.split_at_mut(features.min(codes.len()));
+                let (step, rest) = raw.split_at(features.min(raw.len()));
+                let stats = n.mean.iter().zip(n.std.iter());
+                for ((q, &v), (m, s)) in step_codes.iter_mut().zip(step).zip(stats) {
+                    *q = quant::quantize((v - m) / s, p, lo, hi);
+                }
+                (codes, raw) = (rest_codes, rest);
+            }
+            return;
+        }
+    }
     // One loop for both cases, so `quantize` is compiled once. `raw` is `[time, features]`
     // and `feature` the index within the time step (the loader checked that `mean` and `std`
     // have one value per feature).
@@ -731,4 +754,74 @@ fn recurrent_window<A: Arith>(
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::F32View;
+    use std::vec::Vec;
+
+    /// `quantize_codes` with a Normalization (its per-step loop) against the per-value rule:
+    /// value `k` normalised by feature `k % features`, for every input length through several
+    /// steps and partial ones, shorter and longer code buffers, and the float edge values.
+    #[test]
+    fn normalised_codes_match_the_per_value_rule() {
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.0e-40,
+            3.4e38,
+            -2.5,
+            0.5,
+        ];
+        for features in 1..=4usize {
+            let mean: Vec<f32> = (0..features).map(|f| f as f32 * 0.75 - 1.0).collect();
+            let std: Vec<f32> = (0..features).map(|f| 0.3 + f as f32 * 1.7).collect();
+            let (mean_bytes, std_bytes) = (bytes(&mean), bytes(&std));
+            let front = Front {
+                quant: Some(QParams {
+                    scale: 0.037,
+                    zero_point: -3,
+                }),
+                mode: QuantMode::Int8,
+                normalization: Some(NormalizationPlan {
+                    mean: F32View::new(&mean_bytes),
+                    std: F32View::new(&std_bytes),
+                }),
+                tokens: false,
+            };
+            let (lo, hi) = QuantMode::Int8.activation_range();
+            let p = front.quant.unwrap_or(QParams {
+                scale: 1.0,
+                zero_point: 0,
+            });
+            for len in 0..=3 * features + 2 {
+                let raw: Vec<f32> = (0..len)
+                    .map(|k| match k % 3 {
+                        0 => specials[k % specials.len()],
+                        _ => k as f32 * 0.41 - 2.0,
+                    })
+                    .collect();
+                for codes_len in [len.saturating_sub(1), len, len + 2] {
+                    let mut got = std::vec![i32::MIN; codes_len];
+                    quantize_codes(&front, &raw, &mut got);
+                    let want: Vec<i32> = (0..codes_len)
+                        .map(|k| match raw.get(k) {
+                            Some(&v) => {
+                                let f = k % features;
+                                quant::quantize((v - mean[f]) / std[f], p, lo, hi)
+                            }
+                            None => i32::MIN,
+                        })
+                        .collect();
+                    assert_eq!(got, want, "features {features} len {len} codes {codes_len}");
+                }
+            }
+        }
+    }
 }

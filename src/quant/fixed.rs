@@ -465,6 +465,16 @@ impl ToCodes {
         code_wide(self.requant, self.zero, self.bounds(), v)
     }
 
+    /// `(multiplier, bias, shift)` of [`ToCodes::code_high`] when it takes every `v` (then the
+    /// code of a `v` in `[-2^15, 2^15]` is `clamp((mul_high_q15(v, multiplier) + bias) >> shift,
+    /// lo, hi)`), else `None`: for the ARMv6-M LSTM kernel, which runs that arithmetic in
+    /// assembly.
+    #[cfg(edgernn_arm_v6m)]
+    #[inline]
+    pub(crate) fn high_parts(&self) -> Option<(i32, i32, u32)> {
+        (self.shift <= 31).then_some((self.requant.multiplier, self.bias, self.shift))
+    }
+
     /// The 32-bit cores' fast path of [`ToCodes::code`] (`None` for factors and zero points
     /// it does not cover); apart so that the host tests run it too.
     #[inline]

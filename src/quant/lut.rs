@@ -114,6 +114,13 @@ static SIGMOID_FULL: &[i16; 257] = &unfold(&SIGMOID_Q15, 32768);
 )))]
 static TANH_FULL: &[i16; 257] = &unfold(&TANH_Q15, 0);
 
+/// The unfolded sigmoid and tanh tables, for the ARMv6-M LSTM kernel, which interpolates them
+/// in assembly exactly as [`interpolate_sat`] does.
+#[cfg(edgernn_arm_v6m)]
+pub(crate) fn v6m_tables() -> (&'static [i16; 257], &'static [i16; 257]) {
+    (SIGMOID_FULL, TANH_FULL)
+}
+
 /// An unfolded table as this target stores it.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", edgernn_arm_dsp))]
 type FullTable = [u8; 514];

@@ -110,6 +110,69 @@ fn check(
 /// Widest side of a paired case.
 const PAIR_COLS: usize = 128;
 
+/// Most rows (from the first) of a paired case: past the 64 rows of one call without a bias,
+/// as a cell whose one block holds every unit makes them (256 at LSTM(64)).
+const PAIR_ROWS: usize = 72;
+
+/// Paired projections taller than 64 rows (the sides with a bias go to the v6m kernel in one
+/// call, those without in calls of 64), int8 codes, whole blocks of four: on the Cortex-M0
+/// no row may take the reference path. Returns whether all matched and the cases run.
+#[inline(never)]
+fn check_tall_pairs(table: &Kernels, rng: &mut Rng) -> (bool, u32) {
+    // Both sides 8 columns wide, sharing biases and requantizers: the micro:bit's 16 KiB of
+    // RAM hold this next to `main`'s buffers.
+    let (cx, ch) = (8usize, 8usize);
+    let mut wx = [0u8; PAIR_ROWS * 8];
+    let mut wh = [0u8; PAIR_ROWS * 8];
+    let mut x_codes = [0i32; 8];
+    let mut h_codes = [0i32; 8];
+    let mut bias = [0i32; PAIR_ROWS];
+    let mut requant = [0i32; PAIR_ROWS];
+    let mut initial = [0i32; PAIR_ROWS + 1];
+    let mut ok = true;
+    let mut cases = 0;
+    let before = edgernn::kernels::arm::reference_rows();
+    for (first, rows) in [(0usize, 68usize), (0, 72), (4, 68)] {
+        for with_bias in [(true, true), (true, false), (false, true)] {
+            wx.iter_mut().for_each(|v| *v = rng.next() as u8);
+            wh.iter_mut().for_each(|v| *v = rng.next() as u8);
+            x_codes.iter_mut().for_each(|v| *v = rng.range(-128, 127));
+            h_codes.iter_mut().for_each(|v| *v = rng.range(-128, 127));
+            bias.iter_mut()
+                .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+            requant.iter_mut().for_each(|v| *v = rng.requant());
+            initial
+                .iter_mut()
+                .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+            let x = Side {
+                weights: &wx[..(first + rows) * cx],
+                bias: if with_bias.0 { &bias[..] } else { &[] },
+                requant: &requant,
+                codes: &x_codes[..cx],
+            };
+            let h = Side {
+                weights: &wh[..(first + rows) * ch],
+                bias: if with_bias.1 { &bias[..] } else { &[] },
+                requant: &requant,
+                codes: &h_codes[..ch],
+            };
+            ok &= check_pair(table, (&x, &h), first, rows, &initial);
+            cases += 1;
+        }
+    }
+    let reference = edgernn::kernels::arm::reference_rows() - before;
+    hprintln!(
+        "{} tall paired cases, {} rows by the reference path",
+        cases,
+        reference
+    );
+    if table.name == "arm-v6m" && reference != 0 {
+        hprintln!("MISMATCH: the v6m kernel did not take the tall pairs");
+        ok = false;
+    }
+    (ok, cases)
+}
+
 /// One side of a paired projection: weights, biases (none when empty), requantizers, codes.
 struct Side<'a> {
     weights: &'a [u8],
@@ -146,7 +209,7 @@ fn check_pair(
     rows: usize,
     initial: &[i32],
 ) -> bool {
-    let mut bytes = [[0u8; 4 * MAX_ROWS]; 4];
+    let mut bytes = [[0u8; 4 * PAIR_ROWS]; 4];
     let [bx, rx, bh, rh] = &mut bytes;
     let rows_of = |side: &Side<'_>, b: &mut [u8], r: &mut [u8]| {
         (
@@ -156,7 +219,7 @@ fn check_pair(
     };
     let (lbx, lrx) = rows_of(x, bx, rx);
     let (lbh, lrh) = rows_of(h, bh, rh);
-    let mut got = [0i32; MAX_ROWS + 1];
+    let mut got = [0i32; PAIR_ROWS + 1];
     got[..=rows].copy_from_slice(&initial[..=rows]);
     let mut want = got;
     for (k, out) in [(table, &mut got), (&GENERIC, &mut want)] {
@@ -185,11 +248,165 @@ fn check_pair(
     true
 }
 
+/// Most LSTM units per case.
+const MAX_UNITS: usize = 70;
+
+/// The LSTM gate kernel (`lstm_units_i8`) of `table` against the generic one: every length up
+/// to [`MAX_UNITS`] (odd tails included), gate pre-activations random, at the i16 edges and far
+/// past them, cell states in i16 and (in some cases) outside it, cell formats 0..=20 and output
+/// codes on the 32-bit int8 rule (many shifts, zero points, multipliers of either sign) or off
+/// it (int16 codes, crossed bounds, shifts the rule does not take). On the Cortex-M0 every
+/// unit of an int8 case with its cell value in i16 must have been done by the v6m kernel.
+#[inline(never)]
+fn check_lstm_units(table: &Kernels, rng: &mut Rng) -> bool {
+    use edgernn::kernels::{CodeParams, LstmParams};
+    use edgernn::quant::fixed::Requant;
+    let extremes = [
+        i32::MIN,
+        -65536,
+        -32769,
+        -32768,
+        -32767,
+        -256,
+        -1,
+        0,
+        1,
+        255,
+        32767,
+        32768,
+        i32::MAX,
+    ];
+    let mut ok = true;
+    let (mut cases, mut units_checked, mut expected_reference) = (0u32, 0usize, 0usize);
+    let before = edgernn::kernels::arm::reference_units();
+    for case in 0..160u32 {
+        // Output codes: mostly the fast int8 rule, some off it (`fast` false).
+        let shift = match case % 8 {
+            0 => 31,
+            1 => rng.range(13, 30),
+            _ => rng.range(2, 12),
+        };
+        let multiplier = match case % 5 {
+            0 => i32::MIN,
+            1 => -(rng.range(1 << 16, i32::MAX)),
+            _ => rng.range(1 << 30, i32::MAX),
+        };
+        let zero = if shift > 12 { 0 } else { rng.range(-128, 127) };
+        let (mut lo, mut hi, mut shift) = (-128, 127, shift);
+        let fast = match case % 16 {
+            3 => {
+                (lo, hi) = (-32768, 32767);
+                false
+            }
+            7 => {
+                (lo, hi) = (5, -5);
+                false
+            }
+            11 => {
+                shift = rng.range(-30, 1);
+                false
+            }
+            15 => {
+                shift = rng.range(32, 64);
+                false
+            }
+            _ => true,
+        };
+        let params = LstmParams {
+            cell_frac: (case % 21) as u8,
+            codes: CodeParams {
+                requant: Requant {
+                    multiplier,
+                    shift: shift as i8,
+                },
+                zero,
+                lo,
+                hi,
+            },
+        };
+        let units = (case as usize * 7) % (MAX_UNITS + 1);
+        // The gates in arrays of their own, some longer than `units` (the shortest rules).
+        let mut gates = [[0i32; MAX_UNITS + 3]; 4];
+        let kind = case % 4;
+        for (g, gate) in gates.iter_mut().enumerate() {
+            for v in gate.iter_mut() {
+                *v = match (rng.next() % 8, kind) {
+                    (0, _) | (_, 3) => extremes[(rng.next() % extremes.len() as u64) as usize],
+                    (1, _) => rng.next() as i32,
+                    (2, _) => rng.range(-32768, 32767),
+                    _ => rng.range(-9000, 9000) + g as i32,
+                };
+            }
+        }
+        let mut c = [0i32; MAX_UNITS + 1];
+        let mut wide = 0;
+        for (u, v) in c.iter_mut().enumerate() {
+            *v = if kind == 2 && u % 7 == 3 {
+                extremes[u % extremes.len()]
+            } else {
+                rng.range(-32768, 32767)
+            };
+            if u < units && i32::from(*v as i16) != *v {
+                wide += 1;
+            }
+        }
+        let mut h = [0x5A5Ai32; MAX_UNITS + 1];
+        let (mut c_want, mut h_want) = (c, h);
+        let lens = [units, units + 1, units + 3, units + 2];
+        let view = |k: usize| &gates[k][..lens[k]];
+        let gate_views = [view(0), view(1), view(2), view(3)];
+        (table.lstm_units_i8)(gate_views, &mut c[..units], &mut h[..units], &params);
+        (GENERIC.lstm_units_i8)(
+            gate_views,
+            &mut c_want[..units],
+            &mut h_want[..units],
+            &params,
+        );
+        if c != c_want || h != h_want {
+            hprintln!(
+                "MISMATCH {} lstm_units {} units, case {}: c {:?} want {:?}, h {:?} want {:?}",
+                table.name,
+                units,
+                case,
+                &c[..=units],
+                &c_want[..=units],
+                &h[..=units],
+                &h_want[..=units]
+            );
+            ok = false;
+        }
+        expected_reference += if fast { wide } else { units };
+        units_checked += units;
+        cases += 1;
+    }
+    hprintln!(
+        "{} lstm_units cases ({} units) against the generic kernel",
+        cases,
+        units_checked
+    );
+    // The v6m gate kernel declines only what it must: off-rule codes and wide cell values.
+    if table.name == "arm-v6m" {
+        let reference = edgernn::kernels::arm::reference_units() - before;
+        hprintln!(
+            "{} lstm units by the generic loop, {} expected",
+            reference,
+            expected_reference
+        );
+        if reference != expected_reference {
+            hprintln!("MISMATCH: the v6m gate kernel did not run where it should");
+            ok = false;
+        }
+    }
+    ok
+}
+
 #[entry]
 fn main() -> ! {
     let table = kernels::active();
     hprintln!("kernel table: {}", table.name);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let lstm_ok = check_lstm_units(table, &mut rng);
+    let (tall_ok, tall_cases) = check_tall_pairs(table, &mut rng);
     let mut weights = [0u8; MAX_ROWS * MAX_COLS + 4];
     let mut codes = [0i32; EXTREME_COLS];
     let mut bias = [0i32; MAX_ROWS];
@@ -559,6 +776,8 @@ fn main() -> ! {
             ok = false;
         }
     }
+    ok &= lstm_ok && tall_ok;
+    cases += tall_cases;
     hprintln!(
         "{} projection cases against the generic kernel: {}",
         cases,

@@ -35,3 +35,21 @@ fn count_reference_rows(rows: usize) {
     let before = REFERENCE_ROWS.load(Ordering::Relaxed);
     REFERENCE_ROWS.store(before.wrapping_add(rows), Ordering::Relaxed);
 }
+
+/// LSTM units the ARMv6-M gate kernel left to the generic loop (output codes that are not
+/// int8 or not on the 32-bit fast rule, cell values outside i16), for the conformance
+/// firmware (0 on other cores). Counted only on that path.
+static REFERENCE_UNITS: AtomicUsize = AtomicUsize::new(0);
+
+/// LSTM units computed by the generic loop instead of the ARMv6-M gate kernel since boot (see
+/// [`REFERENCE_UNITS`]).
+pub fn reference_units() -> usize {
+    REFERENCE_UNITS.load(Ordering::Relaxed)
+}
+
+/// Adds `units` to [`REFERENCE_UNITS`].
+#[cfg(edgernn_arm_v6m)]
+fn count_reference_units(units: usize) {
+    let before = REFERENCE_UNITS.load(Ordering::Relaxed);
+    REFERENCE_UNITS.store(before.wrapping_add(units), Ordering::Relaxed);
+}

@@ -1,5 +1,7 @@
-//! The integer projection for ARMv6-M (Cortex-M0/M0+; also valid Thumb on M3): no DSP, no
-//! 32x32->64 multiply, only `muls` (32x32->32) and eight low registers for most instructions.
+//! The integer projection and the LSTM gate kernel for ARMv6-M (Cortex-M0/M0+; also valid
+//! Thumb on M3): no DSP, no 32x32->64 multiply, only `muls` (32x32->32) and eight low
+//! registers for most instructions. The gate kernel ([`v6m_lstm_units_i8`]) is described
+//! there; the rest of these docs are the projection's.
 //!
 //! # Layout
 //!
@@ -45,13 +47,17 @@
 //! requantization and store (22 to accumulate) and about 35 per block of four rows; about 150
 //! per call (the checks, the int8 test of the high plane), about 120 per side of a paired call
 //! ([`v6m_project_pair_i8`], the recurrent cells' `W x + U h`). An int8 LSTM(64) step on 8
-//! features takes about 104,000 instructions on a Cortex-M0 (423,000 with the generic table),
-//! about 83,000 of them in the projections (`firmware-examples/kernel-bench/count.sh`).
+//! features takes about 96,700 instructions on a Cortex-M0 (423,000 with the generic table),
+//! about 80,000 of them in the projections and 8,000 in the gate kernel
+//! (`firmware-examples/kernel-bench/count.sh`).
 //!
 //! [`requant_i32`]: crate::quant::fixed::requant_i32
 //! [`project_i8`]: crate::kernels::generic::project_i8
 
-use crate::kernels::{packed_len, project_rows_with, Kernels, ProjectionI8, RowsI8, GENERIC};
+use crate::kernels::{
+    packed_len, project_rows_with, Kernels, LstmGates, LstmParams, ProjectionI8, RowsI8, GENERIC,
+};
+use crate::quant::{fixed::ToCodes, lut};
 
 /// The generic table with the integer projection overridden.
 pub static TABLE: Kernels = Kernels {
@@ -59,6 +65,7 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: v6m_pack_i16,
     project_i8: v6m_project_i8,
     project_pair_i8: Some(v6m_project_pair_i8),
+    lstm_units_i8: v6m_lstm_units_i8,
     ..GENERIC
 };
 
@@ -92,6 +99,19 @@ fn v6m_pack_i16(codes: &[i32], packed: &mut [i32]) {
     };
     let bytes = bytes_mut(packed);
     let (lo, rest) = bytes.split_at_mut(cols.min(bytes.len()));
+    // The int8 modes' codes: the low plane and a test per code (8 instructions a code instead
+    // of 11 on a Cortex-M0), then the high plane and the rest zeroed in one call; the same
+    // bytes as the loop below, whose clamp leaves int8 codes alone and whose high byte of one
+    // is 0.
+    let mut wide = 0;
+    for (l, &x) in lo.iter_mut().zip(codes) {
+        *l = x as u8;
+        wide |= x ^ i32::from(x as i8);
+    }
+    if wide == 0 {
+        rest.fill(0);
+        return;
+    }
     let (hi, zeros) = rest.split_at_mut(cols.min(rest.len()));
     for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(codes) {
         let x = x.clamp(i32::from(i16::MIN), i32::from(i16::MAX));
@@ -256,7 +276,7 @@ fn pair_side(p: &ProjectionI8<'_>, first: usize, out: &mut [i32], accumulate: bo
         Some(mut job) => {
             // SAFETY: `pair_job` checked that `job` describes the `out.len()` rows (a nonzero
             // multiple of 4) from `first` of `p` as `Job` documents: the weights, bias (or
-            // `ZEROS`, `out.len() <= ROWS_PER_CALL`) and requantizer views hold them, the
+            // `ZEROS`, then `out.len() <= ROWS_PER_CALL`) and requantizer views hold them, the
             // packed codes `cols >= 1` low-plane bytes, `skip` is below `UNROLL` columns.
             unsafe { v6m_project_quads(&mut job) };
             if job.out != job.end {
@@ -274,10 +294,17 @@ fn pair_job(p: &ProjectionI8<'_>, first: usize, out: &mut [i32], accumulate: boo
     let (n, cols) = (out.len(), p.cols);
     let bias = p.rows.bias.as_bytes();
     let requant = p.rows.requant.values().as_bytes();
-    // Below 2^15 rows before the block and 2^16 columns, `(first + n) * cols` cannot wrap.
+    // Below 2^15 rows before the block, 2^15 in it and 2^16 columns, `(first + n) * cols`
+    // cannot wrap. Rows with a bias may be any number (a cell whose one block holds every
+    // unit: 256 rows at LSTM(64)); without one, the kernel reads `ZEROS`.
     let to = first + n;
     let words = |b: &[u8]| (b.as_ptr() as usize).is_multiple_of(4) && b.len() >= 4 * to;
-    let usual = n.wrapping_sub(1) < ROWS_PER_CALL
+    let rows_ok = if bias.is_empty() {
+        n.wrapping_sub(1) < ROWS_PER_CALL
+    } else {
+        n.wrapping_sub(1) < 1 << 15
+    };
+    let usual = rows_ok
         && n.is_multiple_of(4)
         && first < 1 << 15
         && cols.wrapping_sub(1) < MAX_FAST_COLS
@@ -809,5 +836,338 @@ unsafe extern "C" fn v6m_project_quads(job: *mut Job) {
         "mov r10, r6",
         "mov r11, r7",
         "pop {{r4-r7, pc}}",
+    )
+}
+
+/// [`Kernels::lstm_units_i8`] on ARMv6-M: [`generic::lstm::lstm_units_i8`]'s bits, the units
+/// by [`v6m_lstm_units`] (about 125 instructions a unit, where the compiled generic loop and
+/// its output-code pass take about 200 on a Cortex-M0: register spills around five table
+/// lookups; 4,800 fewer per int8 LSTM(64) step).
+/// Output codes other than int8 on [`ToCodes`]'s 32-bit rule go to the generic loop whole; a
+/// unit whose cell value is outside i16 (a caller-written state, which no step writes) stops
+/// the kernel, goes to the generic loop alone, and the kernel goes on after it. Those units
+/// are counted by [`super::reference_units`].
+///
+/// [`generic::lstm::lstm_units_i8`]: crate::kernels::generic::lstm::lstm_units_i8
+fn v6m_lstm_units_i8(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params: &LstmParams) {
+    let [gi, gf, gc, go] = gates;
+    let units = [h.len(), c.len(), gi.len(), gf.len(), gc.len(), go.len()]
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+    let p = &params.codes;
+    let codes = ToCodes::new(p.requant, p.zero, p.lo, p.hi);
+    let parts = codes
+        .high_parts()
+        .filter(|_| codes.bounds() == (i8::MIN.into(), i8::MAX.into()));
+    let Some((multiplier, bias, shift)) = parts else {
+        super::count_reference_units(units);
+        generic_lstm(gates, c, h, params);
+        return;
+    };
+    let frac = u32::from(params.cell_frac.min(15));
+    let (sigmoid, tanh) = lut::v6m_tables();
+    let base = gi.as_ptr();
+    // Byte offsets from the input gate's values: the kernel reads and writes every array at
+    // one running pointer plus its offset (wrapping: the slices are separate objects).
+    let offset = |p: *const i32| (p as isize).wrapping_sub(base as isize);
+    let mut job = LstmJob {
+        gi: base,
+        end: base.wrapping_add(units),
+        f: offset(gf.as_ptr()),
+        g: offset(gc.as_ptr()),
+        o: offset(go.as_ptr()),
+        c: offset(c.as_ptr()),
+        h: offset(h.as_ptr()),
+        // The middle samples (index 128): the kernel indexes by `pre >> 8`, signed.
+        sigmoid: sigmoid.as_ptr().wrapping_add(128),
+        tanh: tanh.as_ptr().wrapping_add(128),
+        input_half: 1 << (29 - frac),
+        input_shift: 30 - frac,
+        q12_half: 1 << (frac + 2),
+        q12_shift: frac + 3,
+        low: multiplier & 0xFFFF,
+        high: multiplier >> 16,
+        bias,
+        shift,
+    };
+    let mut done = 0;
+    while done < units {
+        job.gi = base.wrapping_add(done);
+        // SAFETY: `job` describes units `done..units`, which every slice holds (`units` is the
+        // shortest length): the gate values at `gi` plus the offsets, read; `c` and `h` at theirs,
+        // written (exclusive borrows, apart from the shared gates); both tables' middle samples,
+        // whose 257 samples cover every index the kernel forms from an i16 pre-activation. The
+        // constants are `CellFormat`'s and `ToCodes`'s for these parameters (see
+        // `v6m_lstm_units`).
+        let stop = unsafe { v6m_lstm_units(&job) };
+        done = ((stop as usize).wrapping_sub(base as usize) / 4).min(units);
+        if done < units {
+            // The cell value of unit `done` is outside i16: that unit alone by the generic loop.
+            super::count_reference_units(1);
+            let gates = [gi, gf, gc, go].map(|g| g.get(done..=done).unwrap_or(&[]));
+            let (Some(c), Some(h)) = (c.get_mut(done..=done), h.get_mut(done..=done)) else {
+                return;
+            };
+            generic_lstm(gates, c, h, params);
+            done += 1;
+        }
+    }
+}
+
+/// What [`v6m_lstm_units`] reads: the units from `gi` to `end` (input gate values), the other
+/// arrays as byte offsets from `gi`, the tables' middle samples, and the constants of the
+/// cell format (`CellFormat`: `frac` its fractional bits) and the output codes
+/// ([`ToCodes::high_parts`]). The assembly reads the fields by position: keep the order.
+#[repr(C)]
+struct LstmJob {
+    gi: *const i32,
+    end: *const i32,
+    /// Offsets of the forget, candidate and output gates' values.
+    f: isize,
+    g: isize,
+    o: isize,
+    /// Offsets of the cell values and the `h` codes.
+    c: isize,
+    h: isize,
+    sigmoid: *const i16,
+    tanh: *const i16,
+    /// `2^(29 - frac)` and `30 - frac`: the rounding shift of `i * g`.
+    input_half: i32,
+    input_shift: u32,
+    /// `2^(frac + 2)` and `frac + 3`: the cell value in Q3.12 (`CellFormat::q12`).
+    q12_half: i32,
+    q12_shift: u32,
+    /// The output multiplier's low 16 bits and its high half (signed): `mul_high_q15`.
+    low: i32,
+    high: i32,
+    /// [`ToCodes::high_parts`]' rounding term with the zero point, and shift.
+    bias: i32,
+    shift: u32,
+}
+
+/// The generic table's gate loop (the definition this kernel keeps), out of line.
+#[inline(never)]
+fn generic_lstm(gates: LstmGates<'_>, c: &mut [i32], h: &mut [i32], params: &LstmParams) {
+    crate::kernels::generic::lstm::lstm_units_i8(gates, c, h, params);
+}
+
+/// `lut::interpolate_sat` of the table whose middle sample `$tab` points at, for the
+/// pre-activation in `r0` already in i16 (`u = pre + 2^15` then has index `(pre >> 8) + 128`
+/// and fraction `pre & 0xFF`), into `r0`: `a + (((b - a) * frac + 128) >> 8)`. Uses `r1..r3`.
+macro_rules! interpolate {
+    ($tab:literal) => {
+        concat!(
+            "asrs r1, r0, #8\n",
+            "lsls r1, r1, #1\n",
+            "ldrsh r2, [",
+            $tab,
+            ", r1]\n",
+            "adds r1, r1, #2\n",
+            "ldrsh r3, [",
+            $tab,
+            ", r1]\n",
+            "subs r3, r3, r2\n",
+            "uxtb r0, r0\n",
+            "muls r3, r0, r3\n",
+            "adds r3, r3, #128\n",
+            "asrs r3, r3, #8\n",
+            "adds r0, r2, r3\n",
+        )
+    };
+}
+
+/// Whether `r0` fits i16 (`$fix` when it does not, which comes back to `$back`). Uses `r1`.
+macro_rules! check_i16 {
+    ($fix:literal, $back:literal) => {
+        concat!(
+            "sxth r1, r0\n",
+            "cmp r1, r0\n",
+            "bne ",
+            $fix,
+            "\n",
+            $back,
+            ":\n"
+        )
+    };
+}
+
+/// The out-of-line saturation of `r0` to i16 at label `$at`, then back to `$back`: `-1 ^ 0x7FFF`
+/// is `-2^15`, `0 ^ 0x7FFF` is `2^15 - 1`. Uses `r1`.
+macro_rules! saturate_i16 {
+    ($at:literal, $back:literal) => {
+        concat!(
+            $at,
+            ":\n",
+            "asrs r0, r0, #31\n",
+            "movs r1, #1\n",
+            "lsls r1, r1, #15\n",
+            "subs r1, r1, #1\n",
+            "eors r0, r0, r1\n",
+            "b ",
+            $back,
+            "\n",
+        )
+    };
+}
+
+/// Computes the LSTM units `job` describes (see [`LstmJob`]) as
+/// [`generic::lstm::lstm_units_i8`] does, unit by unit, `c` and `h` written in place; returns
+/// the input gate pointer of the first unit not done: `job.end`, or a unit whose cell value
+/// is outside i16 (then nothing of it was written).
+///
+/// Per unit: `f = sigmoid(gf)`, `forget = round(f * c >> 15)` (as `((f * c >> 14) + 1) >> 1`),
+/// `i = sigmoid(gi)`, `g = tanh(gc)`, `c = sat16(forget + round(i * g >> (30 - frac)))`,
+/// `t = tanh(sat16(c in Q3.12))`, `o = sigmoid(go)`, `v = round(o * t >> 15)` (`|v| <= 2^15`),
+/// and the code `sat8((mul_high_q15(v, m) + bias) >> shift)`. Every product is at most `2^30`
+/// in magnitude and every sum stays in i32 (the bounds of the generic loop's comments and of
+/// `ToCodes::code`). Gate pre-activations are saturated to i16 by out-of-line code. The
+/// constants live in a copy of the job on the stack; in the unit loop `r7` is the input gate
+/// pointer, `r4` and `r6` the sigmoid and tanh tables, `r8` the forget term, `r9..r11` the
+/// three addends (`2^(29 - frac)`, `2^(frac + 2)`, the codes' bias: a high register is one
+/// `add`, a stack slot a load and an `adds`) and `r12` the end. About 125 instructions a unit,
+/// short enough for the loop's conditional branch back.
+///
+/// [`generic::lstm::lstm_units_i8`]: crate::kernels::generic::lstm::lstm_units_i8
+///
+/// # Safety
+///
+/// `job` must describe memory as [`LstmJob`] documents: for every unit from `gi` up to `end`
+/// (word steps, `end` reachable from `gi`), the four gate values readable and the cell value
+/// and code writable at their offsets, and both table pointers at the middle of 257 readable
+/// samples.
+#[unsafe(naked)]
+unsafe extern "C" fn v6m_lstm_units(job: *const LstmJob) -> *const i32 {
+    core::arch::naked_asm!(
+        "push {{r4-r7, lr}}",
+        "mov r4, r8",
+        "mov r5, r9",
+        "mov r6, r10",
+        "mov r7, r11",
+        "push {{r4-r7}}",
+        // The job's 17 words onto the stack, last ones first: `[sp, #4k]` is word `k`.
+        "adds r0, r0, #44",
+        "ldm r0!, {{r1-r6}}",
+        "push {{r1-r6}}",
+        "subs r0, r0, #48",
+        "ldm r0!, {{r1-r6}}",
+        "push {{r1-r6}}",
+        "subs r0, r0, #44",
+        "ldm r0!, {{r1-r5}}",
+        "push {{r1-r5}}",
+        "ldr r7, [sp, #0]",
+        "ldr r4, [sp, #28]",
+        "ldr r6, [sp, #32]",
+        // The addends in high registers (`add` takes them in one instruction), and the end.
+        "ldr r0, [sp, #36]",
+        "mov r9, r0",
+        "ldr r0, [sp, #44]",
+        "mov r10, r0",
+        "ldr r0, [sp, #60]",
+        "mov r11, r0",
+        "ldr r0, [sp, #4]",
+        "mov r12, r0",
+        "cmp r7, r0",
+        "bne 1f",
+        "b 9f",
+        // Saturations of the first half of the loop, within a short branch's reach of it.
+        saturate_i16!("40", "41f"),
+        saturate_i16!("42", "43f"),
+        saturate_i16!("44", "45f"),
+        saturate_i16!("46", "47f"),
+        // A cell value outside i16: stop at this unit.
+        "8:",
+        "b 9f",
+        // One unit.
+        "1:",
+        // f = sigmoid(gf); forget = round(f * c >> 15), c checked to be in i16.
+        "ldr r1, [sp, #8]",
+        "ldr r0, [r7, r1]",
+        check_i16!("40b", "41"),
+        interpolate!("r4"),
+        "ldr r1, [sp, #20]",
+        "ldr r1, [r7, r1]",
+        "sxth r2, r1",
+        "cmp r2, r1",
+        "bne 8b",
+        "muls r0, r1, r0",
+        "asrs r0, r0, #14",
+        "adds r0, r0, #1",
+        "asrs r0, r0, #1",
+        "mov r8, r0",
+        // i = sigmoid(gi), kept in r5.
+        "ldr r0, [r7, #0]",
+        check_i16!("42b", "43"),
+        interpolate!("r4"),
+        "mov r5, r0",
+        // g = tanh(gc); c = sat16(forget + round(i * g >> (30 - frac))), stored.
+        "ldr r1, [sp, #12]",
+        "ldr r0, [r7, r1]",
+        check_i16!("44b", "45"),
+        interpolate!("r6"),
+        "muls r0, r5, r0",
+        "add r0, r9",
+        "ldr r1, [sp, #40]",
+        "asrs r0, r0, r1",
+        "add r0, r8",
+        check_i16!("46b", "47"),
+        "ldr r1, [sp, #20]",
+        "str r0, [r7, r1]",
+        // t = tanh(sat16(c in Q3.12)), kept in r5.
+        "lsls r0, r0, #15",
+        "add r0, r10",
+        "ldr r1, [sp, #48]",
+        "asrs r0, r0, r1",
+        check_i16!("50f", "51"),
+        interpolate!("r6"),
+        "mov r5, r0",
+        // o = sigmoid(go); v = round(o * t >> 15).
+        "ldr r1, [sp, #16]",
+        "ldr r0, [r7, r1]",
+        check_i16!("52f", "53"),
+        interpolate!("r4"),
+        "muls r0, r5, r0",
+        "asrs r0, r0, #14",
+        "adds r0, r0, #1",
+        "asrs r0, r0, #1",
+        // The code: (v * high + (v * low >> 16)) >> 16 is the high word of v * m; then the
+        // bias, the shift and the int8 bounds.
+        "ldr r1, [sp, #52]",
+        "muls r1, r0, r1",
+        "asrs r1, r1, #16",
+        "ldr r2, [sp, #56]",
+        "muls r0, r2, r0",
+        "adds r0, r0, r1",
+        "asrs r0, r0, #16",
+        "add r0, r11",
+        "ldr r1, [sp, #64]",
+        "asrs r0, r0, r1",
+        "sxtb r1, r0",
+        "cmp r1, r0",
+        "bne 54f",
+        "55:",
+        "ldr r1, [sp, #24]",
+        "str r0, [r7, r1]",
+        "adds r7, r7, #4",
+        "cmp r7, r12",
+        "bne 1b",
+        "9:",
+        "mov r0, r7",
+        "add sp, #68",
+        "pop {{r4-r7}}",
+        "mov r8, r4",
+        "mov r9, r5",
+        "mov r10, r6",
+        "mov r11, r7",
+        "pop {{r4-r7, pc}}",
+        // Saturations of the second half.
+        saturate_i16!("50", "51b"),
+        saturate_i16!("52", "53b"),
+        // The code to int8: `-1 ^ 127` is -128.
+        "54:",
+        "asrs r0, r0, #31",
+        "movs r1, #127",
+        "eors r0, r0, r1",
+        "b 55b",
     )
 }
