@@ -453,7 +453,6 @@ impl IntCell {
         } = io;
         let units = h.len();
         let to_q15 = self.h_to_q15();
-        let codes = self.output_codes();
         let Some((zr, rest)) = scratch.split_at_mut_checked(2 * units) else {
             return;
         };
@@ -498,6 +497,8 @@ impl IntCell {
                     return;
                 }
             }
+            // The output codes prepared here: a kernel that takes the update prepares its own.
+            let codes = self.output_codes();
             // Every input of a unit is ready. Two passes, each with few enough streams and
             // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
             // gate values are i16 (activation outputs), so `z` and the candidate of a unit
@@ -505,6 +506,7 @@ impl IntCell {
             gru_gates::<NON_NEGATIVE_Z>(cand_x, z_pre, r_pre, cand_h, &ra, &a);
             gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
         } else {
+            let codes = self.output_codes();
             let qmax = i64::from(self.hi);
             let lanes = z_pre.iter_mut().zip(r_pre.iter());
             for (((zp, &rp), &hv), rh) in lanes.zip(h.iter()).zip(cand_h.iter_mut()) {

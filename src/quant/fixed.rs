@@ -185,6 +185,15 @@ impl SmallRequant {
         }
     }
 
+    /// [`SmallRequant::apply_high`]'s left shift `32 - n` when it has a fast path (then
+    /// `apply_small(a)` is `smmulr(a << shift, multiplier)` for `|a| <= 2^14`), for kernels
+    /// that run it in assembly.
+    #[cfg(edgernn_arm_dsp)]
+    #[inline]
+    pub(crate) fn high_shift(&self) -> Option<u32> {
+        (self.up <= 16).then_some(self.up)
+    }
+
     /// `requant.apply(a)` by the cheapest exact route this target has for small `a`:
     /// [`SmallRequant::apply_high`] where the core multiplies into 64 bits,
     /// [`SmallRequant::apply32`] elsewhere (`None` when it cannot).
@@ -432,6 +441,16 @@ impl ToCodes {
         }
     }
 
+    /// The 32-bit fast path's parts `(multiplier, bias, shift)`, for the Arm per-unit kernels
+    /// that run it in assembly: `code(v) = clamp((mul_high(v, multiplier) + bias) >> shift,
+    /// lo, hi)` for every `v` (see [`ToCodes::code`] and [`ToCodes::code_high`]); `None`
+    /// where `code` takes another path.
+    #[cfg(any(edgernn_arm_dsp, edgernn_arm_v6m))]
+    #[inline]
+    pub(crate) fn high_parts(&self) -> Option<(i32, i32, u32)> {
+        (self.shift <= 31).then_some((self.requant.multiplier, self.bias, self.shift))
+    }
+
     /// The code of `v`.
     ///
     /// The fast path computes `clamp((t + bias) >> (n - 32), lo, hi)` with
@@ -463,16 +482,6 @@ impl ToCodes {
             return code;
         }
         code_wide(self.requant, self.zero, self.bounds(), v)
-    }
-
-    /// `(multiplier, bias, shift)` of [`ToCodes::code_high`] when it takes every `v` (then the
-    /// code of a `v` in `[-2^15, 2^15]` is `clamp((mul_high_q15(v, multiplier) + bias) >> shift,
-    /// lo, hi)`), else `None`: for the ARMv6-M LSTM kernel, which runs that arithmetic in
-    /// assembly.
-    #[cfg(edgernn_arm_v6m)]
-    #[inline]
-    pub(crate) fn high_parts(&self) -> Option<(i32, i32, u32)> {
-        (self.shift <= 31).then_some((self.requant.multiplier, self.bias, self.shift))
     }
 
     /// The 32-bit cores' fast path of [`ToCodes::code`] (`None` for factors and zero points

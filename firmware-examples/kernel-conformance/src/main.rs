@@ -249,10 +249,10 @@ fn check_pair(
 }
 
 /// Most LSTM units per case.
-const MAX_UNITS: usize = 70;
+const MAX_LSTM_UNITS: usize = 70;
 
 /// The LSTM gate kernel (`lstm_units_i8`) of `table` against the generic one: every length up
-/// to [`MAX_UNITS`] (odd tails included), gate pre-activations random, at the i16 edges and far
+/// to [`MAX_LSTM_UNITS`] (odd tails included), gate pre-activations random, at the i16 edges and far
 /// past them, cell states in i16 and (in some cases) outside it, cell formats 0..=20 and output
 /// codes on the 32-bit int8 rule (many shifts, zero points, multipliers of either sign) or off
 /// it (int16 codes, crossed bounds, shifts the rule does not take). On the Cortex-M0 every
@@ -324,9 +324,9 @@ fn check_lstm_units(table: &Kernels, rng: &mut Rng) -> bool {
                 hi,
             },
         };
-        let units = (case as usize * 7) % (MAX_UNITS + 1);
+        let units = (case as usize * 7) % (MAX_LSTM_UNITS + 1);
         // The gates in arrays of their own, some longer than `units` (the shortest rules).
-        let mut gates = [[0i32; MAX_UNITS + 3]; 4];
+        let mut gates = [[0i32; MAX_LSTM_UNITS + 3]; 4];
         let kind = case % 4;
         for (g, gate) in gates.iter_mut().enumerate() {
             for v in gate.iter_mut() {
@@ -338,7 +338,7 @@ fn check_lstm_units(table: &Kernels, rng: &mut Rng) -> bool {
                 };
             }
         }
-        let mut c = [0i32; MAX_UNITS + 1];
+        let mut c = [0i32; MAX_LSTM_UNITS + 1];
         let mut wide = 0;
         for (u, v) in c.iter_mut().enumerate() {
             *v = if kind == 2 && u % 7 == 3 {
@@ -350,7 +350,7 @@ fn check_lstm_units(table: &Kernels, rng: &mut Rng) -> bool {
                 wide += 1;
             }
         }
-        let mut h = [0x5A5Ai32; MAX_UNITS + 1];
+        let mut h = [0x5A5Ai32; MAX_LSTM_UNITS + 1];
         let (mut c_want, mut h_want) = (c, h);
         let lens = [units, units + 1, units + 3, units + 2];
         let view = |k: usize| &gates[k][..lens[k]];
@@ -396,6 +396,198 @@ fn check_lstm_units(table: &Kernels, rng: &mut Rng) -> bool {
             hprintln!("MISMATCH: the v6m gate kernel did not run where it should");
             ok = false;
         }
+    }
+    ok
+}
+
+/// Units of the widest per-unit case.
+const MAX_UNITS: usize = 67;
+
+/// A gate pre-activation: mostly Q3.12 values of real gates, sometimes past i16 or the i32
+/// limits.
+fn pre(rng: &mut Rng) -> i32 {
+    const EXTREMES: [i32; 8] = [
+        i32::MIN,
+        -65537,
+        -32769,
+        -32768,
+        32767,
+        32768,
+        65536,
+        i32::MAX,
+    ];
+    match rng.next() % 8 {
+        0 => EXTREMES[(rng.next() % 8) as usize],
+        1 => rng.next() as i32,
+        2 => rng.range(-32768, 32767),
+        _ => rng.range(-9000, 9000),
+    }
+}
+
+/// Output codes: int8 mostly (the DSP kernels' fast path), int16 too; zero points in and out
+/// of range; factors of real models (Q0.15 to codes, about 2^-8) and others.
+fn code_params(rng: &mut Rng, case: usize) -> kernels::CodeParams {
+    let factor = match case % 5 {
+        0 => 127.0 / 32768.0,
+        1 => 1.0 / 300.0,
+        2 => 0.37,
+        3 => 1.0 / 32768.0,
+        _ => 3.0e-9,
+    };
+    let (lo, hi) = if case % 7 == 6 {
+        (-32768, 32767)
+    } else {
+        (-128, 127)
+    };
+    kernels::CodeParams {
+        requant: edgernn::quant::fixed::Requant::from_f64(factor).unwrap_or_default(),
+        zero: if case % 11 == 10 {
+            40_000
+        } else {
+            rng.range(-128, 127)
+        },
+        lo,
+        hi,
+    }
+}
+
+/// The GRU update's 64-bit statement (the `Kernels::gru_units_i8` docs).
+fn oracle_gru(
+    g: &kernels::GruGates<'_>,
+    h: &mut [i32],
+    to_q15: edgernn::quant::fixed::Requant,
+    p: &kernels::CodeParams,
+) {
+    use edgernn::quant::lut::{sigmoid_q15_sat, tanh_q15_sat};
+    let round15 = |v: i64| (v + (1 << 14)) >> 15;
+    for (u, hv) in h.iter_mut().enumerate() {
+        let z = i64::from(sigmoid_q15_sat(g.z[u]));
+        let r = i64::from(sigmoid_q15_sat(g.r[u]));
+        let pre =
+            (i64::from(g.cand_x[u]) + round15(r * i64::from(g.cand_h[u]))).clamp(-32768, 32767);
+        let cand = i64::from(tanh_q15_sat(pre as i32));
+        let old = to_q15
+            .apply(i64::from(*hv) - i64::from(p.zero))
+            .clamp(-32768, 32768);
+        let v = round15(z * old + (32768 - z) * cand);
+        let code = i64::from(p.zero) + p.requant.apply(v);
+        *hv = code.clamp(i64::from(p.lo), i64::from(p.hi)) as i32;
+    }
+}
+
+/// The per-unit kernels against the references: `lstm_units_i8` against the generic table's
+/// on gate blocks laid out as the cell lays them (the DSP kernel's fast path), `gru_units_i8`
+/// (when the table has one) against [`oracle_gru`]; every length up to [`MAX_UNITS`] (odd
+/// tails, chunks of 32), cell values and `h` codes past i16 too. Out of line: its buffers
+/// must not add to `main`'s frame (16 KiB of RAM on the Cortex-M0).
+#[inline(never)]
+fn check_units(table: &Kernels, rng: &mut Rng) -> bool {
+    let mut ok = true;
+    let mut gates = [0i32; 4 * MAX_UNITS];
+    let mut c0 = [0i32; MAX_UNITS + 1];
+    let mut h0 = [0i32; MAX_UNITS + 1];
+    let (mut lstm_cases, mut gru_cases, mut gru_fast) = (0u32, 0u32, 0u32);
+    for units in (0..=MAX_UNITS).chain([64, 32, 31, 33]) {
+        for round in 0..6usize {
+            gates[..4 * units].iter_mut().for_each(|v| *v = pre(rng));
+            for (u, c) in c0[..=units].iter_mut().enumerate() {
+                *c = match (u + round) % 13 {
+                    0 if round % 2 == 1 => pre(rng),
+                    1 => rng.range(-32768, 32767),
+                    _ => rng.range(-20_000, 20_000),
+                };
+            }
+            for (u, h) in h0[..=units].iter_mut().enumerate() {
+                *h = match (u + round) % 17 {
+                    0 if round % 3 == 2 => pre(rng),
+                    1 => rng.range(-32768, 32767),
+                    _ => rng.range(-128, 127),
+                };
+            }
+            let case = units * 6 + round;
+            let codes = code_params(rng, case);
+            let params = kernels::LstmParams {
+                cell_frac: (case % 18) as u8,
+                codes,
+            };
+            let (gi, rest) = gates[..4 * units].split_at(units);
+            let (gf, rest) = rest.split_at(units);
+            let (gc, go) = rest.split_at(units);
+            let (mut c_got, mut h_got) = (c0, h0);
+            let (mut c_want, mut h_want) = (c0, h0);
+            (table.lstm_units_i8)(
+                [gi, gf, gc, go],
+                &mut c_got[..units],
+                &mut h_got[..units],
+                &params,
+            );
+            (GENERIC.lstm_units_i8)(
+                [gi, gf, gc, go],
+                &mut c_want[..units],
+                &mut h_want[..units],
+                &params,
+            );
+            if (c_got, h_got) != (c_want, h_want) {
+                hprintln!(
+                    "MISMATCH {} lstm_units {} units (case {}): c {:?} want {:?}, h {:?} want {:?}",
+                    table.name,
+                    units,
+                    case,
+                    &c_got[..=units],
+                    &c_want[..=units],
+                    &h_got[..=units],
+                    &h_want[..=units]
+                );
+                ok = false;
+            }
+            lstm_cases += 1;
+            let Some(kernel) = table.gru_units_i8 else {
+                continue;
+            };
+            let factor = [256.0, 257.3, 1.0, 40_000.0, 3.0e-10][case % 5];
+            let to_q15 = edgernn::quant::fixed::Requant::from_f64(factor).unwrap_or_default();
+            let (z, rest) = gates[..3 * units].split_at(units);
+            let (r, cand_x) = rest.split_at(units);
+            let g = kernels::GruGates {
+                z,
+                r,
+                cand_x,
+                cand_h: &gates[3 * units..4 * units],
+            };
+            let mut got = h0;
+            let mut want = h0;
+            if kernel(&g, &mut got[..units], to_q15, &codes) {
+                oracle_gru(&g, &mut want[..units], to_q15, &codes);
+                gru_fast += 1;
+            }
+            if got != want {
+                hprintln!(
+                    "MISMATCH {} gru_units {} units (case {}): got {:?} want {:?}",
+                    table.name,
+                    units,
+                    case,
+                    &got[..=units],
+                    &want[..=units]
+                );
+                ok = false;
+            }
+            gru_cases += 1;
+        }
+    }
+    hprintln!(
+        "{} lstm_units cases, {} gru_units cases ({} computed by the kernel)",
+        lstm_cases,
+        gru_cases,
+        gru_fast
+    );
+    // The DSP table must have its own per-unit kernels, and its GRU kernel must have taken the
+    // int8 cases with fast requantizers (about a third here) rather than declined them.
+    if table.name == "arm-dsp"
+        && (table.lstm_units_i8 as usize == GENERIC.lstm_units_i8 as usize
+            || gru_fast < gru_cases / 4)
+    {
+        hprintln!("MISMATCH: the DSP per-unit kernels did not run");
+        ok = false;
     }
     ok
 }
@@ -755,6 +947,7 @@ fn main() -> ! {
         }
     }
     hprintln!("{} dot_rows cases", dot_cases);
+    ok &= check_units(table, &mut rng);
     // A fast kernel that silently took its reference path everywhere would pass the
     // comparisons: the DSP table must have computed most rows itself.
     let reference = edgernn::kernels::arm::reference_rows();

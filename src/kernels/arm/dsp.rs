@@ -16,6 +16,8 @@
 
 use crate::kernels::{generic, project_rows_with, Kernels, ProjectionI8, RowsI8, GENERIC};
 
+mod units;
+
 /// Columns packed per chunk: 256 bytes of stack for the code pairs.
 const PACK: usize = 128;
 
@@ -29,6 +31,8 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: dsp_pack_i16,
     project_i8: dsp_project_i8,
     project_pair_i8: Some(dsp_project_pair_i8),
+    lstm_units_i8: units::dsp_lstm_units_i8,
+    gru_units_i8: Some(units::dsp_gru_units_i8),
     ..GENERIC
 };
 
