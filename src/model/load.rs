@@ -5,7 +5,7 @@ use super::{
     runs_integer, DensePlan, DenseWeights, DirWeights, EmbeddingPlan, LayerPlan, Model,
     NormalizationPlan, RecurrentPlan, Table,
 };
-use crate::cell::quantized::{is_bounded, IntCell, IntDense, IntDirectionViews};
+use crate::cell::quantized::{cell_quant, is_bounded, IntCell, IntDense, IntDirectionViews};
 use crate::cell::{CellSpec, DirectionViews};
 use crate::error::{sat_u32, Feature, LoadError};
 use crate::format::{
@@ -424,7 +424,7 @@ impl<'a, const L: usize> Model<'a, L> {
                         self.head_start = self.head_start.min(index + 1);
                     }
                     if let Some(int) = &plan.int {
-                        self.output_quant = Some(match int.quant.merged {
+                        self.output_quant = Some(match int.quant.merged() {
                             Some((p, _)) => p,
                             None => int.quant.output,
                         });
@@ -554,7 +554,7 @@ fn recurrent_plan<'a>(
             let (lo, hi) = ctx.mode.activation_range();
             plan.int = Some(IntCell {
                 spec,
-                quant: *q,
+                quant: cell_quant(q),
                 lo,
                 hi,
             });

@@ -187,7 +187,7 @@ impl Arith for Int {
 
     fn merge(r: &RecurrentPlan<'_>, merge: Merge, f: i32, b: i32) -> i32 {
         let Some(int) = &r.int else { return f };
-        let Some((out, requant)) = int.quant.merged else {
+        let Some((out, requant)) = int.quant.merged() else {
             return f;
         };
         let z = i64::from(int.quant.output.zero_point);
