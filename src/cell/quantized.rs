@@ -8,8 +8,8 @@ use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::generic::lstm;
 use crate::kernels::{
-    dot_rows_i8, pack_i16, packed_len, project_i8, project_pair_i8, project_rows_with, I32View,
-    ProjectionI8, RequantView, RowsI8,
+    dot_rows_i8, pack_i16, packed_len, project_i8, project_pair_i8, project_rows_with,
+    project_split_i8, I32View, ProjectionI8, RequantView, RowsI8,
 };
 use crate::quant::fixed::{
     clamp_to, sat_i16, sat_i16_32, shift_round, shift_round32, SmallRequant, ToCodes,
@@ -505,7 +505,6 @@ impl IntCell {
             packed_reset,
         } = io;
         let units = h.len();
-        let to_q15 = self.h_to_q15();
         let Some((zr, rest)) = scratch.split_at_mut_checked(2 * units) else {
             return;
         };
@@ -518,25 +517,29 @@ impl IntCell {
         let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
         // The update and reset gates need only `W x + U h` of their rows: one paired call for
         // both (the same saturating sum of the two requantized sides as two calls). The
-        // candidate's parts stay apart: `r` multiplies the recurrent one, or (without
-        // `reset_after`) the recurrent kernel reads `r * h`.
+        // candidate's parts stay apart: `r` multiplies the recurrent one (both in one split
+        // call), or (without `reset_after`) the recurrent kernel reads `r * h`.
         let wx = side(w.kernel, w.bias_x, w.requant_x, x);
-        project_pair_i8(&wx, &side(u, bias, requant, old_h), 0, zr);
-        project(
-            w.kernel,
-            w.bias_x,
-            w.requant_x,
-            2 * units,
-            2 * units,
-            x,
-            cand_x,
-            false,
-        );
+        let uh = side(u, bias, requant, old_h);
+        project_pair_i8(&wx, &uh, 0, zr);
+        if reset_after {
+            project_split_i8(&wx, &uh, 2 * units, cand_x, cand_h);
+        } else {
+            project(
+                w.kernel,
+                w.bias_x,
+                w.requant_x,
+                2 * units,
+                2 * units,
+                x,
+                cand_x,
+                false,
+            );
+        }
         let Some((z_pre, r_pre)) = zr.split_at_mut_checked(units) else {
             return;
         };
         if reset_after {
-            project(u, bias, requant, 2 * units, 2 * units, old_h, cand_h, false);
             let usual = (self.spec.recurrent_activation, self.spec.activation)
                 == (Activation::Sigmoid, Activation::Tanh);
             if let (true, Some(kernel)) = (usual, crate::kernels::active().gru_units_i8) {
@@ -550,8 +553,10 @@ impl IntCell {
                     return;
                 }
             }
-            // The output codes prepared here: a kernel that takes the update prepares its own.
+            // The output codes and `h_to_q15` prepared here: a kernel that takes the update
+            // prepares its own.
             let codes = self.output_codes();
+            let to_q15 = self.h_to_q15();
             // Every input of a unit is ready. Two passes, each with few enough streams and
             // constants for the registers of a Cortex-M4: the gates, then the new `h`. The
             // gate values are i16 (activation outputs), so `z` and the candidate of a unit
@@ -560,6 +565,7 @@ impl IntCell {
             gru_update::<NON_NEGATIVE_Z>(h, cand_x, &codes, &to_q15);
         } else {
             let codes = self.output_codes();
+            let to_q15 = self.h_to_q15();
             let qmax = i64::from(self.hi);
             let lanes = z_pre.iter_mut().zip(r_pre.iter());
             for (((zp, &rp), &hv), rh) in lanes.zip(h.iter()).zip(cand_h.iter_mut()) {

@@ -351,6 +351,9 @@ impl<'a> Matrix<'a> {
 /// A table's [`Kernels::project_pair_i8`]: `(x, h, first_row, out)`.
 pub type ProjectPairI8 = fn(&ProjectionI8<'_>, &ProjectionI8<'_>, usize, &mut [i32]);
 
+/// A table's [`Kernels::project_split_i8`]: `(x, h, first_row, out_x, out_h)`.
+pub type ProjectSplitI8 = fn(&ProjectionI8<'_>, &ProjectionI8<'_>, usize, &mut [i32], &mut [i32]);
+
 /// One implementation of every kernel: [`GENERIC`], or an ISA's table that overrides some of
 /// its entries. Obtain the one to run with [`active`].
 #[derive(Clone, Copy)]
@@ -384,6 +387,12 @@ pub struct Kernels {
     /// default that takes the table: passing a table's address at run time would keep all of
     /// it, float kernels included, in every firmware.)
     pub project_pair_i8: Option<ProjectPairI8>,
+    /// Two projections of the same rows into separate outputs, the GRU candidate's `W x` and
+    /// `U h` (the reset gate scales the latter alone): exactly what [`project_split_with`]
+    /// defines (the table's `project_i8` of rows `first_row..` of the `x` side into `out_x`,
+    /// then of the `h` side into `out_h`). `None` makes those two calls; a table sets it to
+    /// compute both sides of a block of rows in one pass, one call's overhead per step.
+    pub project_split_i8: Option<ProjectSplitI8>,
     /// `y[r * s + j] += sum_c W[r, c] * x[c * s + j]`: f32 `W` times a tile of `s` streams
     /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
     /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
@@ -445,6 +454,7 @@ pub const GENERIC: Kernels = Kernels {
     pack_i16: generic::pack_i16,
     project_i8: generic::project_i8,
     project_pair_i8: None,
+    project_split_i8: None,
     matmul_f32: generic::batch::matmul_acc_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
     gru_units_i8: None,
@@ -568,6 +578,40 @@ fn project_pair_by_two(
 ) {
     (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out, false);
     (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out, true);
+}
+
+/// `out_x = x-side` and `out_h = h-side` of two projections of the same rows by the active
+/// table (see [`Kernels::project_split_i8`]).
+#[inline]
+pub fn project_split_i8(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    project_split_with(active(), x, h, first_row, out_x, out_h);
+}
+
+/// [`Kernels::project_split_i8`] of table `k`, and its definition when the table has none:
+/// `k`'s `project_i8` of rows `first_row..` of the `x` side into `out_x`, then of the `h`
+/// side into `out_h`.
+#[inline]
+pub fn project_split_with(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    match k.project_split_i8 {
+        Some(split) => split(x, h, first_row, out_x, out_h),
+        None => {
+            (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out_x, false);
+            (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out_h, false);
+        }
+    }
 }
 
 /// The bias, requantization and accumulation of [`Kernels::project_i8`] around exact row sums

@@ -710,6 +710,77 @@ pub(super) fn project_pair_i8(name: &str, k: &Kernels) {
     }
 }
 
+/// One split case through `k` (its own packing): rows `first..first + rows` of each side into
+/// its own output (the GRU candidate's `W x` and `U h`), each compared with the oracle bit
+/// for bit; the outputs past `rows` must stay untouched.
+fn check_project_split(
+    name: &str,
+    k: &Kernels,
+    (x, h): (&Side, &Side),
+    first: usize,
+    rows: usize,
+    offset: usize,
+) {
+    let (bx, bh) = (
+        SideBytes::new(k, x, offset),
+        SideBytes::new(k, h, 3 - offset),
+    );
+    let (vx, vh) = (bx.view(x.x.len()), bh.view(h.x.len()));
+    let mut got_x = std::vec![0x5EED_1234; rows + 1];
+    let mut got_h = std::vec![0x1234_5EED; rows + 1];
+    super::project_split_with(k, &vx, &vh, first, &mut got_x[..rows], &mut got_h[..rows]);
+    let mut want_x = std::vec![0x5EED_1234; rows + 1];
+    let mut want_h = std::vec![0x1234_5EED; rows + 1];
+    x.oracle(first, &mut want_x[..rows], false);
+    h.oracle(first, &mut want_h[..rows], false);
+    assert_eq!(
+        (got_x, got_h),
+        (want_x, want_h),
+        "{name} project_split rows {first}..+{rows}, {}+{} columns, offset {offset}",
+        x.x.len(),
+        h.x.len()
+    );
+}
+
+/// [`Kernels::project_split_i8`] (the definition where a table has none): the paired cases'
+/// shapes, and sums that saturate on either side.
+pub(super) fn project_split_i8(name: &str, k: &Kernels) {
+    let mut rng = Rng(0x6A09_E667_F3BC_C908);
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    let x_widths = [0usize, 1, 3, 4, 8, 12, 13, 16, 36, 64];
+    let h_widths = [4usize, 5, 8, 16, 32, 64, 128];
+    for (i, &cx) in x_widths.iter().enumerate() {
+        for (j, &ch) in h_widths.iter().enumerate() {
+            for rows in ROW_COUNTS.into_iter().chain([12, 16, 64, 65]) {
+                let offset = (i + j + rows) % 4;
+                let first = [0, 0, 1, 4, 128][(i + 2 * j + rows) % 5];
+                let codes = ranges[(i + rows) % 3];
+                let lowest = if offset < 3 { -30 } else { -40 };
+                let x = Side::random(&mut rng, first + rows, cx, codes, lowest);
+                let mut h = Side::random(&mut rng, first + rows, ch, ranges[j % 3], lowest);
+                if (i + j) % 2 == 0 {
+                    h.bias.clear();
+                }
+                check_project_split(name, k, (&x, &h), first, rows, offset);
+            }
+        }
+    }
+    for case in 0..4usize {
+        let (rows, cx, ch) = (12, 8, 1024);
+        let mut x = Side::random(&mut rng, rows, cx, (-128, 127), -12);
+        let mut h = Side::random(&mut rng, rows, ch, (-32768, 32767), -12);
+        for r in 4..8 {
+            if case % 2 == 0 {
+                h.w[r * ch..(r + 1) * ch].fill(127);
+            } else {
+                x.bias[r] = i32::MAX;
+            }
+        }
+        h.x.fill(if case < 2 { 32767 } else { -32768 });
+        check_project_split(name, k, (&x, &h), 0, rows, case);
+    }
+}
+
 /// The LSTM gate oracle: the formulas of `generic::lstm::lstm_units_i8` in 64 bits, over the
 /// units every slice holds.
 fn oracle_lstm(gates: [&[i32]; 4], c: &mut [i32], h: &mut [i32], p: &super::LstmParams) {
@@ -1270,6 +1341,13 @@ macro_rules! conformance {
             fn project_pair_i8_is_exact() {
                 if let Some(k) = table() {
                     project_pair_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn project_split_i8_is_exact() {
+                if let Some(k) = table() {
+                    project_split_i8($name, k);
                 }
             }
 

@@ -194,6 +194,24 @@ impl SmallRequant {
         (self.up <= 16).then_some(self.up)
     }
 
+    /// Whether every int8 code `c` has `apply_high(c - zero)` (not `None`) within
+    /// `[-2^15, 2^15)`: then a GRU's `h` codes need neither the range test nor the clamp to
+    /// `[-2^15, 2^15]` per unit, only a test that the code is int8 (the DSP blend loop's fast
+    /// path). The product is monotonic in `c - zero` (for either sign of the multiplier), so
+    /// the two ends of the codes decide (test `int8_codes_unclamped_holds`, every code).
+    #[cfg_attr(not(any(test, edgernn_arm_dsp)), allow(dead_code))]
+    pub(crate) fn int8_codes_unclamped(&self, zero: i32) -> bool {
+        // Both ends' `c - zero` in `[-2^14, 2^14)` (so none overflows).
+        if !(-16256..=16256).contains(&zero) {
+            return false;
+        }
+        let fits = |c: i32| {
+            self.apply_high(c - zero)
+                .is_some_and(|v| (-32768..32768).contains(&v))
+        };
+        fits(-128) && fits(127)
+    }
+
     /// `requant.apply(a)` by the cheapest exact route this target has for small `a`:
     /// [`SmallRequant::apply_high`] where the core multiplies into 64 bits,
     /// [`SmallRequant::apply32`] elsewhere (`None` when it cannot).
@@ -802,6 +820,52 @@ mod tests {
     }
 
     /// Every `a` of the fast range and beyond, every `n` around it, random multipliers.
+    /// Where `int8_codes_unclamped` holds, every int8 code's `apply_high` is the clamped
+    /// `h_to_q15` of the 64-bit rule (what the GRU's general path computes) and needs no
+    /// clamp: factors around real models' (int8 codes to Q0.15, 128 to 258) and far off,
+    /// either sign, every zero point that matters and some that overflow.
+    #[test]
+    fn int8_codes_unclamped_holds() {
+        let mut held = 0;
+        for (factor, sign) in [
+            1.0, 100.0, 128.0, 128.5, 200.0, 204.4, 256.0, 257.3, 258.0, 1000.0, 3.0e-6,
+        ]
+        .into_iter()
+        .flat_map(|f| [(f, 1), (f, -1)])
+        {
+            // A negative multiplier: the product falls as the code rises.
+            let r = Requant::from_f64(factor).unwrap();
+            let r = Requant {
+                multiplier: r.multiplier * sign,
+                ..r
+            };
+            let s = SmallRequant::new(r);
+            for zero in (-400..=400).chain([-16384, 16383, i32::MIN, i32::MAX]) {
+                if !s.int8_codes_unclamped(zero) {
+                    continue;
+                }
+                held += 1;
+                for c in -128..=127 {
+                    let centered = i64::from(c) - i64::from(zero);
+                    let want = r.apply(centered).clamp(-32768, 32768);
+                    let got = s.apply_high(c - zero);
+                    assert_eq!(got.map(i64::from), Some(want), "{factor} {zero} {c}");
+                    assert!(want < 32768, "{factor} {zero} {c}");
+                }
+            }
+        }
+        // Not vacuous, and a real model's parameters (the bench GRU's) hold.
+        assert!(held > 1000, "{held}");
+        let bench = SmallRequant::new(Requant {
+            multiplier: 1_714_398_464,
+            shift: -8,
+        });
+        assert!(bench.int8_codes_unclamped(4));
+        // Codes that reach 2^15 need the clamp: they do not hold.
+        let full = SmallRequant::new(Requant::from_f64(257.0).unwrap());
+        assert!(!full.int8_codes_unclamped(-1));
+    }
+
     #[test]
     fn small_requant_matches_apply() {
         let mut next = xorshift(0x8CB9_2BA7_2F3D_8DD7u64);

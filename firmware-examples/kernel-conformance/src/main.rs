@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use edgernn::kernels::{self, I32View, Kernels, ProjectionI8, RequantView, RowsI8, GENERIC};
@@ -242,6 +243,116 @@ fn check_pair(
             h.codes.len(),
             &got[..=rows],
             &want[..=rows]
+        );
+        return false;
+    }
+    true
+}
+
+/// Split projection cases run, those the DSP kernel could take in one pass (whole blocks,
+/// widths a multiple of 4, aligned views), and those of them it took (the rest saturated).
+static SPLIT_CASES: AtomicU32 = AtomicU32::new(0);
+static SPLIT_ELIGIBLE: AtomicU32 = AtomicU32::new(0);
+static SPLIT_FAST: AtomicU32 = AtomicU32::new(0);
+
+/// Adds one to a counter (a load and a store: the Cortex-M0 has no atomic add).
+fn bump(counter: &AtomicU32) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Bias and requantizer bytes of a split case, 4-byte aligned so the DSP kernel's one-pass
+/// path can take them.
+#[repr(C, align(4))]
+struct AlignedRows([u8; 4 * PAIR_ROWS]);
+
+/// One split projection (`W x` and `U h` of the same rows into separate outputs, as the GRU
+/// computes its candidate) through `table` and through the generic table's definition (two
+/// generic `project_i8` calls); the outputs past `rows` must stay untouched. Counts whether
+/// the one-pass kernel took the case: the rows it leaves to two calls
+/// (`arm::split_rows`) must be the tail past the last whole block when it did, or every row.
+/// Called from `main` only, after [`check_pair`] (not nested in it or in [`check_tall_pairs`]:
+/// the frames would not fit the 16 KiB of RAM), and only for a table with a split kernel.
+#[inline(never)]
+fn check_split(
+    table: &Kernels,
+    (x, h): (&Side<'_>, &Side<'_>),
+    first: usize,
+    rows: usize,
+    initial: &[i32],
+) -> bool {
+    let mut bytes = [
+        AlignedRows([0; 4 * PAIR_ROWS]),
+        AlignedRows([0; 4 * PAIR_ROWS]),
+        AlignedRows([0; 4 * PAIR_ROWS]),
+        AlignedRows([0; 4 * PAIR_ROWS]),
+    ];
+    let [bx, rx, bh, rh] = &mut bytes;
+    let rows_of = |side: &Side<'_>, b: &mut [u8], r: &mut [u8]| {
+        (
+            le_into(&side.bias[..side.bias.len().min(first + rows)], b, 0).len(),
+            le_into(&side.requant[..first + rows], r, 0).len(),
+        )
+    };
+    let (lbx, lrx) = rows_of(x, &mut bx.0, &mut rx.0);
+    let (lbh, lrh) = rows_of(h, &mut bh.0, &mut rh.0);
+    let mut outs = [[0i32; PAIR_ROWS + 1]; 4];
+    for (k, out) in outs.iter_mut().enumerate() {
+        // Different initial values on each side: a side written into the other's output shows.
+        for (o, &v) in out[..=rows].iter_mut().zip(&initial[..=rows]) {
+            *o = if k % 2 == 0 { v } else { !v };
+        }
+    }
+    let [got_x, got_h, want_x, want_h] = &mut outs;
+    let before = edgernn::kernels::arm::split_rows();
+    for (k, ox, oh) in [(table, got_x, got_h), (&GENERIC, want_x, want_h)] {
+        let mut px = [0x3C3C_3C3Ci32; PAIR_COLS / 2];
+        let mut ph = [0x5A5A_5A5Ai32; PAIR_COLS / 2];
+        let (cx, ch) = (x.codes.len(), h.codes.len());
+        (k.pack_i16)(x.codes, &mut px[..kernels::packed_len(cx)]);
+        (k.pack_i16)(h.codes, &mut ph[..kernels::packed_len(ch)]);
+        let vx = view(
+            x,
+            &bx.0[..lbx],
+            &rx.0[..lrx],
+            &px[..kernels::packed_len(cx)],
+        );
+        let vh = view(
+            h,
+            &bh.0[..lbh],
+            &rh.0[..lrh],
+            &ph[..kernels::packed_len(ch)],
+        );
+        kernels::project_split_with(k, &vx, &vh, first, &mut ox[..rows], &mut oh[..rows]);
+    }
+    let apart = edgernn::kernels::arm::split_rows() - before;
+    let [got_x, got_h, want_x, want_h] = &outs;
+    let (cx, ch) = (x.codes.len(), h.codes.len());
+    bump(&SPLIT_CASES);
+    let eligible = cx % 4 == 0 && cx > 0 && ch % 4 == 0 && rows >= 4;
+    if eligible {
+        bump(&SPLIT_ELIGIBLE);
+        if apart == rows % 4 {
+            bump(&SPLIT_FAST);
+        }
+    }
+    let expected_apart = if eligible {
+        [rows % 4, rows]
+    } else {
+        [rows, rows]
+    };
+    if (got_x, got_h) != (want_x, want_h) || !expected_apart.contains(&apart) {
+        hprintln!(
+            "MISMATCH {} project_split rows {}..+{}, {}+{} columns ({} rows apart): x {:?} want {:?}, h {:?} want {:?}",
+            table.name,
+            first,
+            rows,
+            cx,
+            ch,
+            apart,
+            &got_x[..=rows],
+            &want_x[..=rows],
+            &got_h[..=rows],
+            &want_h[..=rows]
         );
         return false;
     }
@@ -487,6 +598,7 @@ fn check_units(table: &Kernels, rng: &mut Rng) -> bool {
     let mut c0 = [0i32; MAX_UNITS + 1];
     let mut h0 = [0i32; MAX_UNITS + 1];
     let (mut lstm_cases, mut gru_cases, mut gru_fast) = (0u32, 0u32, 0u32);
+    let general_before = edgernn::kernels::arm::gru_general_blends();
     for units in (0..=MAX_UNITS).chain([64, 32, 31, 33]) {
         for round in 0..6usize {
             gates[..4 * units].iter_mut().for_each(|v| *v = pre(rng));
@@ -544,7 +656,10 @@ fn check_units(table: &Kernels, rng: &mut Rng) -> bool {
             let Some(kernel) = table.gru_units_i8 else {
                 continue;
             };
-            let factor = [256.0, 257.3, 1.0, 40_000.0, 3.0e-10][case % 5];
+            // `h` codes to Q0.15: 128 puts every int8 code on the DSP blend loop's fast path
+            // (any zero point of the range), 204.4 (a trained model's) most, 256 and 257.3
+            // few (their codes near the ends need the clamp to 2^15).
+            let factor = [256.0, 257.3, 1.0, 40_000.0, 3.0e-10, 128.0, 204.4][case % 7];
             let to_q15 = edgernn::quant::fixed::Requant::from_f64(factor).unwrap_or_default();
             let (z, rest) = gates[..3 * units].split_at(units);
             let (r, cand_x) = rest.split_at(units);
@@ -587,6 +702,18 @@ fn check_units(table: &Kernels, rng: &mut Rng) -> bool {
             || gru_fast < gru_cases / 4)
     {
         hprintln!("MISMATCH: the DSP per-unit kernels did not run");
+        ok = false;
+    }
+    // Both blend loops (every int8 code on the fast path, or not) must have produced outputs
+    // that were checked: some but not all calls on each.
+    let general = edgernn::kernels::arm::gru_general_blends() - general_before;
+    hprintln!(
+        "gru_units: {} of {} calls by the general blend loop",
+        general,
+        gru_fast
+    );
+    if table.name == "arm-dsp" && (general == 0 || general >= gru_fast as usize) {
+        hprintln!("MISMATCH: a GRU kernel path did not run");
         ok = false;
     }
     ok
@@ -825,6 +952,9 @@ fn main() -> ! {
                     codes: &codes[..ch],
                 };
                 ok &= check_pair(table, (&x, &h), first, rows, &initial);
+                if table.project_split_i8.is_some() {
+                    ok &= check_split(table, (&x, &h), first, rows, &initial);
+                }
                 cases += 1;
                 // Two projections per row.
                 rows_checked += 2 * rows;
@@ -890,6 +1020,9 @@ fn main() -> ! {
             codes: &codes[..ch],
         };
         ok &= check_pair(table, (&x, &h), 0, rows, &initial);
+        if table.project_split_i8.is_some() {
+            ok &= check_split(table, (&x, &h), 0, rows, &initial);
+        }
         cases += 1;
         rows_checked += 2 * rows;
     }
@@ -968,6 +1101,25 @@ fn main() -> ! {
             hprintln!("MISMATCH: the v6m fast path did not run");
             ok = false;
         }
+    }
+    // The split kernel (the GRU candidate's two sides) must have taken at least half of the
+    // eligible cases in one pass (random requantizers and int16 codes make the others saturate
+    // or take a lossy small shift, which leave it, as they do the paired kernel; each case
+    // was checked to be one or the other).
+    let (split_cases, split_eligible, split_fast) = (
+        SPLIT_CASES.load(Ordering::Relaxed),
+        SPLIT_ELIGIBLE.load(Ordering::Relaxed),
+        SPLIT_FAST.load(Ordering::Relaxed),
+    );
+    hprintln!(
+        "{} split cases, {} eligible for one pass, {} taken in one pass",
+        split_cases,
+        split_eligible,
+        split_fast
+    );
+    if table.name == "arm-dsp" && (split_eligible == 0 || split_fast < split_eligible / 2) {
+        hprintln!("MISMATCH: the DSP split kernel did not run");
+        ok = false;
     }
     ok &= lstm_ok && tall_ok;
     cases += tall_cases;

@@ -9,10 +9,11 @@
 //! adds 64 of them, below `2^30`, in a 32-bit accumulator that is widened to i64 per chunk:
 //! the exact sum, the same bits as the generic kernel.
 //!
-//! The projections of the integer cells ([`dsp_project_i8`], and [`dsp_project_pair_i8`] for
-//! the LSTM's `W x + U h`, both sides of a block of rows in one pass) run one assembly
-//! kernel, [`dsp_project_quads`], four rows at a time, with a scalar reference path for what
-//! it cannot take.
+//! The projections of the integer cells ([`dsp_project_i8`], [`dsp_project_pair_i8`] for
+//! the LSTM's `W x + U h`, both sides of a block of rows in one pass, and
+//! [`dsp_project_split_i8`] for the GRU candidate's `W x` and `U h`, both in one pass into
+//! separate outputs) run one assembly kernel, [`dsp_project_quads`], four rows at a time,
+//! with a scalar reference path for what it cannot take.
 
 use crate::kernels::{generic, project_rows_with, Kernels, ProjectionI8, RowsI8, GENERIC};
 
@@ -31,6 +32,7 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: dsp_pack_i16,
     project_i8: dsp_project_i8,
     project_pair_i8: Some(dsp_project_pair_i8),
+    project_split_i8: Some(dsp_project_split_i8),
     lstm_units_i8: units::dsp_lstm_units_i8,
     gru_units_i8: Some(units::dsp_gru_units_i8),
     ..GENERIC
@@ -260,6 +262,8 @@ const STORE: usize = 0;
 const ACCUMULATE: usize = 1;
 /// The sum of both phases is stored.
 const PAIR: usize = 2;
+/// Each phase is stored: the first at [`SplitJob::split`], the second at `out`.
+const SPLIT: usize = 3;
 
 /// What [`dsp_project_quads`] reads (at the offsets its assembly names, from `first`: the
 /// second phase sits before it, so one `ldmdb` loads it).
@@ -272,9 +276,17 @@ struct Job {
     out: *mut i32,
     /// One past the last block's outputs.
     end: *mut i32,
-    /// [`STORE`], [`ACCUMULATE`] or [`PAIR`]; the kernel overwrites it, at the end with the
+    /// [`STORE`], [`ACCUMULATE`], [`PAIR`] or [`SPLIT`]; the kernel overwrites it, at the end with the
     /// APSR, whose Q bit ([`Q_FLAG`]) says whether a block saturated.
     mode: usize,
+}
+
+/// A [`SPLIT`] mode job: the first phase's results go to `split`, moved on as each block is
+/// stored (the kernel reads it only in that mode, so the other modes' jobs end before it).
+#[repr(C)]
+struct SplitJob {
+    job: Job,
+    split: *mut i32,
 }
 
 /// The APSR's sticky saturation flag.
@@ -469,6 +481,75 @@ fn dsp_project_pair_i8(
             project_from(h, first_row, out, true);
         }
     }
+}
+
+/// [`Kernels::project_split_i8`] with both sides of a block of four rows in one kernel pass
+/// ([`SPLIT`] mode: the `x` side's four results stored at `out_x`, then the `h` side's at
+/// `out_h`), each side [`dsp_project_i8`]'s arithmetic. A call that saturated anywhere, the
+/// rows past the last whole block, and sides the kernel cannot take go to the definition's
+/// two calls, which are exact on their own.
+fn dsp_project_split_i8(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    let n = out_h.len().min(out_x.len()) & !3;
+    // Each phase built only once it is known to suit the kernel: no `Phase::NONE` to clear
+    // first (a 48-byte `memclr`).
+    let phase = |p: &ProjectionI8<'_>| {
+        let mut phase = Phase::NONE;
+        load(p, first_row, n, &mut phase).then_some(phase)
+    };
+    let stored = match (phase(x), phase(h)) {
+        (Some(first), Some(second)) => {
+            let start = out_h.as_mut_ptr();
+            let mut job = SplitJob {
+                job: Job {
+                    second,
+                    first,
+                    out: start,
+                    end: start.wrapping_add(n),
+                    mode: SPLIT,
+                },
+                split: out_x.as_mut_ptr(),
+            };
+            // SAFETY: `load` checked that each phase holds `n` rows (a positive multiple of
+            // 4) of weights, its packed codes, and as many aligned bias and requantizer
+            // values; `out..end` and `split..split + n` are the first `n` values of `out_h`
+            // and `out_x` (i32 slices, so aligned); the kernel reads and writes nothing else.
+            unsafe { dsp_project_quads(core::ptr::from_mut(&mut job).cast::<Job>()) };
+            if job.job.mode & Q_FLAG != 0 {
+                0
+            } else {
+                n
+            }
+        }
+        _ => 0,
+    };
+    if stored < out_h.len().max(out_x.len()) {
+        split_rest(x, h, first_row.saturating_add(stored), out_x, out_h, stored);
+    }
+}
+
+/// The rest of [`dsp_project_split_i8`] from row `stored` of its outputs: its definition's two
+/// calls. Out of line: real models with whole blocks never take it.
+#[cold]
+#[inline(never)]
+fn split_rest(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+    stored: usize,
+) {
+    super::count_split_rows(out_h.len().saturating_sub(stored));
+    let out_x = out_x.get_mut(stored..).unwrap_or(&mut []);
+    let out_h = out_h.get_mut(stored..).unwrap_or(&mut []);
+    project_from(x, first_row, out_x, false);
+    project_from(h, first_row, out_h, false);
 }
 
 /// [`dsp_project_i8`] of `p`'s rows from `first_row` on: [`dsp_project_pair_i8`]'s two calls
@@ -836,11 +917,13 @@ macro_rules! phase_stubs {
     };
 }
 
-/// Computes the blocks of four rows `job.out..job.end` (see [`dsp_project_i8`] and
-/// [`dsp_project_pair_i8`]) and stores them, moving `job.out` on, and leaves the APSR in
-/// `job.mode`: its Q flag is set if a block saturated. Every block is stored in [`STORE`] and
-/// [`PAIR`] mode (their outputs are outputs only); [`ACCUMULATE`] mode stops before storing
-/// the first block that saturated (its outputs are summands).
+/// Computes the blocks of four rows `job.out..job.end` (see [`dsp_project_i8`],
+/// [`dsp_project_pair_i8`] and [`dsp_project_split_i8`]) and stores them, moving `job.out` on
+/// (and in [`SPLIT`] mode [`SplitJob::split`], where the first phase's results go), and
+/// leaves the APSR in `job.mode`: its Q flag is set if a block saturated. Every block is
+/// stored in [`STORE`], [`PAIR`] and [`SPLIT`] mode (their outputs are outputs only);
+/// [`ACCUMULATE`] mode stops before storing the first block that saturated (its outputs are
+/// summands).
 ///
 /// Registers in the column loop: `r0..r3` the four sums, `r5` / `r4` rows 0 and 2 (rows 1 and
 /// 3 at `+ cols`, `r7`), `r8` the codes and `r9` their end, `r10` / `r11` a code pair, `r12` /
@@ -849,7 +932,8 @@ macro_rules! phase_stubs {
 ///
 /// # Safety
 ///
-/// `job` must describe memory as [`Job`] and [`Phase`] document, with `out < end`.
+/// `job` must describe memory as [`Job`] and [`Phase`] document, with `out < end`; in
+/// [`SPLIT`] mode it must be a [`SplitJob`]'s, whose `split` has room for as many values.
 #[unsafe(naked)]
 unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
     core::arch::naked_asm!(
@@ -865,6 +949,9 @@ unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
         "beq 31f",
         "adr r8, 44f",
         "cmp r7, #1",
+        "beq 31f",
+        "adr r8, 46f",
+        "cmp r7, #3",
         "beq 31f",
         "adr r8, 45f",
         "31:",
@@ -911,8 +998,20 @@ unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
         "tst r8, #0x08000000",
         "bne 49b",
         "b 45b",
+        // SPLIT: the first phase's results go to `split`, the second phase is PAIR's in a
+        // copy that stores its own results (PAIR's adds the first phase's after its tail).
+        "46:",
+        "ldr r7, [lr, #36]",
+        "stm r7!, {{r0-r3}}",
+        "str r7, [lr, #36]",
+        phase_head!("ldmdb lr, {{r4-r9}}", "-24", "5"),
+        loop16!("5"),
+        phase_tail!("-20", "-16", "5"),
+        "b 45b",
         phase_stubs!("1"),
         phase_stubs!("2"),
         loop16_entry!("2"),
+        phase_stubs!("5"),
+        loop16_entry!("5"),
     )
 }

@@ -36,6 +36,42 @@ fn count_reference_rows(rows: usize) {
     REFERENCE_ROWS.store(before.wrapping_add(rows), Ordering::Relaxed);
 }
 
+/// Rows of split projections (the GRU candidate's two sides) the DSP kernel left to two
+/// separate projections (a saturation, rows past the last whole block, views it cannot take),
+/// for the conformance firmware, which checks that the one-pass path ran.
+static SPLIT_ROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Rows of split projections computed by two separate projections since boot (see
+/// [`SPLIT_ROWS`]).
+pub fn split_rows() -> usize {
+    SPLIT_ROWS.load(Ordering::Relaxed)
+}
+
+/// Adds `rows` to [`SPLIT_ROWS`].
+#[cfg(edgernn_arm_dsp)]
+fn count_split_rows(rows: usize) {
+    let before = SPLIT_ROWS.load(Ordering::Relaxed);
+    SPLIT_ROWS.store(before.wrapping_add(rows), Ordering::Relaxed);
+}
+
+/// Calls of the DSP GRU kernel whose `h` codes are not all on the int8 blend loop's fast path
+/// (so the general loop ran): the rare path, counted for the conformance firmware, which
+/// checks that both loops ran.
+static GRU_GENERAL_BLENDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls of the DSP GRU kernel by its general blend loop since boot (see
+/// [`GRU_GENERAL_BLENDS`]).
+pub fn gru_general_blends() -> usize {
+    GRU_GENERAL_BLENDS.load(Ordering::Relaxed)
+}
+
+/// Adds one to [`GRU_GENERAL_BLENDS`].
+#[cfg(edgernn_arm_dsp)]
+fn count_gru_general_blend() {
+    let before = GRU_GENERAL_BLENDS.load(Ordering::Relaxed);
+    GRU_GENERAL_BLENDS.store(before.wrapping_add(1), Ordering::Relaxed);
+}
+
 /// LSTM units the ARMv6-M gate kernel left to the generic loop (output codes that are not
 /// int8 or not on the 32-bit fast rule, cell values outside i16), for the conformance
 /// firmware (0 on other cores). Counted only on that path.

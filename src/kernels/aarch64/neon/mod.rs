@@ -28,6 +28,7 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: generic::pack_i16,
     project_i8: neon_project_i8,
     project_pair_i8: None,
+    project_split_i8: None,
     matmul_f32: neon_matmul_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
     gru_units_i8: None,

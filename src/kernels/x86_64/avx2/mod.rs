@@ -42,6 +42,7 @@ pub(crate) static TABLE: Kernels = Kernels {
     project_i8: avx2_project_i8,
     // The definition: two `avx2_project_i8` calls.
     project_pair_i8: None,
+    project_split_i8: None,
     matmul_f32: batch::avx2_matmul_f32,
     lstm_units_i8: lstm::avx2_lstm_units_i8,
     gru_units_i8: None,
