@@ -55,6 +55,12 @@ pub enum LoadError {
     /// The blob needs a part of edgernn that this build leaves out (a Cargo feature turned
     /// off to save flash): its quantization mode (`layer` is `None`) or layer `layer`.
     FeatureDisabled { feature: Feature, layer: Option<u8> },
+    /// The preamble's flags name a bit this build does not know, or are set in a format
+    /// version before 3 (which has none), or ask for packed weights in a float mode.
+    BadFlags { flags: u16 },
+    /// A layer of a blob with pre-packed weights (`interleaved4`) has a shape the packed
+    /// kernels cannot take: units not a multiple of 4.
+    PackedShape { layer: u8 },
 }
 
 /// A part of the runtime behind a Cargo feature of the same name (see the crate docs).
@@ -191,6 +197,14 @@ impl fmt::Display for LoadError {
                     feature.name()
                 )
             }
+            Self::BadFlags { flags } => write!(
+                f,
+                "preamble flags {flags:#06x} unknown, or not allowed in this version or mode"
+            ),
+            Self::PackedShape { layer } => write!(
+                f,
+                "layer {layer}: pre-packed (interleaved4) weights need units a multiple of 4"
+            ),
         }
     }
 }

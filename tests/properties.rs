@@ -364,17 +364,18 @@ fn tampered_blobs_name_the_failed_check() {
     bad[0] = b'X';
     assert_eq!(load(&bad), Err(LoadError::BadMagic));
 
-    // Format version 2 exists (extensions); the first unknown one is 3.
+    // Format versions 2 (extensions) and 3 (flags) exist; the first unknown one is 4.
     let mut bad = good.clone();
-    bad[4] = 3;
+    bad[4] = 4;
     assert_eq!(
         load(&reseal(bad)),
-        Err(LoadError::UnsupportedVersion { found: 3 })
+        Err(LoadError::UnsupportedVersion { found: 4 })
     );
 
+    // Flags only from version 3 on (this blob is version 1).
     let mut bad = good.clone();
     bad[6] = 1;
-    assert_eq!(load(&reseal(bad)), Err(LoadError::ReservedNotZero));
+    assert_eq!(load(&reseal(bad)), Err(LoadError::BadFlags { flags: 1 }));
 
     let mut bad = good.clone();
     let last = bad.len() - 1;

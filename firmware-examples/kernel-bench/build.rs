@@ -11,6 +11,11 @@ fn main() {
         "memory-m4.x"
     };
     fs::copy(map, out.join("memory.x")).expect("memory map");
+    // The pre-packed models run on the Cortex-M4 only (see src/main.rs).
+    println!("cargo:rustc-check-cfg=cfg(bench_packed)");
+    if !target.starts_with("thumbv6m") {
+        println!("cargo:rustc-cfg=bench_packed");
+    }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={map}");
 }

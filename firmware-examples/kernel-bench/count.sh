@@ -8,12 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 plugin=${1:-/tmp/insncount/libinsncount.so}
 counter=${SHARED:-../../../shared}/tools/qemu-insncount/count-insns.sh
-# Model order and MACs per step (LSTM 4H(I+H), GRU 3H(I+H), I = 8), as src/main.rs runs them.
-models=(lstm32:5120 lstm64:18432 gru64:13824)
+# Model order and MACs per step (LSTM 4H(I+H), GRU 3H(I+H), I = 8), as src/main.rs runs them;
+# the Cortex-M4 then runs the same models with pre-packed weights (interleaved4).
+row_major=(lstm32:5120 lstm64:18432 gru64:13824)
+packed=(lstm32-packed:5120 lstm64-packed:18432 gru64-packed:13824)
 steps=16
 printf '| core | model | MACs/step | instructions/step | per MAC |\n|---|---|---:|---:|---:|\n'
 for spec in thumbv7em-none-eabihf:mps2-an386:Cortex-M4F thumbv6m-none-eabi:microbit:Cortex-M0; do
     IFS=: read -r target machine core <<<"$spec"
+    models=("${row_major[@]}")
+    if [ "$core" = Cortex-M4F ]; then models+=("${packed[@]}"); fi
     cargo build --release --locked --target "$target" -q
     elf="target/$target/release/kernel-bench"
     if ! out=$(PLUGIN="$plugin" bash "$counter" "$machine" "$elf" 2>&1); then

@@ -8,8 +8,8 @@ use super::CellSpec;
 use crate::format::{Activation, Cell, DenseQuant, RecurrentQuant};
 use crate::kernels::generic::lstm;
 use crate::kernels::{
-    dot_rows_i8, pack_i16, packed_len, project_i8, project_pair_i8, project_rows_with,
-    project_split_i8, I32View, ProjectionI8, RequantView, RowsI8,
+    dot_rows_i8, pack_i16, packed_len, pair_for, project_rows_with, project_split_i8, I32View,
+    ProjectionI8, RequantView, RowsI8, WeightLayout,
 };
 use crate::quant::fixed::{
     clamp_to, sat_i16, sat_i16_32, shift_round, shift_round32, SmallRequant, ToCodes,
@@ -33,6 +33,20 @@ pub struct IntDirectionViews<'a> {
     pub requant_h: RequantView<'a>,
     /// GRU `reset_after = false`: per-row requantizers of `U_h (r * h)`.
     pub requant_reset: RequantView<'a>,
+    /// How `kernel` and `recurrent_kernel` store their rows.
+    pub layout: WeightLayout,
+}
+
+impl<'a> IntDirectionViews<'a> {
+    /// The input kernel with its layout.
+    fn kernel(&self) -> (&'a [u8], WeightLayout) {
+        (self.kernel, self.layout)
+    }
+
+    /// The recurrent kernel with its layout.
+    fn recurrent(&self) -> (&'a [u8], WeightLayout) {
+        (self.recurrent_kernel, self.layout)
+    }
 }
 
 /// The integer-mode facts a cell step needs besides its weights.
@@ -123,13 +137,16 @@ const ROW_BLOCK: usize = if cfg!(feature = "small") {
     16
 };
 
+// Blocks of units start on blocks of 4 rows (pre-packed weights, units a multiple of 4).
+const _: () = assert!(ROW_BLOCK.is_multiple_of(4));
+
 /// `out[k] (+)= requant[k + requant_first](bias[r] + W[r] . x)` for `r = first_row + k` over the
 /// rows of `out` (rows the weights do not hold are left untouched), with `x` the `cols` codes
 /// [`pack_i16`] packed: the cells pack `x` and `h` once per step, however many blocks of rows
 /// read them.
 #[allow(clippy::too_many_arguments)]
 fn project(
-    weights: &[u8],
+    (weights, layout): (&[u8], WeightLayout),
     bias: I32View<'_>,
     requant: RequantView<'_>,
     first_row: usize,
@@ -143,7 +160,15 @@ fn project(
     if first_row > 4 * crate::MAX_WIDTH || x.cols > crate::MAX_WIDTH {
         return;
     }
-    let Some(weights) = weights.get(first_row * x.cols..) else {
+    // The entry and row size of the layout, in one test. Interleaved rows start where a block
+    // does (every row a cell starts at: checked at load).
+    let k = crate::kernels::active();
+    let (kernel, row_bytes) = match layout {
+        WeightLayout::RowMajor => (k.project_i8, x.cols),
+        _ if !layout.can_start_at(first_row) => return,
+        _ => (k.project_i8_interleaved4, layout.row_bytes(x.cols)),
+    };
+    let Some(weights) = weights.get(first_row * row_bytes..) else {
         return;
     };
     let rows = RowsI8 {
@@ -151,13 +176,13 @@ fn project(
         bias: bias.skip(first_row),
         requant: requant.skip(requant_first),
     };
-    project_i8(&rows, x.words, x.cols, out, accumulate);
+    kernel(&rows, x.words, x.cols, out, accumulate);
 }
 
-/// One side of a paired projection ([`project_pair_i8`]): `weights` with their biases and
-/// requantizers, over the codes `p`.
+/// One side of a paired projection ([`pair_for`]): `weights` with their biases and
+/// requantizers, over the codes `p` (the layout is the call's).
 fn side<'a>(
-    weights: &'a [u8],
+    (weights, _): (&'a [u8], WeightLayout),
     bias: I32View<'a>,
     requant: RequantView<'a>,
     p: Packed<'a>,
@@ -354,8 +379,8 @@ impl IntCell {
         let Some(pre) = pre.get_mut(..h.len()) else {
             return;
         };
-        project(w.kernel, w.bias_x, w.requant_x, 0, 0, x, pre, false);
-        let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
+        project(w.kernel(), w.bias_x, w.requant_x, 0, 0, x, pre, false);
+        let (u, bias, requant) = (w.recurrent(), w.bias_h, w.requant_h);
         project(u, bias, requant, 0, 0, old_h, pre, true);
         if let Some(kernel) = crate::kernels::active().activate_codes_i8 {
             if kernel(self.spec.activation, pre, h, &self.code_params()) {
@@ -391,12 +416,13 @@ impl IntCell {
         let (a, ra) = (self.spec.activation, self.spec.recurrent_activation);
         let cell = lstm::CellFormat::new(self.quant.cell_frac_bits);
         // Both projections of every gate row, `W x + U h`, each block of rows in one call.
-        let wx = side(w.kernel, w.bias_x, w.requant_x, x);
-        let uh = side(w.recurrent_kernel, w.bias_h, w.requant_h, old_h);
+        let wx = side(w.kernel(), w.bias_x, w.requant_x, x);
+        let uh = side(w.recurrent(), w.bias_h, w.requant_h, old_h);
         let params = crate::kernels::LstmParams {
             cell_frac: self.quant.cell_frac_bits,
             codes: self.code_params(),
         };
+        let pair = pair_for(w.layout);
         // Pre-activations of the four gates (i, f, c, o) of one block of units.
         let mut gates = [0i32; 4 * ROW_BLOCK];
         for (block, (hs, cs)) in h
@@ -414,14 +440,14 @@ impl IntCell {
                 let Some(pre) = gates.get_mut(..4 * len) else {
                     return;
                 };
-                project_pair_i8(&wx, &uh, 0, pre);
+                pair(&wx, &uh, 0, pre);
                 len
             } else {
                 for (gate, pre) in gates.chunks_exact_mut(ROW_BLOCK).enumerate() {
                     let Some(pre) = pre.get_mut(..len) else {
                         return;
                     };
-                    project_pair_i8(&wx, &uh, gate * units + first, pre);
+                    pair(&wx, &uh, gate * units + first, pre);
                 }
                 ROW_BLOCK
             };
@@ -514,19 +540,20 @@ impl IntCell {
         let Some(cand_h) = rest.get_mut(..units) else {
             return;
         };
-        let (u, bias, requant) = (w.recurrent_kernel, w.bias_h, w.requant_h);
+        let (u, bias, requant) = (w.recurrent(), w.bias_h, w.requant_h);
         // The update and reset gates need only `W x + U h` of their rows: one paired call for
         // both (the same saturating sum of the two requantized sides as two calls). The
         // candidate's parts stay apart: `r` multiplies the recurrent one (both in one split
-        // call), or (without `reset_after`) the recurrent kernel reads `r * h`.
-        let wx = side(w.kernel, w.bias_x, w.requant_x, x);
+        // call on row-major weights), or (without `reset_after`) the recurrent kernel reads
+        // `r * h`.
+        let wx = side(w.kernel(), w.bias_x, w.requant_x, x);
         let uh = side(u, bias, requant, old_h);
-        project_pair_i8(&wx, &uh, 0, zr);
-        if reset_after {
+        pair_for(w.layout)(&wx, &uh, 0, zr);
+        if reset_after && w.layout == WeightLayout::RowMajor {
             project_split_i8(&wx, &uh, 2 * units, cand_x, cand_h);
         } else {
             project(
-                w.kernel,
+                w.kernel(),
                 w.bias_x,
                 w.requant_x,
                 2 * units,
@@ -535,6 +562,9 @@ impl IntCell {
                 cand_x,
                 false,
             );
+            if reset_after {
+                project(u, bias, requant, 2 * units, 2 * units, old_h, cand_h, false);
+            }
         }
         let Some((z_pre, r_pre)) = zr.split_at_mut_checked(units) else {
             return;

@@ -1,6 +1,6 @@
 //! The model blob (`.ern`): its written specification and the one checked view over its bytes.
 //!
-//! # Layout (format version 1)
+//! # Layout (format versions 1 to 3)
 //!
 //! All integers are little-endian. A blob is a fixed 32-byte preamble, the postcard-encoded
 //! [`Header`], zero padding, and the weight section:
@@ -8,8 +8,8 @@
 //! | offset | size | field | rule |
 //! |---:|---:|---|---|
 //! | 0 | 4 | magic | `b"ERNN"` |
-//! | 4 | 2 | format version | 1, or 2 when the header carries [`Extensions`] ([`FORMAT_VERSION`]) |
-//! | 6 | 2 | flags | 0 (reserved) |
+//! | 4 | 2 | format version | 1; 2 when the header carries [`Extensions`]; 3 when flags are set ([`FORMAT_VERSION`]) |
+//! | 6 | 2 | flags | 0 before version 3; in version 3 bit 0 = [`FLAG_INTERLEAVED4`], other bits 0 |
 //! | 8 | 4 | total length | bytes in the blob, preamble included |
 //! | 12 | 4 | header length | postcard bytes starting at offset 32 |
 //! | 16 | 4 | weight offset | multiple of [`WEIGHT_ALIGN`], `>= 32 + header length` |
@@ -23,6 +23,26 @@
 //! Weight matrices are row-major with one row per output unit (the transpose of Keras'
 //! `kernel`), gates stacked in Keras order: LSTM i, f, c, o; GRU z, r, h. Importers from ONNX and
 //! PyTorch reorder gates to this order.
+//!
+//! ## Pre-packed weights (`interleaved4`, version 3)
+//!
+//! With [`FLAG_INTERLEAVED4`] (integer modes only) the int8 kernel and recurrent kernel of every
+//! recurrent layer (Dense layers stay row-major) are stored for the projection kernels, so
+//! firmware reads them from flash in order and repacks nothing at boot. For an `R x C`
+//! matrix (`R` = gates x units, a multiple of 4), with `C4 = ceil(C / 4) * 4` columns (the
+//! padding ones zero), the 4 weights of rows `4b..4b+3` and columns `4g..4g+3` are 16 bytes
+//! at `b * 4 * C4 + g * 16`, row `r`'s 4 bytes at `+ 4 * (r % 4)`:
+//!
+//! ```text
+//! block 0: r0[c0..c3] r1[c0..c3] r2[c0..c3] r3[c0..c3] | r0[c4..c7] r1[c4..c7] ... | (C4 / 4 groups)
+//! block 1: r4[c0..c3] r5[c0..c3] ...
+//! ```
+//!
+//! The tensor's length is `R * C4` bytes. Every recurrent layer's units must be a multiple of
+//! 4 (so each gate's rows, and the cells' blocks of units, start on a block): the loader
+//! refuses other shapes with [`LoadError::PackedShape`]. The Cortex-M4 kernel then loads a
+//! block's four words with one `ldm`; every kernel table computes the same bits as for the
+//! row-major twin of the blob.
 //!
 //! # Worked example
 //!
@@ -57,7 +77,11 @@
 //! # Versioning
 //!
 //! Version 2 differs from version 1 only by the [`Extensions`] record after the layer list
-//! (detector parameters, a text model's vocabulary).
+//! (detector parameters, a text model's vocabulary). Version 3 differs from version 2 only by
+//! the flags field, which it allows to be non-zero ([`FLAG_INTERLEAVED4`]); a version 3 blob
+//! always has the extensions record (possibly empty). Unknown flag bits, flags before version
+//! 3 and [`FLAG_INTERLEAVED4`] in a float mode are refused with [`LoadError::BadFlags`]. Blobs
+//! without flags are written as version 1 or 2, byte for byte what older writers wrote.
 //!
 //! Readers accept exactly the versions they know (1 to [`FORMAT_VERSION`]) and refuse any other with
 //! [`LoadError::UnsupportedVersion`]: a blob never runs with a meaning its writer did not intend.
@@ -89,9 +113,18 @@ use crate::MAX_LAYERS;
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"ERNN";
 /// The newest format version this build writes and reads (it reads every version from 1).
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The version of blobs without [`Extensions`].
 pub const FORMAT_VERSION_PLAIN: u16 = 1;
+/// The version of blobs with [`Extensions`] and no flags.
+pub const FORMAT_VERSION_EXTENSIONS: u16 = 2;
+/// The first version whose preamble may carry flags.
+pub const FORMAT_VERSION_FLAGS: u16 = 3;
+/// Preamble flag: the recurrent layers' int8 weight matrices are stored interleaved by blocks
+/// of 4 rows (see "Pre-packed weights" above).
+pub const FLAG_INTERLEAVED4: u16 = 1;
+/// Every flag this build knows.
+pub const KNOWN_FLAGS: u16 = FLAG_INTERLEAVED4;
 /// Size of the fixed preamble.
 pub const PREAMBLE_LEN: usize = 32;
 /// Alignment of the weight section's offset within the blob, so SIMD kernels can use aligned
@@ -219,6 +252,8 @@ pub struct HeaderInfo {
     pub input_quant: Option<QParams>,
     /// Number of layers in the list.
     pub layer_count: usize,
+    /// The layout of the recurrent layers' int8 weight matrices.
+    pub layout: crate::kernels::WeightLayout,
 }
 
 /// A blob whose preamble, checksum and header have been checked: the single entry point for
@@ -293,8 +328,11 @@ impl<'a> Blob<'a> {
         if !(FORMAT_VERSION_PLAIN..=FORMAT_VERSION).contains(&pre.version) {
             return Err(LoadError::UnsupportedVersion { found: pre.version });
         }
-        if pre.flags != 0 || pre.reserved != 0 {
+        if pre.reserved != 0 {
             return Err(LoadError::ReservedNotZero);
+        }
+        if pre.flags & !KNOWN_FLAGS != 0 || (pre.flags != 0 && pre.version < FORMAT_VERSION_FLAGS) {
+            return Err(LoadError::BadFlags { flags: pre.flags });
         }
         let total = pre.total_len as usize;
         if bytes.len() < total {
@@ -347,12 +385,22 @@ impl<'a> Blob<'a> {
         if layer_count > MAX_LAYERS {
             return Err(LoadError::LayerCount { found: count });
         }
+        let layout = if pre.flags & FLAG_INTERLEAVED4 != 0 {
+            // The packed layout is the integer projections'; the float paths read row-major.
+            if !mode.is_integer() {
+                return Err(LoadError::BadFlags { flags: pre.flags });
+            }
+            crate::kernels::WeightLayout::Interleaved4
+        } else {
+            crate::kernels::WeightLayout::RowMajor
+        };
         let mut blob = Self {
             info: HeaderInfo {
                 mode,
                 input_features,
                 input_quant,
                 layer_count,
+                layout,
             },
             layer_bytes,
             extensions: Extensions::default(),

@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use super::{
     blob_crc, Extensions, Header, Layer, Preamble, QuantMode, TensorRef, CRC_OFFSET,
-    FORMAT_VERSION, FORMAT_VERSION_PLAIN, PREAMBLE_LEN, WEIGHT_ALIGN,
+    FORMAT_VERSION_EXTENSIONS, FORMAT_VERSION_PLAIN, PREAMBLE_LEN, WEIGHT_ALIGN,
 };
 
 /// A 16-byte aligned blob buffer.
@@ -57,7 +57,7 @@ pub fn blob(
         header_len += postcard::to_slice(&extensions, &mut buf.0[PREAMBLE_LEN + header_len..])
             .expect("extensions fit")
             .len();
-        FORMAT_VERSION
+        FORMAT_VERSION_EXTENSIONS
     };
     let weight_offset = (PREAMBLE_LEN + header_len).div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
     for (i, w) in weights.0.iter().enumerate() {

@@ -196,11 +196,50 @@ impl<'a> RequantView<'a> {
     }
 }
 
-/// Consecutive rows of an integer projection: int8 weights (row-major, `cols` per row) with
-/// each row's i32 bias and requantizer, all starting at the same row.
+/// How the rows of an int8 weight matrix of the integer projections are stored (see the
+/// format docs, "Pre-packed weights").
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WeightLayout {
+    /// One row after another, `cols` bytes each.
+    #[default]
+    RowMajor,
+    /// Blocks of 4 rows, each block's rows interleaved 4 bytes (columns) at a time over
+    /// `cols` rounded up to a multiple of 4 (zero padding): a block's four words of a column
+    /// group are consecutive, one `ldm` on a Cortex-M4.
+    Interleaved4,
+}
+
+impl WeightLayout {
+    /// Bytes per row of a matrix with `cols` columns (a block of 4 interleaved rows takes 4
+    /// times this): where row `r` (a multiple of 4 when interleaved) starts is `r` times it.
+    #[inline]
+    pub const fn row_bytes(self, cols: usize) -> usize {
+        match self {
+            Self::RowMajor => cols,
+            Self::Interleaved4 => cols.div_ceil(4) * 4,
+        }
+    }
+
+    /// Rows a view may start at: any row-major one, block starts when interleaved.
+    #[inline]
+    pub const fn can_start_at(self, row: usize) -> bool {
+        match self {
+            Self::RowMajor => true,
+            Self::Interleaved4 => row.is_multiple_of(4),
+        }
+    }
+}
+
+/// Consecutive rows of an integer projection: int8 weights (`cols` per row, row-major for
+/// [`Kernels::project_i8`], [`WeightLayout::Interleaved4`] from a block start for
+/// [`Kernels::project_i8_interleaved4`]) with each row's i32 bias and requantizer, all
+/// starting at the same row. (The layout is the entry's, not a field: the row-major kernels
+/// then test nothing per call, and their views stay as small.)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RowsI8<'a> {
-    /// Row-major `i8` weights.
+    /// The `i8` weights, from the first row's on.
     pub weights: &'a [u8],
     /// One bias per row (0 past the end).
     pub bias: I32View<'a>,
@@ -221,7 +260,7 @@ pub struct ProjectionI8<'a> {
 }
 
 impl<'a> ProjectionI8<'a> {
-    /// The projection without its first `rows` rows (no rows past the end).
+    /// The projection without its first `rows` rows (no rows past the end), row-major.
     #[inline]
     pub fn skip(&self, rows: usize) -> Self {
         Self {
@@ -230,16 +269,27 @@ impl<'a> ProjectionI8<'a> {
         }
     }
 
-    /// The rows from row `first` on (none past the end).
+    /// The rows from row `first` on (none past the end), row-major.
     #[inline]
-    fn rows_from(&self, first: usize) -> RowsI8<'a> {
+    pub(crate) fn rows_from(&self, first: usize) -> RowsI8<'a> {
+        self.rows_from_in(WeightLayout::RowMajor, first)
+    }
+
+    /// The rows from row `first` on of weights stored in `layout` (none past the end, or,
+    /// interleaved, for a `first` that does not start a block: the loader makes every row a
+    /// cell starts at one).
+    #[inline(always)]
+    pub(crate) fn rows_from_in(&self, layout: WeightLayout, first: usize) -> RowsI8<'a> {
+        let row_bytes = layout.row_bytes(self.cols);
         // Factors below 2^16 cannot overflow (a cell's always are): a checked multiply would
         // cost a 64-bit product, a library call on Cortex-M0, per call.
-        let small = (first | self.cols) >> (usize::BITS / 2) == 0;
-        let at = if small {
-            Some(first * self.cols)
+        let small = (first | row_bytes) >> (usize::BITS / 2) == 0;
+        let at = if !layout.can_start_at(first) {
+            None
+        } else if small {
+            Some(first * row_bytes)
         } else {
-            first.checked_mul(self.cols)
+            first.checked_mul(row_bytes)
         };
         RowsI8 {
             weights: at.and_then(|at| self.rows.weights.get(at..)).unwrap_or(&[]),
@@ -393,6 +443,15 @@ pub struct Kernels {
     /// then of the `h` side into `out_h`). `None` makes those two calls; a table sets it to
     /// compute both sides of a block of rows in one pass, one call's overhead per step.
     pub project_split_i8: Option<ProjectSplitI8>,
+    /// [`Kernels::project_i8`] of rows stored [`WeightLayout::Interleaved4`] (the view starts
+    /// at a block of 4 rows), the same bits as `project_i8` of their row-major twin, over codes
+    /// packed by this table's `pack_i16` (see [`generic::project_i8_interleaved4`]). The paired
+    /// call of that layout is two of these ([`project_pair_interleaved4_with`]).
+    pub project_i8_interleaved4: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool),
+    /// [`Kernels::project_pair_i8`] of rows stored [`WeightLayout::Interleaved4`] (`first_row`
+    /// a block start): exactly its `project_i8_interleaved4` of the `x` side, then, accumulated,
+    /// of the `h` side, which `None` makes ([`project_pair_interleaved4_with`]).
+    pub project_pair_i8_interleaved4: Option<ProjectPairI8>,
     /// `y[r * s + j] += sum_c W[r, c] * x[c * s + j]`: f32 `W` times a tile of `s` streams
     /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
     /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
@@ -455,6 +514,8 @@ pub const GENERIC: Kernels = Kernels {
     project_i8: generic::project_i8,
     project_pair_i8: None,
     project_split_i8: None,
+    project_i8_interleaved4: generic::project_i8_interleaved4,
+    project_pair_i8_interleaved4: None,
     matmul_f32: generic::batch::matmul_acc_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
     gru_units_i8: None,
@@ -549,6 +610,81 @@ pub fn project_pair_i8(
     project_pair_with(active(), x, h, first_row, out);
 }
 
+/// The active table's paired projection for weights stored in `layout`: its
+/// [`Kernels::project_pair_i8`] (or that entry's definition) or
+/// [`project_pair_interleaved4_with`]. The cells take it once per step and call it per block
+/// of rows, so the row-major path pays for the layout once a step, not once a call.
+#[inline(always)]
+pub fn pair_for(layout: WeightLayout) -> ProjectPairI8 {
+    match layout {
+        WeightLayout::RowMajor => match active().project_pair_i8 {
+            Some(pair) => pair,
+            None => project_pair_by_two_active,
+        },
+        WeightLayout::Interleaved4 => match active().project_pair_i8_interleaved4 {
+            Some(pair) => pair,
+            None => project_pair_interleaved4,
+        },
+    }
+}
+
+/// [`project_pair_by_two`] of the active table.
+fn project_pair_by_two_active(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    project_pair_by_two(active(), x, h, first_row, out);
+}
+
+/// The two calls of [`project_pair_interleaved4_with`] by the active table.
+fn project_pair_interleaved4(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    interleaved4_by_two(active(), x, h, first_row, out);
+}
+
+/// The paired projection of weights stored [`WeightLayout::Interleaved4`] by table `k`
+/// ([`Kernels::project_pair_i8_interleaved4`]), and its definition when the table has none:
+/// `k`'s `project_i8_interleaved4` of rows `first_row..` (a block start) of the `x` side, then,
+/// accumulated, of the `h` side.
+#[inline]
+pub fn project_pair_interleaved4_with(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    match k.project_pair_i8_interleaved4 {
+        Some(pair) => pair(x, h, first_row, out),
+        None => interleaved4_by_two(k, x, h, first_row, out),
+    }
+}
+
+/// The definition of [`Kernels::project_pair_i8_interleaved4`]. Out of line, as
+/// [`project_pair_by_two`].
+#[inline(never)]
+fn interleaved4_by_two(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    let layout = WeightLayout::Interleaved4;
+    let (xr, hr) = (
+        x.rows_from_in(layout, first_row),
+        h.rows_from_in(layout, first_row),
+    );
+    (k.project_i8_interleaved4)(&xr, x.packed, x.cols, out, false);
+    (k.project_i8_interleaved4)(&hr, h.packed, h.cols, out, true);
+}
+
 /// [`Kernels::project_pair_i8`] of table `k`, and its definition when the table has none:
 /// `k`'s `project_i8` of rows `first_row..` of the `x` side, then, accumulated, of the `h`
 /// side.
@@ -633,11 +769,18 @@ pub(crate) fn project_rows_with(
         .zip(rows.weights.chunks_exact(cols))
         .enumerate()
     {
-        let acc = i64::from(rows.bias.get_or_zero(k)) + dot(row);
-        let v = rows.requant.get(k).apply(acc);
-        let v = if accumulate { i64::from(*o) + v } else { v };
-        *o = crate::quant::fixed::clamp_to(v, i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        finish_row(rows, k, dot(row), o, accumulate);
     }
+}
+
+/// `out (+)= requant[k](bias[k] + dot)`, saturated to i32: the end of every row of
+/// [`Kernels::project_i8`]. Always inlined: it is the body of every row loop.
+#[inline(always)]
+pub(crate) fn finish_row(rows: &RowsI8<'_>, k: usize, dot: i64, o: &mut i32, accumulate: bool) {
+    let acc = i64::from(rows.bias.get_or_zero(k)) + dot;
+    let v = rows.requant.get(k).apply(acc);
+    let v = if accumulate { i64::from(*o) + v } else { v };
+    *o = crate::quant::fixed::clamp_to(v, i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
 }
 
 /// The integer LSTM update of the units every slice holds, by the active kernel table (see

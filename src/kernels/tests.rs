@@ -20,7 +20,7 @@ mod batch;
 
 use std::vec::Vec;
 
-use super::{F32View, Kernels};
+use super::{F32View, Kernels, WeightLayout};
 
 /// Relative bound of the float kernels against the exact sum (see the module docs).
 const F32_TOL: f64 = 1.0 / 131_072.0;
@@ -309,7 +309,29 @@ fn oracle_project(
     }
 }
 
-/// One projection case through `k`'s own packing, compared with the oracle bit for bit.
+/// `rows x cols` row-major weights as a blob stores them in `layout` (padded to whole
+/// blocks of 4 rows when interleaved, as the oracle reads only the real rows).
+fn stored(w: &[i8], rows: usize, cols: usize, layout: WeightLayout) -> Vec<u8> {
+    let bytes: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+    match layout {
+        WeightLayout::Interleaved4 => {
+            let padded_rows = rows.div_ceil(4) * 4;
+            let mut full = bytes;
+            full.resize(padded_rows * cols, 0);
+            let mut out = std::vec![0u8; padded_rows * layout.row_bytes(cols)];
+            assert!(super::generic::interleave4(
+                &full,
+                padded_rows,
+                cols,
+                &mut out
+            ));
+            out
+        }
+        _ => bytes,
+    }
+}
+
+/// [`check_project_in`] of row-major weights.
 #[allow(clippy::too_many_arguments)]
 fn check_project(
     name: &str,
@@ -323,9 +345,31 @@ fn check_project(
     accumulate: bool,
     initial: i32,
 ) {
+    let layout = WeightLayout::RowMajor;
+    check_project_in(
+        name, k, layout, w, bias, requant, x, rows, offset, accumulate, initial,
+    );
+}
+
+/// One projection case through `k`'s own packing, the weights stored in `layout`, compared
+/// with the (row-major) oracle bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn check_project_in(
+    name: &str,
+    k: &Kernels,
+    layout: WeightLayout,
+    w: &[i8],
+    bias: &[i32],
+    requant: &[i32],
+    x: &[i32],
+    rows: usize,
+    offset: usize,
+    accumulate: bool,
+    initial: i32,
+) {
     let cols = x.len();
     let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
-    let bytes: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+    let bytes = stored(w, rows, cols, layout);
     let (buf, start) = misaligned(&bytes, offset);
     let (bias_bytes, requant_bytes) = (le(bias), le(requant));
     let rows_view = super::RowsI8 {
@@ -337,12 +381,16 @@ fn check_project(
     let mut packed = std::vec![0x3C3C_3C3Ci32; super::packed_len(cols)];
     (k.pack_i16)(x, &mut packed);
     let mut got = std::vec![initial; rows + 1];
-    (k.project_i8)(&rows_view, &packed, cols, &mut got[..rows], accumulate);
+    let project = match layout {
+        WeightLayout::Interleaved4 => k.project_i8_interleaved4,
+        _ => k.project_i8,
+    };
+    project(&rows_view, &packed, cols, &mut got[..rows], accumulate);
     let mut expected = std::vec![initial; rows + 1];
     oracle_project(w, bias, requant, x, rows, &mut expected[..rows], accumulate);
     assert_eq!(
         got, expected,
-        "{name} project {rows}x{cols} offset {offset} accumulate {accumulate}"
+        "{name} project {rows}x{cols} {layout:?} offset {offset} accumulate {accumulate}"
     );
 }
 
@@ -551,6 +599,8 @@ struct Side {
     bias: Vec<i32>,
     requant: Vec<i32>,
     x: Vec<i32>,
+    /// How the weights are stored (the oracle reads `w` row-major).
+    layout: WeightLayout,
 }
 
 impl Side {
@@ -560,6 +610,7 @@ impl Side {
             bias: (0..rows).map(|_| rng.range(-1 << 24, 1 << 24)).collect(),
             requant: random_requants(rng, rows, lowest),
             x: (0..cols).map(|_| rng.range(codes.0, codes.1)).collect(),
+            layout: WeightLayout::RowMajor,
         }
     }
 
@@ -595,7 +646,8 @@ struct SideBytes {
 impl SideBytes {
     fn new(k: &Kernels, side: &Side, offset: usize) -> Self {
         let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|v| v.to_le_bytes()).collect() };
-        let bytes: Vec<u8> = side.w.iter().map(|&v| v as u8).collect();
+        let rows = side.requant.len();
+        let bytes = stored(&side.w, rows, side.x.len(), side.layout);
         let (buf, start) = misaligned(&bytes, offset);
         // The packed buffer starts dirty: packing must write every word the kernel reads.
         let mut packed = std::vec![0x3C3C_3C3Ci32; super::packed_len(side.x.len())];
@@ -639,7 +691,12 @@ fn check_project_pair(
     );
     let (vx, vh) = (bx.view(x.x.len()), bh.view(h.x.len()));
     let mut got = std::vec![0x5EED_1234; rows + 1];
-    super::project_pair_with(k, &vx, &vh, first, &mut got[..rows]);
+    match x.layout {
+        WeightLayout::Interleaved4 => {
+            super::project_pair_interleaved4_with(k, &vx, &vh, first, &mut got[..rows]);
+        }
+        _ => super::project_pair_with(k, &vx, &vh, first, &mut got[..rows]),
+    }
     let mut expected = std::vec![0x5EED_1234; rows + 1];
     x.oracle(first, &mut expected[..rows], false);
     h.oracle(first, &mut expected[..rows], true);
@@ -778,6 +835,95 @@ pub(super) fn project_split_i8(name: &str, k: &Kernels) {
         }
         h.x.fill(if case < 2 { 32767 } else { -32768 });
         check_project_split(name, k, (&x, &h), 0, rows, case);
+    }
+}
+
+/// [`project_i8`] and [`project_pair_i8`] over weights stored [`WeightLayout::Interleaved4`]:
+/// every width 0..=MAX_COLS and past the chunk sizes, rows in whole blocks of 4 and ragged
+/// (the last block's rows past the output stay unread), unaligned views, with and without
+/// biases, int8, int16 and out-of-range codes, saturating sums; pairs from block starts.
+pub(super) fn project_i8_interleaved(name: &str, k: &Kernels) {
+    let layout = WeightLayout::Interleaved4;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    for cols in (0..=MAX_COLS).chain([255, 256, 257, 513]) {
+        for rows in [1usize, 3, 4, 5, 8, 12, 17, 32, 64, 68] {
+            for (offset, &(lo, hi)) in (0..4).zip(ranges.iter().cycle()) {
+                let w: Vec<i8> = (0..rows * cols).map(|_| rng.i8()).collect();
+                let x: Vec<i32> = (0..cols).map(|_| rng.range(lo, hi)).collect();
+                let bias: Vec<i32> = if offset == 3 {
+                    Vec::new()
+                } else {
+                    (0..rows).map(|_| rng.range(-1 << 24, 1 << 24)).collect()
+                };
+                let oracle_bias = if bias.is_empty() {
+                    std::vec![0; rows]
+                } else {
+                    bias.clone()
+                };
+                let requant = random_requants(&mut rng, rows, if offset < 2 { -30 } else { -40 });
+                let accumulate = offset % 2 == 1;
+                let initial = rng.range(-1 << 20, 1 << 20);
+                check_project_in(
+                    name,
+                    k,
+                    layout,
+                    &w,
+                    &oracle_bias,
+                    &requant,
+                    &x,
+                    rows,
+                    offset,
+                    accumulate,
+                    initial,
+                );
+            }
+        }
+    }
+    // Saturating: full-scale weights and codes, biases at the limits, large factors.
+    let big = crate::quant::Requant::from_f64(40.0)
+        .and_then(|r| r.pack())
+        .unwrap_or(0);
+    for (wv, xv) in [(-128i8, -32768i32), (127, -32768), (127, 32767)] {
+        for cols in [7usize, 64, crate::MAX_WIDTH] {
+            let rows = 8;
+            let w = std::vec![wv; rows * cols];
+            let x = std::vec![xv; cols];
+            let bias = std::vec![i32::MAX; rows];
+            for requant in [std::vec![big; rows], random_requants(&mut rng, rows, -40)] {
+                check_project_in(
+                    name,
+                    k,
+                    layout,
+                    &w,
+                    &bias,
+                    &requant,
+                    &x,
+                    rows,
+                    1,
+                    true,
+                    i32::MAX - 5,
+                );
+            }
+        }
+    }
+    // Pairs, as the cells call them: from block starts, any rows.
+    for (i, cx) in [0usize, 1, 3, 4, 8, 13, 16, 36, 67].into_iter().enumerate() {
+        for (j, ch) in [4usize, 8, 16, 20, 64].into_iter().enumerate() {
+            for rows in [4usize, 8, 12, 16, 32, 5] {
+                let first = [0, 4, 8][(i + j + rows) % 3];
+                let offset = (i + j + rows) % 4;
+                let total = (first + rows).div_ceil(4) * 4;
+                let mut x = Side::random(&mut rng, total, cx, ranges[(i + rows) % 3], -30);
+                let mut h = Side::random(&mut rng, total, ch, ranges[j % 3], -30);
+                x.layout = layout;
+                h.layout = layout;
+                if (i + j) % 2 == 0 {
+                    h.bias.clear();
+                }
+                check_project_pair(name, k, (&x, &h), first, rows, offset);
+            }
+        }
     }
 }
 
@@ -1348,6 +1494,13 @@ macro_rules! conformance {
             fn project_split_i8_is_exact() {
                 if let Some(k) = table() {
                     project_split_i8($name, k);
+                }
+            }
+
+            #[test]
+            fn project_i8_interleaved_is_exact() {
+                if let Some(k) = table() {
+                    project_i8_interleaved($name, k);
                 }
             }
 

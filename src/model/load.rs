@@ -12,13 +12,15 @@ use crate::format::{
     Activation, Blob, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Layer, Merge, QParams,
     QuantMode, RecurrentLayer, RepeatLayer, TensorRef,
 };
-use crate::kernels::{F32View, I32View, Matrix, RequantView};
+use crate::kernels::{F32View, I32View, Matrix, RequantView, WeightLayout};
 use crate::{MAX_LAYERS, MAX_WIDTH};
 
 struct Ctx<'a> {
     weights: &'a [u8],
     layer: u8,
     mode: QuantMode,
+    /// The recurrent layers' int8 matrices' layout (the blob's flags).
+    layout: WeightLayout,
 }
 
 impl<'a> Ctx<'a> {
@@ -160,8 +162,17 @@ impl<'a> Ctx<'a> {
     ) -> Result<(), LoadError> {
         let rows = cell.gates() * units;
         let shape = self.shape();
-        let kernel_len = rows.checked_mul(input_width).ok_or(shape)?;
-        let recurrent_len = rows.checked_mul(units).ok_or(shape)?;
+        // Interleaved, every gate's rows and every block of units a cell projects start on a
+        // block of 4 rows when the units are a multiple of 4 (the cells' blocks of units are).
+        let layout = self.layout;
+        if !layout.can_start_at(units) {
+            return Err(LoadError::PackedShape { layer: self.layer });
+        }
+        out.layout = layout;
+        let kernel_len = rows
+            .checked_mul(layout.row_bytes(input_width))
+            .ok_or(shape)?;
+        let recurrent_len = rows.checked_mul(layout.row_bytes(units)).ok_or(shape)?;
         let reset_before = matches!(cell, Cell::Gru { reset_after: false });
         if reset_before {
             out.requant_reset = self.requants(d.reset_scale, units)?;
@@ -289,6 +300,7 @@ impl<'a, const L: usize> Model<'a, L> {
             weights: &[],
             layer: 0,
             mode,
+            layout: WeightLayout::RowMajor,
         }
         .width(info.input_features)?;
         let model = slot.insert(Self {
@@ -334,6 +346,7 @@ impl<'a, const L: usize> Model<'a, L> {
                 weights: blob.weights(),
                 layer: index as u8,
                 mode,
+                layout: blob.info().layout,
             };
             if index == 0 {
                 self.reads_tokens = matches!(layer, Layer::Embedding(_));

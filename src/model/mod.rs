@@ -87,7 +87,9 @@ impl Default for DirWeights<'_> {
 }
 
 impl DirWeights<'_> {
-    fn parameters(&self) -> usize {
+    /// Weights and biases of one direction of `units` units reading `input_width` values (the
+    /// true count, not the stored one: pre-packed matrices hold zero padding).
+    fn parameters(&self, input_width: usize, units: usize) -> usize {
         match self {
             Self::Float(d) => {
                 d.kernel.len()
@@ -96,7 +98,9 @@ impl DirWeights<'_> {
                     + d.recurrent_bias.map_or(0, |b| b.len())
             }
             Self::Int(d) => {
-                d.kernel.len() + d.recurrent_kernel.len() + d.bias_x.len() + d.bias_h.len()
+                // One input-side bias per row (gates x units).
+                let rows = d.bias_x.len();
+                rows * (input_width + units) + rows + d.bias_h.len()
             }
         }
     }
@@ -447,7 +451,7 @@ impl<const L: usize> Model<'_, L> {
         Some(match layer {
             LayerPlan::Recurrent(r) => {
                 let dirs = r.directions();
-                let per_dir = r.forward.parameters();
+                let per_dir = r.forward.parameters(r.input_width, r.spec.units);
                 LayerSummary {
                     kind: LayerKind::Recurrent {
                         cell: r.spec.cell,

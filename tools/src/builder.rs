@@ -7,7 +7,8 @@ use anyhow::{bail, ensure, Context, Result};
 use edgernn::format::{
     blob_crc, Activation, Cell, DenseLayer, DirectionWeights, EmbeddingLayer, Extensions, Header,
     Layer, Merge, NormalizationLayer, Preamble, QuantMode, RecurrentLayer, RepeatLayer, TensorRef,
-    CRC_OFFSET, FORMAT_VERSION, FORMAT_VERSION_PLAIN, PREAMBLE_LEN, WEIGHT_ALIGN,
+    CRC_OFFSET, FORMAT_VERSION_EXTENSIONS, FORMAT_VERSION_FLAGS, FORMAT_VERSION_PLAIN,
+    PREAMBLE_LEN, WEIGHT_ALIGN,
 };
 
 /// Options of a recurrent layer, as in Keras.
@@ -365,12 +366,31 @@ pub fn write_blob_with(
     extensions: &Extensions<'_>,
     weights: &[u8],
 ) -> Result<Vec<u8>> {
+    write_blob_flags(header, extensions, weights, 0)
+}
+
+/// [`write_blob_with`] with preamble `flags` (e.g. [`edgernn::format::FLAG_INTERLEAVED4`]
+/// for weights [`crate::pack`] packed): the oldest version that can express the blob, 1 or 2
+/// without flags, 3 with them (which always carries the extensions record).
+///
+/// # Errors
+/// As [`write_blob`].
+pub fn write_blob_flags(
+    header: &Header,
+    extensions: &Extensions<'_>,
+    weights: &[u8],
+    flags: u16,
+) -> Result<Vec<u8>> {
     let mut header_bytes = postcard::to_allocvec(header).context("encoding the header")?;
-    let version = if extensions.is_empty() {
+    let version = if flags == 0 && extensions.is_empty() {
         FORMAT_VERSION_PLAIN
     } else {
         header_bytes.extend(postcard::to_allocvec(extensions).context("encoding the extensions")?);
-        FORMAT_VERSION
+        if flags == 0 {
+            FORMAT_VERSION_EXTENSIONS
+        } else {
+            FORMAT_VERSION_FLAGS
+        }
     };
     let header_end = PREAMBLE_LEN + header_bytes.len();
     let weight_offset = header_end.div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
@@ -378,7 +398,7 @@ pub fn write_blob_with(
     let too_big = || anyhow::anyhow!("blob of {total} bytes exceeds the 4 GiB format limit");
     let preamble = Preamble {
         version,
-        flags: 0,
+        flags,
         total_len: u32::try_from(total).map_err(|_| too_big())?,
         header_len: u32::try_from(header_bytes.len()).map_err(|_| too_big())?,
         weight_offset: u32::try_from(weight_offset).map_err(|_| too_big())?,

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod import;
 pub mod io;
 pub mod nab;
+pub mod pack;
 mod plot_png;
 pub mod quantize;
 pub mod runner;

@@ -74,6 +74,10 @@ enum Command {
         /// Clip activation ranges to this percentile (e.g. 99.99) instead of min/max.
         #[arg(long)]
         percentile: Option<f64>,
+        /// Weight layout of the recurrent layers: row-major (default) or interleaved4
+        /// (pre-packed for the kernels, format version 3; units a multiple of 4).
+        #[arg(long)]
+        pack: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -99,6 +103,10 @@ enum Command {
         /// Only the first N rows of --detect.
         #[arg(long)]
         detect_rows: Option<usize>,
+        /// Write the blob with this weight layout: row-major (as it is) or interleaved4
+        /// (pre-packed for the kernels, format version 3; integer blobs, units a multiple of 4).
+        #[arg(long)]
+        pack: Option<String>,
     },
     /// Run a model on an input file and print or save its output.
     Run {
@@ -208,6 +216,7 @@ fn main() -> ExitCode {
             vectors,
             detect,
             detect_rows,
+            pack,
         } => cli::export::run(&cli::export::ExportOptions {
             model,
             rust,
@@ -215,6 +224,7 @@ fn main() -> ExitCode {
             vectors,
             detect,
             detect_rows,
+            pack,
         }),
         Command::Quantize {
             model,
@@ -222,6 +232,7 @@ fn main() -> ExitCode {
             mode,
             output,
             percentile,
+            pack,
             json,
         } => cli::quantize::run(&cli::quantize::QuantizeOptions {
             model,
@@ -229,6 +240,7 @@ fn main() -> ExitCode {
             mode,
             output,
             percentile,
+            pack,
             json,
         }),
         Command::Verify {

@@ -12,7 +12,9 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use edgernn::kernels::{self, I32View, Kernels, ProjectionI8, RequantView, RowsI8, GENERIC};
+use edgernn::kernels::{
+    self, I32View, Kernels, ProjectionI8, RequantView, RowsI8, WeightLayout, GENERIC,
+};
 use panic_semihosting as _;
 
 /// Widest random case; the extremes go wider.
@@ -70,6 +72,7 @@ fn check(
     view_offset: usize,
     accumulate: bool,
     initial: &[i32],
+    layout: WeightLayout,
 ) -> bool {
     let cols = codes.len();
     let mut bias_bytes = [0u8; 4 * MAX_ROWS + 4];
@@ -88,16 +91,22 @@ fn check(
     got[..=rows].copy_from_slice(&initial[..=rows]);
     let mut want = got;
     (table.pack_i16)(codes, &mut packed[..kernels::packed_len(cols)]);
-    (table.project_i8)(&view, &packed, cols, &mut got[..rows], accumulate);
+    // Each layout by its own entry.
+    let project = |k: &Kernels| match layout {
+        WeightLayout::Interleaved4 => k.project_i8_interleaved4,
+        _ => k.project_i8,
+    };
+    project(table)(&view, &packed, cols, &mut got[..rows], accumulate);
     let mut packed = [0x5A5A_5A5Ai32; EXTREME_COLS / 2];
     (GENERIC.pack_i16)(codes, &mut packed[..kernels::packed_len(cols)]);
-    (GENERIC.project_i8)(&view, &packed, cols, &mut want[..rows], accumulate);
+    project(&GENERIC)(&view, &packed, cols, &mut want[..rows], accumulate);
     if got != want {
         hprintln!(
-            "MISMATCH {} project {}x{} view offset {} accumulate {}: got {:?} want {:?}",
+            "MISMATCH {} project {}x{} {:?} view offset {} accumulate {}: got {:?} want {:?}",
             table.name,
             rows,
             cols,
+            layout,
             view_offset,
             accumulate,
             &got[..=rows],
@@ -150,12 +159,14 @@ fn check_tall_pairs(table: &Kernels, rng: &mut Rng) -> (bool, u32) {
                 bias: if with_bias.0 { &bias[..] } else { &[] },
                 requant: &requant,
                 codes: &x_codes[..cx],
+                layout: WeightLayout::RowMajor,
             };
             let h = Side {
                 weights: &wh[..(first + rows) * ch],
                 bias: if with_bias.1 { &bias[..] } else { &[] },
                 requant: &requant,
                 codes: &h_codes[..ch],
+                layout: WeightLayout::RowMajor,
             };
             ok &= check_pair(table, (&x, &h), first, rows, &initial);
             cases += 1;
@@ -174,12 +185,79 @@ fn check_tall_pairs(table: &Kernels, rng: &mut Rng) -> (bool, u32) {
     (ok, cases)
 }
 
+/// Paired projections over interleaved weights (the packed blobs' layout), as the cells
+/// make them: from block starts, input sides of any width, int8 and int16 codes. Returns
+/// whether all matched and the cases run.
+#[inline(never)]
+fn check_interleaved_pairs(table: &Kernels, rng: &mut Rng) -> (bool, u32) {
+    // Sized for the micro:bit's 16 KiB of RAM next to `main`'s buffers.
+    const ROWS: usize = 16;
+    const COLS: usize = 40;
+    let mut wx = [0u8; ROWS * COLS];
+    let mut wh = [0u8; ROWS * 20];
+    let mut x_codes = [0i32; COLS];
+    let mut h_codes = [0i32; 20];
+    let mut bias = [0i32; ROWS];
+    let mut requant = [0i32; ROWS];
+    let mut initial = [0i32; ROWS + 1];
+    let (mut ok, mut cases) = (true, 0);
+    let layout = WeightLayout::Interleaved4;
+    for (i, cx) in [0usize, 1, 3, 4, 8, 13, 16, 36, 37].into_iter().enumerate() {
+        for (j, ch) in [4usize, 8, 16, 20].into_iter().enumerate() {
+            for rows in [4usize, 8, 12, 5] {
+                let first = if rows > 8 {
+                    0
+                } else {
+                    [0, 4, 8][(i + j + rows) % 3]
+                };
+                let total = (first + rows).div_ceil(4) * 4;
+                let codes = if (i + j) % 2 == 0 { 127 } else { 32767 };
+                let wx = &mut wx[..total * layout.row_bytes(cx)];
+                let wh = &mut wh[..total * layout.row_bytes(ch)];
+                wx.iter_mut().for_each(|v| *v = rng.next() as u8);
+                wh.iter_mut().for_each(|v| *v = rng.next() as u8);
+                x_codes
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-codes - 1, codes));
+                h_codes
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-codes - 1, codes));
+                bias.iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+                requant.iter_mut().for_each(|v| *v = rng.requant());
+                initial
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+                let x = Side {
+                    weights: wx,
+                    bias: &bias[..total],
+                    requant: &requant[..total],
+                    codes: &x_codes[..cx],
+                    layout,
+                };
+                let h = Side {
+                    weights: wh,
+                    bias: if j % 2 == 0 { &[] } else { &bias[..total] },
+                    requant: &requant[..total],
+                    codes: &h_codes[..ch],
+                    layout,
+                };
+                ok &= check_pair(table, (&x, &h), first, rows, &initial);
+                cases += 1;
+            }
+        }
+    }
+    hprintln!("{} interleaved paired cases", cases);
+    (ok, cases)
+}
+
 /// One side of a paired projection: weights, biases (none when empty), requantizers, codes.
 struct Side<'a> {
     weights: &'a [u8],
     bias: &'a [i32],
     requant: &'a [i32],
     codes: &'a [i32],
+    layout: WeightLayout,
 }
 
 /// `side`'s view with its bias and requantizer bytes and packed codes.
@@ -231,7 +309,12 @@ fn check_pair(
         (k.pack_i16)(h.codes, &mut ph[..kernels::packed_len(ch)]);
         let vx = view(x, &bx[..lbx], &rx[..lrx], &px[..kernels::packed_len(cx)]);
         let vh = view(h, &bh[..lbh], &rh[..lrh], &ph[..kernels::packed_len(ch)]);
-        kernels::project_pair_with(k, &vx, &vh, first, &mut out[..rows]);
+        match x.layout {
+            WeightLayout::Interleaved4 => {
+                kernels::project_pair_interleaved4_with(k, &vx, &vh, first, &mut out[..rows]);
+            }
+            _ => kernels::project_pair_with(k, &vx, &vh, first, &mut out[..rows]),
+        }
     }
     if got != want {
         hprintln!(
@@ -770,6 +853,7 @@ fn main() -> ! {
                     view_offset,
                     round % 2 == 1,
                     &initial,
+                    WeightLayout::RowMajor,
                 );
                 cases += 1;
                 rows_checked += rows;
@@ -813,6 +897,7 @@ fn main() -> ! {
                 0,
                 accumulate,
                 &initial,
+                WeightLayout::RowMajor,
             );
             cases += 1;
             rows_checked += EXTREME_ROWS;
@@ -867,6 +952,7 @@ fn main() -> ! {
             0,
             round % 2 == 1,
             &initial,
+            WeightLayout::RowMajor,
         );
         cases += 1;
         rows_checked += rows;
@@ -900,6 +986,7 @@ fn main() -> ! {
             0,
             round % 2 == 1,
             &initial,
+            WeightLayout::RowMajor,
         );
         cases += 1;
         rows_checked += rows;
@@ -944,12 +1031,14 @@ fn main() -> ! {
                     bias: &x_bias,
                     requant: &x_requant,
                     codes: &x_codes[..cx],
+                    layout: WeightLayout::RowMajor,
                 };
                 let h = Side {
                     weights: wh,
                     bias: if round % 2 == 0 { &bias } else { &[] },
                     requant: &requant,
                     codes: &codes[..ch],
+                    layout: WeightLayout::RowMajor,
                 };
                 ok &= check_pair(table, (&x, &h), first, rows, &initial);
                 if table.project_split_i8.is_some() {
@@ -1012,12 +1101,14 @@ fn main() -> ! {
             bias: &x_bias,
             requant: &x_requant,
             codes: &x_codes[..cx],
+            layout: WeightLayout::RowMajor,
         };
         let h = Side {
             weights: wh,
             bias: &bias,
             requant: &requant,
             codes: &codes[..ch],
+            layout: WeightLayout::RowMajor,
         };
         ok &= check_pair(table, (&x, &h), 0, rows, &initial);
         if table.project_split_i8.is_some() {
@@ -1121,6 +1212,97 @@ fn main() -> ! {
         hprintln!("MISMATCH: the DSP split kernel did not run");
         ok = false;
     }
+    // Interleaved weights (blobs packed with `--pack interleaved4`): every table against the
+    // generic reference of that layout, with its own packing of the codes; every width to 67
+    // and wider, rows in and past whole blocks, unaligned weights, then full scale.
+    let interleaved = WeightLayout::Interleaved4;
+    let mut interleaved_cases = 0u32;
+    let before_interleaved = edgernn::kernels::arm::reference_rows();
+    // Rows checked, and those the DSP table's `ldm` kernel takes unless they saturate: whole
+    // blocks, widths a multiple of 4, word-aligned weights.
+    let (mut i4_rows, mut i4_fast) = (0usize, 0usize);
+    for cols in (0..=67).chain([128, 256]) {
+        for rows in [0usize, 1, 3, 4, 5, 8, 12, 16] {
+            for round in 0..4usize {
+                let offset = round % 4;
+                let (lo, hi) = ranges[round % 3];
+                let len = rows.div_ceil(4) * 4 * interleaved.row_bytes(cols);
+                let w = &mut weights[offset..offset + len];
+                w.iter_mut().for_each(|v| *v = rng.next() as u8);
+                codes[..cols]
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(lo, hi));
+                bias.iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 24, 1 << 24));
+                requant.iter_mut().for_each(|v| *v = rng.requant());
+                initial
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+                ok &= check(
+                    table,
+                    &weights[offset..offset + len],
+                    &bias,
+                    &requant,
+                    &codes[..cols],
+                    rows,
+                    0,
+                    round % 2 == 1,
+                    &initial,
+                    interleaved,
+                );
+                interleaved_cases += 1;
+                i4_rows += rows;
+                if cols > 0 && cols % 4 == 0 && offset == 0 {
+                    i4_fast += rows / 4 * 4;
+                }
+            }
+        }
+    }
+    for (wv, xv) in [
+        (-128i8, -32768i32),
+        (127, -32768),
+        (127, 32767),
+        (-128, -128),
+    ] {
+        codes.iter_mut().for_each(|v| *v = xv);
+        bias.iter_mut().for_each(|v| *v = i32::MAX);
+        requant.iter_mut().for_each(|v| *v = rng.requant());
+        initial.iter_mut().for_each(|v| *v = i32::MAX - 5);
+        weights[..EXTREME_ROWS * EXTREME_COLS].fill(wv as u8);
+        for accumulate in [false, true] {
+            ok &= check(
+                table,
+                &weights[..EXTREME_ROWS * EXTREME_COLS],
+                &bias,
+                &requant,
+                &codes[..EXTREME_COLS],
+                EXTREME_ROWS,
+                0,
+                accumulate,
+                &initial,
+                interleaved,
+            );
+            interleaved_cases += 1;
+            i4_rows += EXTREME_ROWS;
+        }
+    }
+    // The interleaved fast path must have computed most eligible rows itself (the extremes
+    // saturate, so they are not counted as eligible).
+    let i4_reference = edgernn::kernels::arm::reference_rows() - before_interleaved;
+    hprintln!(
+        "{} interleaved projection cases: {} rows, {} eligible for the ldm path, {} by the reference path",
+        interleaved_cases,
+        i4_rows,
+        i4_fast,
+        i4_reference
+    );
+    if table.name == "arm-dsp" && i4_reference > i4_rows - i4_fast / 2 {
+        hprintln!("MISMATCH: the DSP interleaved (ldm) path did not run");
+        ok = false;
+    }
+    let (pairs_ok, pair_cases) = check_interleaved_pairs(table, &mut rng);
+    ok &= pairs_ok;
+    cases += interleaved_cases + pair_cases;
     ok &= lstm_ok && tall_ok;
     cases += tall_cases;
     hprintln!(

@@ -65,6 +65,7 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: v6m_pack_i16,
     project_i8: v6m_project_i8,
     project_pair_i8: Some(v6m_project_pair_i8),
+    project_i8_interleaved4: v6m_project_i8_interleaved4,
     lstm_units_i8: v6m_lstm_units_i8,
     ..GENERIC
 };
@@ -265,6 +266,23 @@ fn v6m_project_pair_i8(
 ) {
     pair_side(x, first_row, out, false);
     pair_side(h, first_row, out, true);
+}
+
+/// The table's `project_i8_interleaved4`: the generic reference over the planes.
+fn v6m_project_i8_interleaved4(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let bytes = bytes(packed);
+    crate::kernels::generic::project_interleaved_with(rows, cols, out, accumulate, |c| {
+        match (bytes.get(c), bytes.get(cols + c)) {
+            (Some(&lo), Some(&hi)) => code(lo, hi),
+            _ => 0,
+        }
+    });
 }
 
 /// One side of [`v6m_project_pair_i8`]: [`v6m_project_i8`] of `p`'s rows from `first`. Out

@@ -3,7 +3,7 @@
 pub mod batch;
 pub mod lstm;
 
-use super::{project_rows_with, F32View, RowsI8};
+use super::{finish_row, project_rows_with, F32View, RowsI8, WeightLayout};
 
 /// `y[r] += sum_c W[r, c] * x[c]`, summing each row left to right in one f32 accumulator and
 /// adding it to `y[r]` last. That fixed order is what makes results reproducible: streaming and
@@ -136,6 +136,92 @@ pub fn project_i8(
     project_rows_with(rows, cols, out, accumulate, |row| {
         dot_i8_packed(row, packed)
     });
+}
+
+/// The reference of [`crate::kernels::Kernels::project_i8_interleaved4`]: [`project_i8`]'s
+/// bits for the same rows stored [`WeightLayout::Interleaved4`], codes packed by
+/// [`pack_i16`] (see [`project_interleaved_with`]).
+pub fn project_i8_interleaved4(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    project_interleaved_with(rows, cols, out, accumulate, |c| natural_code(packed, c));
+}
+
+/// Code `c` of codes [`pack_i16`] packed (0 past the end).
+#[inline]
+pub(crate) fn natural_code(packed: &[i32], c: usize) -> i32 {
+    let word = packed.get(c / 2).copied().unwrap_or(0);
+    if c.is_multiple_of(2) {
+        i32::from(word as i16)
+    } else {
+        word >> 16
+    }
+}
+
+/// [`project_i8`] of rows stored [`WeightLayout::Interleaved4`], code `c` of the `cols`
+/// codes being `code(c)`: the reference path of every table for
+/// that layout, each table passing the reader of its own packing. A row sum is exact (i64).
+/// Rows whose whole block of 4 the weights do not hold are left untouched, as is every row
+/// when `cols` is 0.
+pub fn project_interleaved_with(
+    rows: &RowsI8<'_>,
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+    code: impl Fn(usize) -> i32,
+) {
+    // Never 0 (`chunks_exact` would panic): a zero product only from wrapping, past any view.
+    let Some(block_bytes) = WeightLayout::Interleaved4
+        .row_bytes(cols)
+        .checked_mul(4)
+        .filter(|&b| cols > 0 && b > 0)
+    else {
+        return;
+    };
+    for (b, (outs, block)) in out
+        .chunks_mut(4)
+        .zip(rows.weights.chunks_exact(block_bytes))
+        .enumerate()
+    {
+        for (j, o) in outs.iter_mut().enumerate() {
+            // Row `4b + j`'s 4 bytes of column group `g` are at `16 g + 4 j`.
+            let dot: i64 = (0..cols)
+                .map(|c| {
+                    let w = block.get(c / 4 * 16 + 4 * j + c % 4).copied().unwrap_or(0);
+                    i64::from(w as i8) * i64::from(code(c))
+                })
+                .sum();
+            finish_row(rows, 4 * b + j, dot, o, accumulate);
+        }
+    }
+}
+
+/// Packs a row-major `rows x cols` int8 matrix into [`WeightLayout::Interleaved4`] (what the
+/// tools write; `rows` a multiple of 4). `out` needs `rows * ceil(cols / 4) * 4` bytes; the
+/// padding columns are written as zeros. Returns `false`, having written nothing, when the
+/// sizes do not fit.
+pub fn interleave4(row_major: &[u8], rows: usize, cols: usize, out: &mut [u8]) -> bool {
+    let row_bytes = WeightLayout::Interleaved4.row_bytes(cols);
+    let fits = rows.is_multiple_of(4)
+        && rows.checked_mul(cols) == Some(row_major.len())
+        && rows.checked_mul(row_bytes) == Some(out.len());
+    if !fits {
+        return false;
+    }
+    out.fill(0);
+    for (r, row) in row_major.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        let base = r / 4 * 4 * row_bytes + 4 * (r % 4);
+        for (c, &w) in row.iter().enumerate() {
+            if let Some(slot) = out.get_mut(base + c / 4 * 16 + c % 4) {
+                *slot = w;
+            }
+        }
+    }
+    true
 }
 
 /// `v = act(v)` for every value, by [`crate::math::apply`] (softmax, which is not element-wise,

@@ -25,6 +25,8 @@ pub struct ExportOptions {
     pub detect: Option<PathBuf>,
     /// Only the first this many rows of `detect`.
     pub detect_rows: Option<usize>,
+    /// `--pack`: the weight layout of the exported blob (`None`: the file's).
+    pub pack: Option<String>,
 }
 
 /// A series and the host detector's output for it.
@@ -281,7 +283,19 @@ pub fn run(opts: &ExportOptions) -> Result<(), Failure> {
     for out in opts.rust.iter().chain(&opts.c) {
         io::atomic::ensure_not_same_file(&opts.model, out)?;
     }
-    let blob = read_blob(&opts.model)?;
+    let pack = opts
+        .pack
+        .as_deref()
+        .map(|v| crate::pack::Pack::parse("--pack", v))
+        .transpose()
+        .map_err(|e| Failure::BadInput(format!("{e:#}")))?;
+    let mut blob = read_blob(&opts.model)?;
+    if let Some(pack) = pack {
+        let packed = pack
+            .apply(blob.bytes())
+            .map_err(|e| Failure::input(&opts.model, format!("{e:#}")))?;
+        blob = crate::blob_file::AlignedBlob::from_bytes(&packed);
+    }
     let model = load_model(&opts.model, &blob)?;
     let v = match &opts.vectors {
         Some(p) => Some(vectors(&model, p)?),

@@ -36,6 +36,8 @@ struct PerWindow {
 struct Report {
     file: String,
     format_version: u16,
+    /// How the recurrent layers' int8 matrices are stored (`row-major`, `interleaved4`).
+    weight_layout: &'static str,
     blob_bytes: usize,
     weight_bytes: usize,
     mode: &'static str,
@@ -102,6 +104,7 @@ fn report(
     model: &Model<'_>,
     weight_bytes: usize,
     format_version: u16,
+    layout: edgernn::kernels::WeightLayout,
 ) -> Result<Report, Failure> {
     let mut layers = Vec::new();
     for index in 0..model.layer_count() {
@@ -145,6 +148,7 @@ fn report(
     Ok(Report {
         file: path.display().to_string(),
         format_version,
+        weight_layout: crate::pack::layout_name(layout),
         blob_bytes: model.blob_len(),
         weight_bytes,
         mode: mode_name(model.mode()),
@@ -177,7 +181,8 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
     let version = edgernn::format::Preamble::parse(blob.bytes())
         .map_err(|e| Failure::input(path, e))?
         .version;
-    let r = report(path, &model, checked.weights().len(), version)?;
+    let layout = checked.info().layout;
+    let r = report(path, &model, checked.weights().len(), version, layout)?;
     if json {
         let text =
             serde_json::to_string_pretty(&r).map_err(|e| Failure::Internal(e.to_string()))?;
@@ -185,8 +190,8 @@ pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{}: edgernn blob v{}, {} bytes, {}",
-        r.file, r.format_version, r.blob_bytes, r.mode
+        "{}: edgernn blob v{}, {} bytes, {}, {} weights",
+        r.file, r.format_version, r.blob_bytes, r.mode, r.weight_layout
     );
     println!(
         "input: {} features per step; output: {} values {}",

@@ -18,6 +18,8 @@ pub struct QuantizeOptions {
     pub mode: String,
     pub output: PathBuf,
     pub percentile: Option<f64>,
+    /// `--pack`: the weight layout to write (`None`: row-major).
+    pub pack: Option<String>,
     pub json: bool,
 }
 
@@ -66,6 +68,13 @@ pub fn run(opts: &QuantizeOptions) -> Result<(), Failure> {
             )));
         }
     }
+    let pack = opts
+        .pack
+        .as_deref()
+        .map(|v| crate::pack::Pack::parse("--pack", v))
+        .transpose()
+        .map_err(|e| Failure::BadInput(format!("{e:#}")))?
+        .unwrap_or(crate::pack::Pack::RowMajor);
     let blob = read_blob(&opts.model)?;
     let (input, _) = read_input(&opts.calibration)?;
     let (steps, features) = (input.shape[1], input.shape[2]);
@@ -86,6 +95,9 @@ pub fn run(opts: &QuantizeOptions) -> Result<(), Failure> {
         },
     )
     .map_err(|e| Failure::input(&opts.model, format!("{e:#}")))?;
+    let quantized = pack
+        .apply(&quantized)
+        .map_err(|e| Failure::input(&opts.model, format!("{e:#}")))?;
     io::atomic::write_atomic(&opts.output, &quantized)?;
     if opts.json {
         let text =

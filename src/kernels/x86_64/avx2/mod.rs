@@ -43,6 +43,9 @@ pub(crate) static TABLE: Kernels = Kernels {
     // The definition: two `avx2_project_i8` calls.
     project_pair_i8: None,
     project_split_i8: None,
+    // The generic one: this table packs the codes the generic way.
+    project_i8_interleaved4: generic::project_i8_interleaved4,
+    project_pair_i8_interleaved4: None,
     matmul_f32: batch::avx2_matmul_f32,
     lstm_units_i8: lstm::avx2_lstm_units_i8,
     gru_units_i8: None,
