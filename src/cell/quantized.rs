@@ -544,13 +544,20 @@ impl IntCell {
         // The update and reset gates need only `W x + U h` of their rows: one paired call for
         // both (the same saturating sum of the two requantized sides as two calls). The
         // candidate's parts stay apart: `r` multiplies the recurrent one (both in one split
-        // call on row-major weights), or (without `reset_after`) the recurrent kernel reads
-        // `r * h`.
+        // call: always on row-major weights, on interleaved ones where the table has that
+        // entry), or (without `reset_after`) the recurrent kernel reads `r * h`.
         let wx = side(w.kernel(), w.bias_x, w.requant_x, x);
         let uh = side(u, bias, requant, old_h);
         pair_for(w.layout)(&wx, &uh, 0, zr);
+        // The interleaved split, if any: tested after the row-major case, which pays nothing.
+        let split_i4 = || match w.layout {
+            WeightLayout::Interleaved4 => crate::kernels::active().project_split_i8_interleaved4,
+            _ => None,
+        };
         if reset_after && w.layout == WeightLayout::RowMajor {
             project_split_i8(&wx, &uh, 2 * units, cand_x, cand_h);
+        } else if let Some(split) = reset_after.then(split_i4).flatten() {
+            split(&wx, &uh, 2 * units, cand_x, cand_h);
         } else {
             project(
                 w.kernel(),

@@ -452,6 +452,11 @@ pub struct Kernels {
     /// a block start): exactly its `project_i8_interleaved4` of the `x` side, then, accumulated,
     /// of the `h` side, which `None` makes ([`project_pair_interleaved4_with`]).
     pub project_pair_i8_interleaved4: Option<ProjectPairI8>,
+    /// [`Kernels::project_split_i8`] of rows stored [`WeightLayout::Interleaved4`]
+    /// (`first_row` a block start): exactly its `project_i8_interleaved4` of the `x` side into
+    /// `out_x`, then of the `h` side into `out_h`, which `None` makes
+    /// ([`project_split_interleaved4_with`]; the cells then make those two calls themselves).
+    pub project_split_i8_interleaved4: Option<ProjectSplitI8>,
     /// `y[r * s + j] += sum_c W[r, c] * x[c * s + j]`: f32 `W` times a tile of `s` streams
     /// stored stream-minor, each stream's sum in the order of this table's `matvec_f32`, so
     /// every stream gets the same bits (see [`generic::batch::matmul_acc_f32`]).
@@ -516,6 +521,7 @@ pub const GENERIC: Kernels = Kernels {
     project_split_i8: None,
     project_i8_interleaved4: generic::project_i8_interleaved4,
     project_pair_i8_interleaved4: None,
+    project_split_i8_interleaved4: None,
     matmul_f32: generic::batch::matmul_acc_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
     gru_units_i8: None,
@@ -746,6 +752,32 @@ pub fn project_split_with(
         None => {
             (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out_x, false);
             (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out_h, false);
+        }
+    }
+}
+
+/// [`Kernels::project_split_i8_interleaved4`] of table `k`, and its definition when the table
+/// has none: `k`'s `project_i8_interleaved4` of rows `first_row..` (a block start) of the `x`
+/// side into `out_x`, then of the `h` side into `out_h`.
+#[inline]
+pub fn project_split_interleaved4_with(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    match k.project_split_i8_interleaved4 {
+        Some(split) => split(x, h, first_row, out_x, out_h),
+        None => {
+            let layout = WeightLayout::Interleaved4;
+            let (xr, hr) = (
+                x.rows_from_in(layout, first_row),
+                h.rows_from_in(layout, first_row),
+            );
+            (k.project_i8_interleaved4)(&xr, x.packed, x.cols, out_x, false);
+            (k.project_i8_interleaved4)(&hr, h.packed, h.cols, out_h, false);
         }
     }
 }

@@ -785,7 +785,13 @@ fn check_project_split(
     let (vx, vh) = (bx.view(x.x.len()), bh.view(h.x.len()));
     let mut got_x = std::vec![0x5EED_1234; rows + 1];
     let mut got_h = std::vec![0x1234_5EED; rows + 1];
-    super::project_split_with(k, &vx, &vh, first, &mut got_x[..rows], &mut got_h[..rows]);
+    let (out_x, out_h) = (&mut got_x[..rows], &mut got_h[..rows]);
+    match x.layout {
+        WeightLayout::Interleaved4 => {
+            super::project_split_interleaved4_with(k, &vx, &vh, first, out_x, out_h);
+        }
+        _ => super::project_split_with(k, &vx, &vh, first, out_x, out_h),
+    }
     let mut want_x = std::vec![0x5EED_1234; rows + 1];
     let mut want_h = std::vec![0x1234_5EED; rows + 1];
     x.oracle(first, &mut want_x[..rows], false);
@@ -835,6 +841,67 @@ pub(super) fn project_split_i8(name: &str, k: &Kernels) {
         }
         h.x.fill(if case < 2 { 32767 } else { -32768 });
         check_project_split(name, k, (&x, &h), 0, rows, case);
+    }
+}
+
+/// [`Kernels::project_split_i8_interleaved4`] (the definition where a table has none), as the
+/// GRU calls it: from block starts, input widths ragged or not, recurrent widths of real
+/// cells, with and without a recurrent bias, unaligned views, int8 to out-of-range codes;
+/// then sums that saturate on either side in the middle block (biases at the i32 limit,
+/// full-scale products, large factors).
+pub(super) fn project_split_i8_interleaved(name: &str, k: &Kernels) {
+    let layout = WeightLayout::Interleaved4;
+    let mut rng = Rng(0xBB67_AE85_84CA_A73B);
+    let ranges = [(-128, 127), (-32768, 32767), (-100_000, 100_000)];
+    let x_widths = [0usize, 1, 3, 4, 8, 12, 13, 16, 36, 64, 67];
+    let h_widths = [4usize, 5, 8, 16, 20, 32, 64, 128];
+    for (i, &cx) in x_widths.iter().enumerate() {
+        for (j, &ch) in h_widths.iter().enumerate() {
+            for rows in [1usize, 3, 4, 5, 8, 12, 16, 64, 65] {
+                let offset = (i + j + rows) % 4;
+                let first = [0, 4, 8, 128][(i + 2 * j + rows) % 4];
+                let total = (first + rows).div_ceil(4) * 4;
+                let lowest = if offset < 3 { -30 } else { -40 };
+                let mut x = Side::random(&mut rng, total, cx, ranges[(i + rows) % 3], lowest);
+                let mut h = Side::random(&mut rng, total, ch, ranges[j % 3], lowest);
+                x.layout = layout;
+                h.layout = layout;
+                if (i + j) % 2 == 0 {
+                    h.bias.clear();
+                }
+                check_project_split(name, k, (&x, &h), first, rows, offset);
+            }
+        }
+    }
+    let big = crate::quant::Requant::from_f64(40.0)
+        .and_then(|r| r.pack())
+        .unwrap_or(0);
+    for case in 0..8usize {
+        let (rows, cx, ch) = (12, 8, 1024);
+        let mut x = Side::random(&mut rng, rows, cx, (-128, 127), -12);
+        let mut h = Side::random(&mut rng, rows, ch, (-32768, 32767), -12);
+        x.layout = layout;
+        h.layout = layout;
+        // Rows 4..8 saturate somewhere; the blocks around them must not notice.
+        for r in 4..8 {
+            let full = |w: &mut [i8]| w.fill(if case % 2 == 0 { 127 } else { -128 });
+            match case / 2 {
+                0 => full(&mut h.w[r * ch..(r + 1) * ch]),
+                1 => x.bias[r] = if r % 2 == 0 { i32::MAX } else { i32::MIN },
+                2 => {
+                    x.requant[r] = big;
+                    h.requant[r] = big;
+                }
+                _ => {
+                    full(&mut h.w[r * ch..(r + 1) * ch]);
+                    x.requant[r] = big;
+                }
+            }
+        }
+        if case / 2 == 0 {
+            h.x.fill(if case % 4 == 0 { 32767 } else { -32768 });
+        }
+        check_project_split(name, k, (&x, &h), 0, rows, case % 4);
     }
 }
 
@@ -1501,6 +1568,13 @@ macro_rules! conformance {
             fn project_i8_interleaved_is_exact() {
                 if let Some(k) = table() {
                     project_i8_interleaved($name, k);
+                }
+            }
+
+            #[test]
+            fn project_split_i8_interleaved_is_exact() {
+                if let Some(k) = table() {
+                    project_split_i8_interleaved($name, k);
                 }
             }
 

@@ -405,13 +405,23 @@ fn check_split(
             &rh.0[..lrh],
             &ph[..kernels::packed_len(ch)],
         );
-        kernels::project_split_with(k, &vx, &vh, first, &mut ox[..rows], &mut oh[..rows]);
+        let (ox, oh) = (&mut ox[..rows], &mut oh[..rows]);
+        match x.layout {
+            WeightLayout::Interleaved4 => {
+                kernels::project_split_interleaved4_with(k, &vx, &vh, first, ox, oh);
+            }
+            _ => kernels::project_split_with(k, &vx, &vh, first, ox, oh),
+        }
     }
     let apart = edgernn::kernels::arm::split_rows() - before;
     let [got_x, got_h, want_x, want_h] = &outs;
     let (cx, ch) = (x.codes.len(), h.codes.len());
     bump(&SPLIT_CASES);
-    let eligible = cx % 4 == 0 && cx > 0 && ch % 4 == 0 && rows >= 4;
+    // Interleaved rows also need a block start and word-aligned weights (`ldm`).
+    let aligned = |side: &Side<'_>| (side.weights.as_ptr() as usize).is_multiple_of(4);
+    let ldm_ready =
+        x.layout == WeightLayout::RowMajor || (first.is_multiple_of(4) && aligned(x) && aligned(h));
+    let eligible = cx % 4 == 0 && cx > 0 && ch % 4 == 0 && rows >= 4 && ldm_ready;
     if eligible {
         bump(&SPLIT_ELIGIBLE);
         if apart == rows % 4 {
@@ -440,6 +450,181 @@ fn check_split(
         return false;
     }
     true
+}
+
+/// Split projections over interleaved weights (the packed GRU candidate's `W x` and `U h`),
+/// from block starts, widths ragged or not, aligned and (some cases) misaligned weights,
+/// int8 and int16 codes; then cases whose middle block saturates on one side (a bias at the
+/// i32 limit, a lossy small shift), which the DSP kernel must hand back whole to the two
+/// calls. On the DSP table most eligible cases must have run in one pass. Called from `main`
+/// only for a table with an interleaved split kernel. The weights, codes and the `x` side's
+/// biases and requantizers are `main`'s buffers (`scratch`): this frame and
+/// [`check_split`]'s must fit below `main`'s in the 16 KiB of RAM.
+/// Returns whether all matched and the cases run.
+#[inline(never)]
+fn check_interleaved_splits(
+    table: &Kernels,
+    rng: &mut Rng,
+    scratch: (
+        &mut [u8],
+        &mut [i32],
+        &mut [i32; MAX_ROWS],
+        &mut [i32; MAX_ROWS],
+    ),
+) -> (bool, u32) {
+    const ROWS: usize = 16;
+    const COLS_X: usize = 40;
+    const COLS_H: usize = 32;
+    let layout = WeightLayout::Interleaved4;
+    let (weights, codes, x_bias, x_requant) = scratch;
+    // Word-aligned weights, as blobs keep them (the DSP kernel's `ldm` needs it), and one
+    // spare word each: a misaligned view starts a byte in.
+    let aligned = weights.as_ptr().align_offset(4);
+    let (wx, wh) = weights[aligned..].split_at_mut(ROWS * COLS_X + 4);
+    let wh = &mut wh[..ROWS * COLS_H + 4];
+    let (x_codes, h_codes) = codes.split_at_mut(COLS_X);
+    let h_codes = &mut h_codes[..COLS_H];
+    let (mut h_bias, mut h_requant) = ([0i32; ROWS], [0i32; ROWS]);
+    let mut initial = [0i32; ROWS + 1];
+    let (mut ok, mut cases) = (true, 0u32);
+    let counts = || {
+        (
+            SPLIT_ELIGIBLE.load(Ordering::Relaxed),
+            SPLIT_FAST.load(Ordering::Relaxed),
+        )
+    };
+    let (eligible_before, fast_before) = counts();
+    for (i, cx) in [0usize, 1, 3, 4, 8, 13, 16, 36, 40].into_iter().enumerate() {
+        for (j, ch) in [4usize, 8, 16, 20, 32].into_iter().enumerate() {
+            for rows in [4usize, 8, 12, 16, 5, 7] {
+                let round = i + j + rows;
+                let first = if rows > 8 { 0 } else { [0, 4, 8][round % 3] };
+                let total = (first + rows).div_ceil(4) * 4;
+                let offset = usize::from(round % 5 == 4);
+                let codes = if round % 4 == 3 { 32767 } else { 127 };
+                let wx = &mut wx[offset..offset + total * layout.row_bytes(cx)];
+                let wh = &mut wh[offset..offset + total * layout.row_bytes(ch)];
+                wx.iter_mut().for_each(|v| *v = rng.next() as u8);
+                wh.iter_mut().for_each(|v| *v = rng.next() as u8);
+                x_codes
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-codes - 1, codes));
+                h_codes
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-codes - 1, codes));
+                for b in [&mut x_bias[..ROWS], &mut h_bias[..]] {
+                    b.iter_mut().for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+                }
+                for r in [&mut x_requant[..ROWS], &mut h_requant[..]] {
+                    r.iter_mut().for_each(|v| *v = rng.requant());
+                }
+                initial
+                    .iter_mut()
+                    .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+                let x = Side {
+                    weights: wx,
+                    bias: &x_bias[..total],
+                    requant: &x_requant[..total],
+                    codes: &x_codes[..cx],
+                    layout,
+                };
+                let h = Side {
+                    weights: wh,
+                    // The GRU's recurrent bias is optional.
+                    bias: if j % 2 == 0 { &[] } else { &h_bias[..total] },
+                    requant: &h_requant[..total],
+                    codes: &h_codes[..ch],
+                    layout,
+                };
+                ok &= check_split(table, (&x, &h), first, rows, &initial);
+                cases += 1;
+            }
+        }
+    }
+    let (eligible, fast) = (counts().0 - eligible_before, counts().1 - fast_before);
+    hprintln!(
+        "{} interleaved split cases, {} eligible for one pass, {} taken in one pass",
+        cases,
+        eligible,
+        fast
+    );
+    if table.name == "arm-dsp" && (eligible == 0 || fast < eligible / 2) {
+        hprintln!("MISMATCH: the DSP interleaved split kernel did not run");
+        ok = false;
+    }
+    // Saturation in block 1 (rows 4..8) of one side: the kernel must give the whole call to
+    // the two calls (every row apart), which match the reference bit for bit.
+    let (rows, cx, ch) = (12usize, 8usize, 32usize);
+    let in_range = |r: i32| (r & !0xFF) | 8;
+    for case in 0..4usize {
+        let wx = &mut wx[..rows * cx];
+        let wh = &mut wh[..rows * ch];
+        wx.iter_mut().for_each(|v| *v = rng.next() as u8);
+        wh.iter_mut().for_each(|v| *v = rng.next() as u8);
+        x_codes.iter_mut().for_each(|v| *v = rng.range(-128, 127));
+        h_codes.iter_mut().for_each(|v| *v = rng.range(-128, 127));
+        for b in [&mut x_bias[..ROWS], &mut h_bias[..]] {
+            b.iter_mut().for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+        }
+        // Shifts in the fast range everywhere else: only block 1 may leave the fast path.
+        for r in [&mut x_requant[..ROWS], &mut h_requant[..]] {
+            r.iter_mut().for_each(|v| *v = in_range(rng.requant()));
+        }
+        match case {
+            // Biased sums past i32 (`smlad` saturates).
+            0 => x_bias[4..8].fill(i32::MAX),
+            1 => h_bias[4..8].fill(i32::MIN),
+            // A small shift that would lose bits of a large sum (`ssat` of the multiplier).
+            2 => {
+                x_requant[4..8].fill(0x5000_0000 | 0xF8);
+                x_bias[4..8].fill(1 << 28);
+            }
+            _ => {
+                h_requant[4..8].fill(0x5000_0000 | 0xF8);
+                h_bias[4..8].fill(-(1 << 28));
+            }
+        }
+        if case == 0 {
+            // Positive sums on top of the limit.
+            wx[4 * cx..8 * cx].fill(127);
+            x_codes.fill(127);
+        }
+        if case == 1 {
+            wh[4 * ch..8 * ch].fill(127);
+            h_codes.fill(-128);
+        }
+        initial
+            .iter_mut()
+            .for_each(|v| *v = rng.range(-1 << 20, 1 << 20));
+        let x = Side {
+            weights: wx,
+            bias: &x_bias[..rows],
+            requant: &x_requant[..rows],
+            codes: &x_codes[..cx],
+            layout,
+        };
+        let h = Side {
+            weights: wh,
+            bias: &h_bias[..rows],
+            requant: &h_requant[..rows],
+            codes: &h_codes[..ch],
+            layout,
+        };
+        let before = edgernn::kernels::arm::split_rows();
+        ok &= check_split(table, (&x, &h), 0, rows, &initial);
+        let apart = edgernn::kernels::arm::split_rows() - before;
+        if table.name == "arm-dsp" && apart != rows {
+            hprintln!(
+                "MISMATCH: saturating interleaved split case {}: {} rows apart, want {}",
+                case,
+                apart,
+                rows
+            );
+            ok = false;
+        }
+        cases += 1;
+    }
+    (ok, cases)
 }
 
 /// Most LSTM units per case.
@@ -1303,6 +1488,12 @@ fn main() -> ! {
     let (pairs_ok, pair_cases) = check_interleaved_pairs(table, &mut rng);
     ok &= pairs_ok;
     cases += interleaved_cases + pair_cases;
+    if table.project_split_i8_interleaved4.is_some() {
+        let scratch = (&mut weights[..], &mut codes[..], &mut bias, &mut requant);
+        let (splits_ok, split_cases) = check_interleaved_splits(table, &mut rng, scratch);
+        ok &= splits_ok;
+        cases += split_cases;
+    }
     ok &= lstm_ok && tall_ok;
     cases += tall_cases;
     hprintln!(

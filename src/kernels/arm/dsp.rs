@@ -17,7 +17,9 @@
 //!
 //! Blobs with pre-packed weights ([`WeightLayout::Interleaved4`]) run
 //! [`dsp_project_quads_i4`], the same kernel with one `ldm` for the four rows' words of 4
-//! columns (18 instructions per 16 MACs instead of 21; see `kernel-bench/count.sh`).
+//! columns (18 instructions per 16 MACs instead of 21; see `kernel-bench/count.sh`), in the
+//! same modes: single, paired and split ([`dsp_project_split_i8_interleaved4`], the packed
+//! GRU candidate).
 
 use crate::kernels::{
     generic, project_rows_with, Kernels, ProjectionI8, RowsI8, WeightLayout, GENERIC,
@@ -43,6 +45,7 @@ pub static TABLE: Kernels = Kernels {
     gru_units_i8: Some(units::dsp_gru_units_i8),
     project_i8_interleaved4: dsp_project_i8_interleaved4,
     project_pair_i8_interleaved4: Some(dsp_project_pair_i8_interleaved4),
+    project_split_i8_interleaved4: Some(dsp_project_split_i8_interleaved4),
     ..GENERIC
 };
 
@@ -568,12 +571,37 @@ fn dsp_project_split_i8(
     out_x: &mut [i32],
     out_h: &mut [i32],
 ) {
+    split::<false>(x, h, first_row, out_x, out_h);
+}
+
+/// The table's `project_split_i8_interleaved4`: [`dsp_project_split_i8`] over interleaved
+/// rows (`first_row` a block start), by [`dsp_project_quads_i4`]'s [`SPLIT`] mode; the same
+/// checks and fallbacks (two [`dsp_project_i8_interleaved4`] calls).
+fn dsp_project_split_i8_interleaved4(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    split::<true>(x, h, first_row, out_x, out_h);
+}
+
+/// [`dsp_project_split_i8`], of interleaved rows with `I4`.
+#[inline(always)]
+fn split<const I4: bool>(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
     let n = out_h.len().min(out_x.len()) & !3;
     // Each phase built only once it is known to suit the kernel: no `Phase::NONE` to clear
     // first (a 48-byte `memclr`).
     let phase = |p: &ProjectionI8<'_>| {
         let mut phase = Phase::NONE;
-        load::<false>(p, first_row, n, &mut phase).then_some(phase)
+        load::<I4>(p, first_row, n, &mut phase).then_some(phase)
     };
     let stored = match (phase(x), phase(h)) {
         (Some(first), Some(second)) => {
@@ -588,11 +616,20 @@ fn dsp_project_split_i8(
                 },
                 split: out_x.as_mut_ptr(),
             };
+            let job_ptr = core::ptr::from_mut(&mut job).cast::<Job>();
             // SAFETY: `load` checked that each phase holds `n` rows (a positive multiple of
             // 4) of weights, its packed codes, and as many aligned bias and requantizer
             // values; `out..end` and `split..split + n` are the first `n` values of `out_h`
-            // and `out_x` (i32 slices, so aligned); the kernel reads and writes nothing else.
-            unsafe { dsp_project_quads(core::ptr::from_mut(&mut job).cast::<Job>()) };
+            // and `out_x` (i32 slices, so aligned); the kernel reads and writes nothing else;
+            // with `I4` the rows are interleaved (and `load` checked that `first_row` starts
+            // a block), as `dsp_project_quads_i4` reads them.
+            unsafe {
+                if I4 {
+                    dsp_project_quads_i4(job_ptr);
+                } else {
+                    dsp_project_quads(job_ptr);
+                }
+            }
             if job.job.mode & Q_FLAG != 0 {
                 0
             } else {
@@ -602,15 +639,16 @@ fn dsp_project_split_i8(
         _ => 0,
     };
     if stored < out_h.len().max(out_x.len()) {
-        split_rest(x, h, first_row.saturating_add(stored), out_x, out_h, stored);
+        split_rest::<I4>(x, h, first_row.saturating_add(stored), out_x, out_h, stored);
     }
 }
 
-/// The rest of [`dsp_project_split_i8`] from row `stored` of its outputs: its definition's two
-/// calls. Out of line: real models with whole blocks never take it.
+/// The rest of [`dsp_project_split_i8`] (of interleaved rows with `I4`) from row `stored` of
+/// its outputs: its definition's two calls. Out of line: real models with whole blocks never
+/// take it.
 #[cold]
 #[inline(never)]
-fn split_rest(
+fn split_rest<const I4: bool>(
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,
     first_row: usize,
@@ -621,8 +659,16 @@ fn split_rest(
     super::count_split_rows(out_h.len().saturating_sub(stored));
     let out_x = out_x.get_mut(stored..).unwrap_or(&mut []);
     let out_h = out_h.get_mut(stored..).unwrap_or(&mut []);
-    project_from(x, first_row, out_x, false);
-    project_from(h, first_row, out_h, false);
+    if I4 {
+        // `stored` is 0 or whole blocks, so `first_row` starts a block if the caller's did
+        // (if not, the views are empty and the outputs untouched, as in the definition).
+        let (xs, hs) = (skip::<true>(x, first_row), skip::<true>(h, first_row));
+        dsp_project_i8_interleaved4(&xs.rows, xs.packed, xs.cols, out_x, false);
+        dsp_project_i8_interleaved4(&hs.rows, hs.packed, hs.cols, out_h, false);
+    } else {
+        project_from(x, first_row, out_x, false);
+        project_from(h, first_row, out_h, false);
+    }
 }
 
 /// The table's `project_i8_interleaved4`: [`dsp_project_i8`] over interleaved rows, by
@@ -1178,7 +1224,8 @@ unsafe extern "C" fn dsp_project_quads(job: *mut Job) {
 /// each phase's weights pointer at its first block): the same job, modes, sums, requantization
 /// and Q-flag rules, with [`four_columns_i4!`]'s one `ldm` per 4 columns of the four rows. The
 /// column loops use `lr` as scratch, so the job's address (`lr`'s value) is kept on the stack,
-/// below the first phase's results in [`PAIR`] mode, and reloaded after each loop; after a
+/// below the first phase's results in [`PAIR`] mode (on top in the others: [`SPLIT`] stores
+/// its first phase's results before its second phase), and reloaded after each loop; after a
 /// block's columns `r5` is the next block's start.
 ///
 /// # Safety
@@ -1198,6 +1245,9 @@ unsafe extern "C" fn dsp_project_quads_i4(job: *mut Job) {
         "beq 31f",
         "adr r8, 44f",
         "cmp r7, #1",
+        "beq 31f",
+        "adr r8, 46f",
+        "cmp r7, #3",
         "beq 31f",
         "adr r8, 45f",
         "31:",
@@ -1240,8 +1290,20 @@ unsafe extern "C" fn dsp_project_quads_i4(job: *mut Job) {
         "tst r8, #0x08000000",
         "bne 49b",
         "b 45b",
+        // SPLIT: the first phase's results go to `split`, then PAIR's second phase in a copy
+        // that stores its own results (nothing on the stack above the job's address).
+        "46:",
+        "ldr r7, [lr, #36]",
+        "stm r7!, {{r0-r3}}",
+        "str r7, [lr, #36]",
+        phase_head!("ldmdb lr, {{r4-r9}}", "-24", "5", ""),
+        loop16!("5", four_columns_i4),
+        phase_tail!("-20", "-16", "5", "ldr lr, [sp]\n"),
+        "b 45b",
         phase_stubs!("1"),
         phase_stubs!("2"),
         loop16_entry!("2"),
+        phase_stubs!("5"),
+        loop16_entry!("5"),
     )
 }

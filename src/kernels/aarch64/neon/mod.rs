@@ -32,6 +32,7 @@ pub static TABLE: Kernels = Kernels {
     // The generic one: this table packs the codes the generic way.
     project_i8_interleaved4: generic::project_i8_interleaved4,
     project_pair_i8_interleaved4: None,
+    project_split_i8_interleaved4: None,
     matmul_f32: neon_matmul_f32,
     lstm_units_i8: generic::lstm::lstm_units_i8,
     gru_units_i8: None,

@@ -46,6 +46,7 @@ pub(crate) static TABLE: Kernels = Kernels {
     // The generic one: this table packs the codes the generic way.
     project_i8_interleaved4: generic::project_i8_interleaved4,
     project_pair_i8_interleaved4: None,
+    project_split_i8_interleaved4: None,
     matmul_f32: batch::avx2_matmul_f32,
     lstm_units_i8: lstm::avx2_lstm_units_i8,
     gru_units_i8: None,
