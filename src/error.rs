@@ -84,6 +84,8 @@ pub enum Feature {
     Embedding,
     /// `softmax`: softmax Dense layers.
     Softmax,
+    /// `interleaved4`: blobs with pre-packed weights.
+    Interleaved4,
 }
 
 impl Feature {
@@ -98,6 +100,7 @@ impl Feature {
             Self::WholeWindow => "whole-window",
             Self::Embedding => "embedding",
             Self::Softmax => "softmax",
+            Self::Interleaved4 => "interleaved4",
         }
     }
 
@@ -112,6 +115,7 @@ impl Feature {
             Self::WholeWindow => cfg!(feature = "whole-window"),
             Self::Embedding => cfg!(feature = "embedding"),
             Self::Softmax => cfg!(feature = "softmax"),
+            Self::Interleaved4 => cfg!(feature = "interleaved4"),
         }
     }
 

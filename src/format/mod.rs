@@ -390,6 +390,7 @@ impl<'a> Blob<'a> {
             if !mode.is_integer() {
                 return Err(LoadError::BadFlags { flags: pre.flags });
             }
+            crate::error::Feature::Interleaved4.require(None)?;
             crate::kernels::WeightLayout::Interleaved4
         } else {
             crate::kernels::WeightLayout::RowMajor

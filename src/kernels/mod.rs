@@ -508,6 +508,20 @@ impl core::fmt::Debug for Kernels {
     }
 }
 
+/// The generic `project_i8_interleaved4`: the layout's reference kernel, or, without the
+/// `interleaved4` feature, a function that writes nothing and is never called (the loader
+/// refuses packed blobs there), so none of the layout's code is linked.
+#[cfg(feature = "interleaved4")]
+pub(crate) const GENERIC_INTERLEAVED4: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool) =
+    generic::project_i8_interleaved4;
+#[cfg(not(feature = "interleaved4"))]
+pub(crate) const GENERIC_INTERLEAVED4: fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool) =
+    interleaved4_left_out;
+
+/// [`GENERIC_INTERLEAVED4`] without the `interleaved4` feature.
+#[cfg(not(feature = "interleaved4"))]
+fn interleaved4_left_out(_: &RowsI8<'_>, _: &[i32], _: usize, _: &mut [i32], _: bool) {}
+
 /// The portable scalar table: the reference, complete, available everywhere.
 pub const GENERIC: Kernels = Kernels {
     name: "generic",
@@ -519,7 +533,7 @@ pub const GENERIC: Kernels = Kernels {
     project_i8: generic::project_i8,
     project_pair_i8: None,
     project_split_i8: None,
-    project_i8_interleaved4: generic::project_i8_interleaved4,
+    project_i8_interleaved4: GENERIC_INTERLEAVED4,
     project_pair_i8_interleaved4: None,
     project_split_i8_interleaved4: None,
     matmul_f32: generic::batch::matmul_acc_f32,

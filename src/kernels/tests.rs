@@ -849,6 +849,7 @@ pub(super) fn project_split_i8(name: &str, k: &Kernels) {
 /// cells, with and without a recurrent bias, unaligned views, int8 to out-of-range codes;
 /// then sums that saturate on either side in the middle block (biases at the i32 limit,
 /// full-scale products, large factors).
+#[cfg(feature = "interleaved4")]
 pub(super) fn project_split_i8_interleaved(name: &str, k: &Kernels) {
     let layout = WeightLayout::Interleaved4;
     let mut rng = Rng(0xBB67_AE85_84CA_A73B);
@@ -909,6 +910,7 @@ pub(super) fn project_split_i8_interleaved(name: &str, k: &Kernels) {
 /// every width 0..=MAX_COLS and past the chunk sizes, rows in whole blocks of 4 and ragged
 /// (the last block's rows past the output stay unread), unaligned views, with and without
 /// biases, int8, int16 and out-of-range codes, saturating sums; pairs from block starts.
+#[cfg(feature = "interleaved4")]
 pub(super) fn project_i8_interleaved(name: &str, k: &Kernels) {
     let layout = WeightLayout::Interleaved4;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
@@ -1565,6 +1567,7 @@ macro_rules! conformance {
             }
 
             #[test]
+            #[cfg(feature = "interleaved4")]
             fn project_i8_interleaved_is_exact() {
                 if let Some(k) = table() {
                     project_i8_interleaved($name, k);
@@ -1572,6 +1575,7 @@ macro_rules! conformance {
             }
 
             #[test]
+            #[cfg(feature = "interleaved4")]
             fn project_split_i8_interleaved_is_exact() {
                 if let Some(k) = table() {
                     project_split_i8_interleaved($name, k);

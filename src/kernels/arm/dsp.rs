@@ -43,8 +43,11 @@ pub static TABLE: Kernels = Kernels {
     project_split_i8: Some(dsp_project_split_i8),
     lstm_units_i8: units::dsp_lstm_units_i8,
     gru_units_i8: Some(units::dsp_gru_units_i8),
+    #[cfg(feature = "interleaved4")]
     project_i8_interleaved4: dsp_project_i8_interleaved4,
+    #[cfg(feature = "interleaved4")]
     project_pair_i8_interleaved4: Some(dsp_project_pair_i8_interleaved4),
+    #[cfg(feature = "interleaved4")]
     project_split_i8_interleaved4: Some(dsp_project_split_i8_interleaved4),
     ..GENERIC
 };
@@ -577,6 +580,7 @@ fn dsp_project_split_i8(
 /// The table's `project_split_i8_interleaved4`: [`dsp_project_split_i8`] over interleaved
 /// rows (`first_row` a block start), by [`dsp_project_quads_i4`]'s [`SPLIT`] mode; the same
 /// checks and fallbacks (two [`dsp_project_i8_interleaved4`] calls).
+#[cfg(feature = "interleaved4")]
 fn dsp_project_split_i8_interleaved4(
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,
@@ -659,22 +663,24 @@ fn split_rest<const I4: bool>(
     super::count_split_rows(out_h.len().saturating_sub(stored));
     let out_x = out_x.get_mut(stored..).unwrap_or(&mut []);
     let out_h = out_h.get_mut(stored..).unwrap_or(&mut []);
+    #[cfg(feature = "interleaved4")]
     if I4 {
         // `stored` is 0 or whole blocks, so `first_row` starts a block if the caller's did
         // (if not, the views are empty and the outputs untouched, as in the definition).
         let (xs, hs) = (skip::<true>(x, first_row), skip::<true>(h, first_row));
         dsp_project_i8_interleaved4(&xs.rows, xs.packed, xs.cols, out_x, false);
         dsp_project_i8_interleaved4(&hs.rows, hs.packed, hs.cols, out_h, false);
-    } else {
-        project_from(x, first_row, out_x, false);
-        project_from(h, first_row, out_h, false);
+        return;
     }
+    project_from(x, first_row, out_x, false);
+    project_from(h, first_row, out_h, false);
 }
 
 /// The table's `project_i8_interleaved4`: [`dsp_project_i8`] over interleaved rows, by
 /// [`dsp_project_quads_i4`] (one `ldm` loads a block's four words of 4 columns: 18
 /// instructions per 16 MACs instead of 21), with the same saturation checks and fallbacks
 /// (the reference of that layout over this table's packing).
+#[cfg(feature = "interleaved4")]
 fn dsp_project_i8_interleaved4(
     rows: &RowsI8<'_>,
     packed: &[i32],
@@ -697,6 +703,7 @@ fn dsp_project_i8_interleaved4(
 
 /// The table's `project_pair_i8_interleaved4`: [`dsp_project_pair_i8`] over interleaved
 /// rows (`first_row` a block start).
+#[cfg(feature = "interleaved4")]
 fn dsp_project_pair_i8_interleaved4(
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,

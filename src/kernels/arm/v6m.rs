@@ -65,6 +65,7 @@ pub static TABLE: Kernels = Kernels {
     pack_i16: v6m_pack_i16,
     project_i8: v6m_project_i8,
     project_pair_i8: Some(v6m_project_pair_i8),
+    #[cfg(feature = "interleaved4")]
     project_i8_interleaved4: v6m_project_i8_interleaved4,
     lstm_units_i8: v6m_lstm_units_i8,
     ..GENERIC
@@ -269,6 +270,7 @@ fn v6m_project_pair_i8(
 }
 
 /// The table's `project_i8_interleaved4`: the generic reference over the planes.
+#[cfg(feature = "interleaved4")]
 fn v6m_project_i8_interleaved4(
     rows: &RowsI8<'_>,
     packed: &[i32],

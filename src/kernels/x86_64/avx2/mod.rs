@@ -44,7 +44,7 @@ pub(crate) static TABLE: Kernels = Kernels {
     project_pair_i8: None,
     project_split_i8: None,
     // The generic one: this table packs the codes the generic way.
-    project_i8_interleaved4: generic::project_i8_interleaved4,
+    project_i8_interleaved4: crate::kernels::GENERIC_INTERLEAVED4,
     project_pair_i8_interleaved4: None,
     project_split_i8_interleaved4: None,
     matmul_f32: batch::avx2_matmul_f32,
