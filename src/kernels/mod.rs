@@ -212,6 +212,17 @@ pub enum WeightLayout {
 }
 
 impl WeightLayout {
+    /// [`WeightLayout::Interleaved4`] when `I4`, else row-major: for code generic over the
+    /// layout, so each instance has its layout as a constant.
+    #[inline(always)]
+    pub(crate) const fn of<const I4: bool>() -> Self {
+        if I4 {
+            Self::Interleaved4
+        } else {
+            Self::RowMajor
+        }
+    }
+
     /// Bytes per row of a matrix with `cols` columns (a block of 4 interleaved rows takes 4
     /// times this): where row `r` (a multiple of 4 when interleaved) starts is `r` times it.
     #[inline]
@@ -648,24 +659,38 @@ pub fn pair_for(layout: WeightLayout) -> ProjectPairI8 {
     }
 }
 
-/// [`project_pair_by_two`] of the active table.
+impl Kernels {
+    /// This table's single projection of weights stored in `layout`.
+    #[inline(always)]
+    fn project_for(
+        &self,
+        layout: WeightLayout,
+    ) -> fn(&RowsI8<'_>, &[i32], usize, &mut [i32], bool) {
+        match layout {
+            WeightLayout::RowMajor => self.project_i8,
+            WeightLayout::Interleaved4 => self.project_i8_interleaved4,
+        }
+    }
+}
+
+/// [`pair_by_two`] of row-major weights by the active table.
 fn project_pair_by_two_active(
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,
     first_row: usize,
     out: &mut [i32],
 ) {
-    project_pair_by_two(active(), x, h, first_row, out);
+    pair_by_two::<false>(active(), x, h, first_row, out);
 }
 
-/// The two calls of [`project_pair_interleaved4_with`] by the active table.
+/// [`pair_by_two`] of interleaved weights by the active table.
 fn project_pair_interleaved4(
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,
     first_row: usize,
     out: &mut [i32],
 ) {
-    interleaved4_by_two(active(), x, h, first_row, out);
+    pair_by_two::<true>(active(), x, h, first_row, out);
 }
 
 /// The paired projection of weights stored [`WeightLayout::Interleaved4`] by table `k`
@@ -682,27 +707,8 @@ pub fn project_pair_interleaved4_with(
 ) {
     match k.project_pair_i8_interleaved4 {
         Some(pair) => pair(x, h, first_row, out),
-        None => interleaved4_by_two(k, x, h, first_row, out),
+        None => pair_by_two::<true>(k, x, h, first_row, out),
     }
-}
-
-/// The definition of [`Kernels::project_pair_i8_interleaved4`]. Out of line, as
-/// [`project_pair_by_two`].
-#[inline(never)]
-fn interleaved4_by_two(
-    k: &Kernels,
-    x: &ProjectionI8<'_>,
-    h: &ProjectionI8<'_>,
-    first_row: usize,
-    out: &mut [i32],
-) {
-    let layout = WeightLayout::Interleaved4;
-    let (xr, hr) = (
-        x.rows_from_in(layout, first_row),
-        h.rows_from_in(layout, first_row),
-    );
-    (k.project_i8_interleaved4)(&xr, x.packed, x.cols, out, false);
-    (k.project_i8_interleaved4)(&hr, h.packed, h.cols, out, true);
 }
 
 /// [`Kernels::project_pair_i8`] of table `k`, and its definition when the table has none:
@@ -718,22 +724,67 @@ pub fn project_pair_with(
 ) {
     match k.project_pair_i8 {
         Some(pair) => pair(x, h, first_row, out),
-        None => project_pair_by_two(k, x, h, first_row, out),
+        None => pair_by_two::<false>(k, x, h, first_row, out),
     }
 }
 
-/// The definition of [`Kernels::project_pair_i8`]: two `project_i8` calls. Out of line, so
-/// the cells' loops around it keep their registers (on Cortex-M0 this is cheaper than inlined).
+/// The definition of [`Kernels::project_pair_i8`] (and of its interleaved twin): two calls of
+/// the table's projection for the layout (`I4`: interleaved), the `x` side's rows from `first_row` on, then the `h`
+/// side's accumulated. Out of line, so the cells' loops around it keep their registers (on
+/// Cortex-M0 this is cheaper than inlined).
 #[inline(never)]
-fn project_pair_by_two(
+fn pair_by_two<const I4: bool>(
     k: &Kernels,
     x: &ProjectionI8<'_>,
     h: &ProjectionI8<'_>,
     first_row: usize,
     out: &mut [i32],
 ) {
-    (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out, false);
-    (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out, true);
+    let layout = WeightLayout::of::<I4>();
+    let project = k.project_for(layout);
+    project(
+        &x.rows_from_in(layout, first_row),
+        x.packed,
+        x.cols,
+        out,
+        false,
+    );
+    project(
+        &h.rows_from_in(layout, first_row),
+        h.packed,
+        h.cols,
+        out,
+        true,
+    );
+}
+
+/// The definition of [`Kernels::project_split_i8`] (and of its interleaved twin): the table's
+/// projection for the layout (`I4`: interleaved) of the `x` side's rows from `first_row` on into `out_x`, then of
+/// the `h` side's into `out_h`.
+fn split_by_two<const I4: bool>(
+    k: &Kernels,
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out_x: &mut [i32],
+    out_h: &mut [i32],
+) {
+    let layout = WeightLayout::of::<I4>();
+    let project = k.project_for(layout);
+    project(
+        &x.rows_from_in(layout, first_row),
+        x.packed,
+        x.cols,
+        out_x,
+        false,
+    );
+    project(
+        &h.rows_from_in(layout, first_row),
+        h.packed,
+        h.cols,
+        out_h,
+        false,
+    );
 }
 
 /// `out_x = x-side` and `out_h = h-side` of two projections of the same rows by the active
@@ -763,10 +814,7 @@ pub fn project_split_with(
 ) {
     match k.project_split_i8 {
         Some(split) => split(x, h, first_row, out_x, out_h),
-        None => {
-            (k.project_i8)(&x.rows_from(first_row), x.packed, x.cols, out_x, false);
-            (k.project_i8)(&h.rows_from(first_row), h.packed, h.cols, out_h, false);
-        }
+        None => split_by_two::<false>(k, x, h, first_row, out_x, out_h),
     }
 }
 
@@ -784,15 +832,7 @@ pub fn project_split_interleaved4_with(
 ) {
     match k.project_split_i8_interleaved4 {
         Some(split) => split(x, h, first_row, out_x, out_h),
-        None => {
-            let layout = WeightLayout::Interleaved4;
-            let (xr, hr) = (
-                x.rows_from_in(layout, first_row),
-                h.rows_from_in(layout, first_row),
-            );
-            (k.project_i8_interleaved4)(&xr, x.packed, x.cols, out_x, false);
-            (k.project_i8_interleaved4)(&hr, h.packed, h.cols, out_h, false);
-        }
+        None => split_by_two::<true>(k, x, h, first_row, out_x, out_h),
     }
 }
 

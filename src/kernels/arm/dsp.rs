@@ -448,13 +448,8 @@ fn reference<const I4: bool>(p: &ProjectionI8<'_>, out: &mut [i32], accumulate: 
 /// `p` without its first `rows` rows (a multiple of 4 with `I4`).
 #[inline(always)]
 fn skip<'a, const I4: bool>(p: &ProjectionI8<'a>, rows: usize) -> ProjectionI8<'a> {
-    let layout = if I4 {
-        WeightLayout::Interleaved4
-    } else {
-        WeightLayout::RowMajor
-    };
     ProjectionI8 {
-        rows: p.rows_from_in(layout, rows),
+        rows: p.rows_from_in(WeightLayout::of::<I4>(), rows),
         ..*p
     }
 }
@@ -524,17 +519,29 @@ fn dsp_project_i8(
     out: &mut [i32],
     accumulate: bool,
 ) {
+    project::<false>(rows, packed, cols, out, accumulate);
+}
+
+/// [`dsp_project_i8`], of interleaved rows with `I4` (by [`dsp_project_quads_i4`]).
+#[inline(always)]
+fn project<const I4: bool>(
+    rows: &RowsI8<'_>,
+    packed: &[i32],
+    cols: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
     let p = ProjectionI8 {
         rows: *rows,
         packed,
         cols,
     };
     let mode = if accumulate { ACCUMULATE } else { STORE };
-    match attempt::<false>(&p, None, 0, mode, out) {
+    match attempt::<I4>(&p, None, 0, mode, out) {
         Some(stored) if stored == out.len() => {}
-        Some(stored) => finish::<false>(&p, None, accumulate, out, stored),
+        Some(stored) => finish::<I4>(&p, None, accumulate, out, stored),
         // Ragged widths, unaligned views, fewer than four rows.
-        None => reference::<false>(&p, out, accumulate),
+        None => reference::<I4>(&p, out, accumulate),
     }
 }
 
@@ -551,13 +558,24 @@ fn dsp_project_pair_i8(
     first_row: usize,
     out: &mut [i32],
 ) {
-    match attempt::<false>(x, Some(h), first_row, PAIR, out) {
+    project_pair::<false>(x, h, first_row, out);
+}
+
+/// [`dsp_project_pair_i8`], of interleaved rows with `I4` (`first_row` a block start).
+#[inline(always)]
+fn project_pair<const I4: bool>(
+    x: &ProjectionI8<'_>,
+    h: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+) {
+    match attempt::<I4>(x, Some(h), first_row, PAIR, out) {
         Some(stored) if stored == out.len() => {}
-        Some(stored) => pair_rest::<false>(x, h, first_row, out, stored),
+        Some(stored) => pair_rest::<I4>(x, h, first_row, out, stored),
         // A side the kernel cannot take (an input of 1 or 3 features): the two calls.
         None => {
-            project_from(x, first_row, out, false);
-            project_from(h, first_row, out, true);
+            project_from::<I4>(x, first_row, out, false);
+            project_from::<I4>(h, first_row, out, true);
         }
     }
 }
@@ -663,17 +681,10 @@ fn split_rest<const I4: bool>(
     super::count_split_rows(out_h.len().saturating_sub(stored));
     let out_x = out_x.get_mut(stored..).unwrap_or(&mut []);
     let out_h = out_h.get_mut(stored..).unwrap_or(&mut []);
-    #[cfg(feature = "interleaved4")]
-    if I4 {
-        // `stored` is 0 or whole blocks, so `first_row` starts a block if the caller's did
-        // (if not, the views are empty and the outputs untouched, as in the definition).
-        let (xs, hs) = (skip::<true>(x, first_row), skip::<true>(h, first_row));
-        dsp_project_i8_interleaved4(&xs.rows, xs.packed, xs.cols, out_x, false);
-        dsp_project_i8_interleaved4(&hs.rows, hs.packed, hs.cols, out_h, false);
-        return;
-    }
-    project_from(x, first_row, out_x, false);
-    project_from(h, first_row, out_h, false);
+    // With `I4`, `stored` is 0 or whole blocks, so `first_row` starts a block if the caller's
+    // did (if not, the views are empty and the outputs untouched, as in the definition).
+    project_from::<I4>(x, first_row, out_x, false);
+    project_from::<I4>(h, first_row, out_h, false);
 }
 
 /// The table's `project_i8_interleaved4`: [`dsp_project_i8`] over interleaved rows, by
@@ -688,17 +699,7 @@ fn dsp_project_i8_interleaved4(
     out: &mut [i32],
     accumulate: bool,
 ) {
-    let p = ProjectionI8 {
-        rows: *rows,
-        packed,
-        cols,
-    };
-    let mode = if accumulate { ACCUMULATE } else { STORE };
-    match attempt::<true>(&p, None, 0, mode, out) {
-        Some(stored) if stored == out.len() => {}
-        Some(stored) => finish::<true>(&p, None, accumulate, out, stored),
-        None => reference::<true>(&p, out, accumulate),
-    }
+    project::<true>(rows, packed, cols, out, accumulate);
 }
 
 /// The table's `project_pair_i8_interleaved4`: [`dsp_project_pair_i8`] over interleaved
@@ -710,24 +711,21 @@ fn dsp_project_pair_i8_interleaved4(
     first_row: usize,
     out: &mut [i32],
 ) {
-    match attempt::<true>(x, Some(h), first_row, PAIR, out) {
-        Some(stored) if stored == out.len() => {}
-        Some(stored) => pair_rest::<true>(x, h, first_row, out, stored),
-        None => {
-            let (xs, hs) = (skip::<true>(x, first_row), skip::<true>(h, first_row));
-            dsp_project_i8_interleaved4(&xs.rows, xs.packed, xs.cols, out, false);
-            dsp_project_i8_interleaved4(&hs.rows, hs.packed, hs.cols, out, true);
-        }
-    }
+    project_pair::<true>(x, h, first_row, out);
 }
 
 /// [`dsp_project_i8`] of `p`'s rows from `first_row` on: [`dsp_project_pair_i8`]'s two calls
 /// when a side does not suit the kernel. Out of line (not cold: such models take it every
 /// step), so the view is only built here, not ahead of the kernel on every paired call.
 #[inline(never)]
-fn project_from(p: &ProjectionI8<'_>, first_row: usize, out: &mut [i32], accumulate: bool) {
-    let p = p.skip(first_row);
-    dsp_project_i8(&p.rows, p.packed, p.cols, out, accumulate);
+fn project_from<const I4: bool>(
+    p: &ProjectionI8<'_>,
+    first_row: usize,
+    out: &mut [i32],
+    accumulate: bool,
+) {
+    let p = skip::<I4>(p, first_row);
+    project::<I4>(&p.rows, p.packed, p.cols, out, accumulate);
 }
 
 /// The rare rest of [`dsp_project_pair_i8`]: the rows from `stored` on (a saturation, or
