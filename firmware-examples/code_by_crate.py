@@ -10,9 +10,9 @@ or one of its dependencies (postcard, serde, libm, heapless). Then, to a fixed p
 out-of-line `core` or compiler-builtins helper (`memcpy`, 64-bit division) and a read-only
 object (a lookup table, a string) are edgernn's when every reference to them comes from
 edgernn's code: they are there only because edgernn is.
-The model blob and the test vectors are the generated `MODEL`, `VECTOR_*`, `DETECT_*` and
-generation statics. Everything else (start-up, semihosting, the example's checks, helpers the
-example uses too) is `other`.
+The model blob, its build-time plan and the test vectors are the generated `MODEL`, `PLAN`,
+`VECTOR_*`, `DETECT_*` and generation statics. Everything else (start-up, semihosting, the
+example's checks, helpers the example uses too) is `other`.
 
 Prints `total model edgernn other` in bytes (`total` = the `text` of `size`: vector table,
 code, read-only data); `--list` adds the biggest edgernn items.
@@ -27,7 +27,7 @@ from collections import defaultdict
 
 # edgernn's dependencies, by their registry paths (edgernn's own sources are found by path).
 DEP_SOURCES = re.compile(r"/(postcard|serde|serde_core|libm|heapless|hash32)-[0-9.]+/")
-DATA = re.compile(r"::(MODEL|VECTOR_[A-Z_]+|DETECT_[A-Z_]+|GENERATED[A-Z_]*|PROMPT[A-Z_]*|EXPECTED[A-Z_]*)$")
+DATA = re.compile(r"::(MODEL|PLAN|VECTOR_[A-Z_]+|DETECT_[A-Z_]+|GENERATED[A-Z_]*|PROMPT[A-Z_]*|EXPECTED[A-Z_]*)$")
 DEPS = re.compile(r"\b(edgernn|postcard|serde|serde_core|libm|heapless)::")
 # Out-of-line helpers of the standard library and the compiler that the fixed point may give
 # to edgernn (never the firmware's own functions).

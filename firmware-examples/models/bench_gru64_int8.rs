@@ -1099,6 +1099,90 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x0a, 0xd2, 0x86, 0x68,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Gru]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3c482632), zero_point: 0 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3b83f633), zero_point: 4 }),
+            blob_len: 17188,
+            input_features: 8,
+            output_width: 1,
+            output_is_sequence: false,
+            state_len: 64,
+            max_width: 64,
+            step_width: 1,
+            max_units: 64,
+            max_cell_scratch: 420,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 2,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Normalization(
+                NormalizationPlan { mean: F32View::new(bytes(blob, 144, 32)), std: F32View::new(bytes(blob, 176, 32)) },
+                8,
+            ),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Gru { reset_after: true }, units: 64, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 8,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 208, 1536),
+                    recurrent_kernel: bytes(blob, 1744, 12288),
+                    bias_x: I32View::new(bytes(blob, 14032, 768)),
+                    bias_h: I32View::new(bytes(blob, 14800, 768)),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 15568, 768))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 16336, 768))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Gru { reset_after: true }, units: 64, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3bcc5f4a), zero_point: 4 },
+                        output_requant: Requant { multiplier: 1344986628, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1714398464, shift: -8 },
+                        cell_frac_bits: 15,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 1,
+                activation: Activation::Linear,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 17104, 64),
+                    bias: I32View::new(bytes(blob, 17168, 4)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 17184, 4))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3b83f633), zero_point: 4 }, output_requant: Requant { multiplier: 2083012527, shift: 7 } },
+                    activation: Activation::Linear,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 1;
 /// Time steps per window.

@@ -456,6 +456,90 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x09, 0x3c, 0x57, 0x4a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm, Feature::Interleaved4]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3c482632), zero_point: 0 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3b727b18), zero_point: 2 }),
+            blob_len: 6912,
+            input_features: 8,
+            output_width: 1,
+            output_is_sequence: false,
+            state_len: 64,
+            max_width: 32,
+            step_width: 1,
+            max_units: 32,
+            max_cell_scratch: 20,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 2,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Normalization(
+                NormalizationPlan { mean: F32View::new(bytes(blob, 128, 32)), std: F32View::new(bytes(blob, 160, 32)) },
+                8,
+            ),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 32, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 8,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 192, 1024),
+                    recurrent_kernel: bytes(blob, 1216, 4096),
+                    bias_x: I32View::new(bytes(blob, 5312, 512)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 5824, 512))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 6336, 512))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::Interleaved4,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 32, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3bcc31d3), zero_point: -1 },
+                        output_requant: Requant { multiplier: 1346156422, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1712908672, shift: -8 },
+                        cell_frac_bits: 13,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 1,
+                activation: Activation::Linear,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 6848, 32),
+                    bias: I32View::new(bytes(blob, 6880, 4)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 6896, 4))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3b727b18), zero_point: 2 }, output_requant: Requant { multiplier: 1133606732, shift: 6 } },
+                    activation: Activation::Linear,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 1;
 /// Time steps per window.

@@ -1387,6 +1387,90 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x0a, 0x1a, 0xd2, 0x66,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3c482632), zero_point: 0 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3b826215), zero_point: 6 }),
+            blob_len: 21796,
+            input_features: 8,
+            output_width: 1,
+            output_is_sequence: false,
+            state_len: 128,
+            max_width: 64,
+            step_width: 1,
+            max_units: 64,
+            max_cell_scratch: 36,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 2,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Normalization(
+                NormalizationPlan { mean: F32View::new(bytes(blob, 144, 32)), std: F32View::new(bytes(blob, 176, 32)) },
+                8,
+            ),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 64, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 8,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 208, 2048),
+                    recurrent_kernel: bytes(blob, 2256, 16384),
+                    bias_x: I32View::new(bytes(blob, 18640, 1024)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 19664, 1024))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 20688, 1024))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 64, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3bbced12), zero_point: 4 },
+                        output_requant: Requant { multiplier: 1454949692, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1584826624, shift: -8 },
+                        cell_frac_bits: 13,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 1,
+                activation: Activation::Linear,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 21712, 64),
+                    bias: I32View::new(bytes(blob, 21776, 4)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 21792, 4))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3b826215), zero_point: 6 }, output_requant: Requant { multiplier: 2108232106, shift: 7 } },
+                    activation: Activation::Linear,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 1;
 /// Time steps per window.

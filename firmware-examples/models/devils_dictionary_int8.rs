@@ -5839,3 +5839,84 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x02, 0x4e, 0x0f, 0x7c, 0x01, 0x26, 0x22, 0x50, 0x02, 0xb0, 0x7d, 0x73, 0x02, 0x69, 0xfc, 0x44,
     0x02, 0x31, 0x05, 0x7a,
 ]);
+
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm, Feature::Embedding, Feature::Softmax]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: None,
+            output_quant: Some(QParams { scale: f32::from_bits(0x3b80222a), zero_point: -128 }),
+            blob_len: 93044,
+            input_features: 1,
+            output_width: 77,
+            output_is_sequence: false,
+            state_len: 256,
+            max_width: 128,
+            step_width: 77,
+            max_units: 128,
+            max_cell_scratch: 72,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: true,
+            head_start: 2,
+            vocabulary: Some(text(blob, 141, 77)),
+            detector: None,
+        },
+        [
+            LayerPlan::Embedding(EmbeddingPlan { vocab: 77, dim: 16, table: Table::I16(bytes(blob, 224, 2464)) }),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 128, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 16,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 2688, 8192),
+                    recurrent_kernel: bytes(blob, 10880, 65536),
+                    bias_x: I32View::new(bytes(blob, 76416, 2048)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 78464, 2048))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 80512, 2048))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 128, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3c008080), zero_point: 0 },
+                        output_requant: Requant { multiplier: 2139095168, shift: 8 },
+                        h_to_q15: Requant { multiplier: 1077952512, shift: -9 },
+                        cell_frac_bits: 9,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 77,
+                activation: Activation::Softmax,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 82560, 9856),
+                    bias: I32View::new(bytes(blob, 92416, 308)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 92736, 308))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3b80222a), zero_point: -128 }, output_requant: Requant { multiplier: 2145247004, shift: 7 } },
+                    activation: Activation::Softmax,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};

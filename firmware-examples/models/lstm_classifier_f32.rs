@@ -362,6 +362,66 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x40, 0x01, 0xd3, 0xbe, 0x59, 0x17, 0x70, 0xbe, 0x02, 0x5a, 0xc2, 0x3e,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Float, Feature::Lstm, Feature::Softmax]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::F32,
+            input_quant: None,
+            output_quant: None,
+            blob_len: 5404,
+            input_features: 3,
+            output_width: 3,
+            output_is_sequence: false,
+            state_len: 32,
+            max_width: 16,
+            step_width: 3,
+            max_units: 16,
+            max_cell_scratch: 64,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 1,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 16, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 3,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Float(DirectionViews {
+                    kernel: Matrix::F32(F32View::new(bytes(blob, 80, 768))),
+                    recurrent_kernel: Matrix::F32(F32View::new(bytes(blob, 848, 4096))),
+                    bias: Some(F32View::new(bytes(blob, 4944, 256))),
+                    recurrent_bias: None,
+                }),
+                state_offset: 0,
+                int: None,
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 3,
+                activation: Activation::Softmax,
+                weights: DenseWeights::Float {
+                    kernel: Matrix::F32(F32View::new(bytes(blob, 5200, 192))),
+                    bias: Some(F32View::new(bytes(blob, 5392, 12))),
+                },
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 3;
 /// Time steps per window.

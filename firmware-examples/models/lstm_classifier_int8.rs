@@ -161,6 +161,86 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x05, 0x50, 0x4d, 0x71, 0x04, 0x88, 0x0c, 0x44, 0x05, 0x8f, 0x8d, 0x73,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm, Feature::Softmax]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3cb798e0), zero_point: -29 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3b05d031), zero_point: -128 }),
+            blob_len: 2188,
+            input_features: 3,
+            output_width: 3,
+            output_is_sequence: false,
+            state_len: 32,
+            max_width: 16,
+            step_width: 3,
+            max_units: 16,
+            max_cell_scratch: 10,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 1,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 16, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 3,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 128, 192),
+                    recurrent_kernel: bytes(blob, 320, 1024),
+                    bias_x: I32View::new(bytes(blob, 1344, 256)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 1600, 256))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 1856, 256))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 16, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3b8a1e3e), zero_point: -15 },
+                        output_requant: Requant { multiplier: 1990165229, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1158618880, shift: -8 },
+                        cell_frac_bits: 14,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 3,
+                activation: Activation::Softmax,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 2112, 48),
+                    bias: I32View::new(bytes(blob, 2160, 12)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 2176, 12))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3b05d031), zero_point: -128 }, output_requant: Requant { multiplier: 2054190536, shift: 6 } },
+                    activation: Activation::Softmax,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 3;
 /// Time steps per window.

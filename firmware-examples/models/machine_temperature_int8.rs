@@ -154,6 +154,90 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x0a, 0xf3, 0xbe, 0x4e,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3ca4edeb), zero_point: 42 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3eb8f298), zero_point: -128 }),
+            blob_len: 2068,
+            input_features: 1,
+            output_width: 1,
+            output_is_sequence: false,
+            state_len: 32,
+            max_width: 16,
+            step_width: 1,
+            max_units: 16,
+            max_cell_scratch: 9,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 2,
+            vocabulary: None,
+            detector: Some(DetectorParams { window: 24, forecasts_change: false, short_window: 10, long_window: 2000, warmup: 750, flag_on: f32::from_bits(0x3f000000), flag_off: f32::from_bits(0x3e99999a), refractory: 150 }),
+        },
+        [
+            LayerPlan::Normalization(
+                NormalizationPlan { mean: F32View::new(bytes(blob, 144, 4)), std: F32View::new(bytes(blob, 160, 4)) },
+                1,
+            ),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 16, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 1,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 176, 64),
+                    recurrent_kernel: bytes(blob, 240, 1024),
+                    bias_x: I32View::new(bytes(blob, 1264, 256)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 1520, 256))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 1776, 256))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 16, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3bbdcf0c), zero_point: -5 },
+                        output_requant: Requant { multiplier: 1448183332, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1592231424, shift: -8 },
+                        cell_frac_bits: 13,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 1,
+                activation: Activation::Linear,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 2032, 16),
+                    bias: I32View::new(bytes(blob, 2048, 4)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 2064, 4))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3eb8f298), zero_point: -128 }, output_requant: Requant { multiplier: 1486247238, shift: 13 } },
+                    activation: Activation::Linear,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// The detector's window (its capacity: `Detector::<DETECT_WINDOW>`).
 pub const DETECT_WINDOW: usize = 24;
 /// Alarms the host's detector raised on `DETECT_SAMPLES`.

@@ -398,6 +398,90 @@ pub static MODEL: edgernn::format::Aligned<[u8; MODEL_LEN]> = edgernn::format::A
     0x0a, 0xb7, 0x35, 0x4e,
 ]);
 
+/// The model, loaded when this file was written (the loader's checks ran then): firmware
+/// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the
+/// compiler from `MODEL` (see `edgernn::model::prebuilt`).
+#[rustfmt::skip]
+#[allow(clippy::needless_update)]
+pub static PLAN: edgernn::Model<'static, LAYERS> = {
+    use edgernn::model::prebuilt::*;
+    expect_version(1);
+    require(&[Feature::Integer, Feature::Lstm]);
+    let blob: &[u8] = &MODEL.0;
+    model(
+        ModelFacts {
+            mode: QuantMode::Int8,
+            input_quant: Some(QParams { scale: f32::from_bits(0x3ca7df92), zero_point: 54 }),
+            output_quant: Some(QParams { scale: f32::from_bits(0x3ebae9c4), zero_point: -128 }),
+            blob_len: 5972,
+            input_features: 1,
+            output_width: 1,
+            output_is_sequence: false,
+            state_len: 64,
+            max_width: 32,
+            step_width: 1,
+            max_units: 32,
+            max_cell_scratch: 17,
+            streamable: true,
+            repeated_steps: None,
+            reads_tokens: false,
+            head_start: 2,
+            vocabulary: None,
+            detector: None,
+        },
+        [
+            LayerPlan::Normalization(
+                NormalizationPlan { mean: F32View::new(bytes(blob, 128, 4)), std: F32View::new(bytes(blob, 144, 4)) },
+                1,
+            ),
+            LayerPlan::Recurrent(RecurrentPlan {
+                spec: CellSpec { cell: Cell::Lstm, units: 32, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                input_width: 1,
+                return_sequences: false,
+                go_backwards: false,
+                merge: None,
+                forward: DirWeights::Int(IntDirectionViews {
+                    kernel: bytes(blob, 160, 128),
+                    recurrent_kernel: bytes(blob, 288, 4096),
+                    bias_x: I32View::new(bytes(blob, 4384, 512)),
+                    bias_h: I32View::new(&[]),
+                    requant_x: RequantView::new(I32View::new(bytes(blob, 4896, 512))),
+                    requant_h: RequantView::new(I32View::new(bytes(blob, 5408, 512))),
+                    requant_reset: RequantView::new(I32View::new(&[])),
+                    layout: WeightLayout::RowMajor,
+                }),
+                state_offset: 0,
+                int: Some(IntCell {
+                    spec: CellSpec { cell: Cell::Lstm, units: 32, activation: Activation::Tanh, recurrent_activation: Activation::Sigmoid },
+                    quant: cell_quant(&RecurrentQuant {
+                        output: QParams { scale: f32::from_bits(0x3bd87e99), zero_point: -1 },
+                        output_requant: Requant { multiplier: 1269676037, shift: 7 },
+                        h_to_q15: Requant { multiplier: 1816087680, shift: -8 },
+                        cell_frac_bits: 13,
+                        merged: None,
+                    }),
+                    lo: -128,
+                    hi: 127,
+                }),
+                ..EMPTY_RECURRENT
+            }),
+            LayerPlan::Dense(DensePlan {
+                units: 1,
+                activation: Activation::Linear,
+                weights: DenseWeights::Int(IntDense {
+                    kernel: bytes(blob, 5920, 32),
+                    bias: I32View::new(bytes(blob, 5952, 4)),
+                    requant: RequantView::new(I32View::new(bytes(blob, 5968, 4))),
+                    quant: DenseQuant { output: QParams { scale: f32::from_bits(0x3ebae9c4), zero_point: -128 }, output_requant: Requant { multiplier: 1470618367, shift: 13 } },
+                    activation: Activation::Linear,
+                    lo: -128,
+                    hi: 127,
+                }),
+            }),
+        ],
+    )
+};
+
 /// Windows in the test vectors.
 pub const VECTOR_WINDOWS: usize = 1;
 /// Time steps per window.

@@ -88,6 +88,16 @@ pub struct DirectionViews<'a> {
     pub recurrent_bias: Option<F32View<'a>>,
 }
 
+impl DirectionViews<'_> {
+    /// No weights (the value a plan keeps for a direction it does not have).
+    pub const EMPTY: Self = Self {
+        kernel: Matrix::F32(F32View::new(&[])),
+        recurrent_kernel: Matrix::F32(F32View::new(&[])),
+        bias: None,
+        recurrent_bias: None,
+    };
+}
+
 /// The static description of a recurrent cell needed to step it.
 #[derive(Debug, Clone, Copy)]
 pub struct CellSpec {

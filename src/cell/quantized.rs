@@ -100,7 +100,7 @@ impl RecurrentQuant {
 }
 
 /// The plan's copy of a layer's integer parameters (checked by the loader).
-pub fn cell_quant(q: &RecurrentQuant) -> CellQuant {
+pub const fn cell_quant(q: &RecurrentQuant) -> CellQuant {
     #[cfg(feature = "whole-window")]
     return *q;
     #[cfg(not(feature = "whole-window"))]

@@ -18,6 +18,7 @@
 
 mod batch;
 mod load;
+pub mod prebuilt;
 mod run;
 
 pub use batch::BATCH_TILE;
@@ -75,7 +76,8 @@ impl Word for i32 {
 
 /// One direction's weights: float paths or integer.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum DirWeights<'a> {
+#[doc(hidden)]
+pub enum DirWeights<'a> {
     Float(DirectionViews<'a>),
     Int(IntDirectionViews<'a>),
 }
@@ -108,7 +110,8 @@ impl DirWeights<'_> {
 
 /// A Dense layer's weights: float paths or integer.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum DenseWeights<'a> {
+#[doc(hidden)]
+pub enum DenseWeights<'a> {
     Float {
         kernel: Matrix<'a>,
         bias: Option<F32View<'a>>,
@@ -118,7 +121,8 @@ pub(crate) enum DenseWeights<'a> {
 
 /// A recurrent layer ready to run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RecurrentPlan<'a> {
+#[doc(hidden)]
+pub struct RecurrentPlan<'a> {
     pub spec: CellSpec,
     pub input_width: usize,
     pub return_sequences: bool,
@@ -153,7 +157,8 @@ impl RecurrentPlan<'_> {
 
 /// A Dense layer ready to run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DensePlan<'a> {
+#[doc(hidden)]
+pub struct DensePlan<'a> {
     pub units: usize,
     pub activation: Activation,
     pub weights: DenseWeights<'a>,
@@ -161,7 +166,8 @@ pub(crate) struct DensePlan<'a> {
 
 /// An Embedding table: f32 rows, or i16 codes in the integer modes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Table<'a> {
+#[doc(hidden)]
+pub enum Table<'a> {
     F32(F32View<'a>),
     /// Little-endian i16 codes.
     I16(&'a [u8]),
@@ -169,7 +175,8 @@ pub(crate) enum Table<'a> {
 
 /// An Embedding layer ready to run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EmbeddingPlan<'a> {
+#[doc(hidden)]
+pub struct EmbeddingPlan<'a> {
     pub vocab: usize,
     pub dim: usize,
     pub table: Table<'a>,
@@ -177,7 +184,8 @@ pub(crate) struct EmbeddingPlan<'a> {
 
 /// A Normalization layer ready to run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NormalizationPlan<'a> {
+#[doc(hidden)]
+pub struct NormalizationPlan<'a> {
     pub mean: F32View<'a>,
     pub std: F32View<'a>,
 }
@@ -185,7 +193,8 @@ pub(crate) struct NormalizationPlan<'a> {
 // Plans live in a fixed-capacity array (no heap to box into); the size difference is the price.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum LayerPlan<'a> {
+#[doc(hidden)]
+pub enum LayerPlan<'a> {
     Recurrent(RecurrentPlan<'a>),
     Dense(DensePlan<'a>),
     Normalization(NormalizationPlan<'a>, usize),

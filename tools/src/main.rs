@@ -107,6 +107,10 @@ enum Command {
         /// (pre-packed for the kernels, format version 3; integer blobs, units a multiple of 4).
         #[arg(long)]
         pack: Option<String>,
+        /// Also write `PLAN`, the model loaded now, as a `static` (with --rust): firmware that
+        /// runs it links no loader and keeps no `Model` value in RAM.
+        #[arg(long)]
+        plan: bool,
     },
     /// Run a model on an input file and print or save its output.
     Run {
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
             detect,
             detect_rows,
             pack,
+            plan,
         } => cli::export::run(&cli::export::ExportOptions {
             model,
             rust,
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
             detect,
             detect_rows,
             pack,
+            plan,
         }),
         Command::Quantize {
             model,

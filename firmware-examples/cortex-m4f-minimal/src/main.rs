@@ -1,8 +1,9 @@
 //! The smallest useful edgernn firmware: an int8 LSTM(32) + Dense forecaster of a machine's
 //! temperature (trained by `edgernn train`, quantized to int8), built with only the integer
-//! and LSTM parts of the runtime, size first (`small`). Loads the blob in place from flash,
-//! streams the bundled window one reading at a time, checks every output bit for bit against
-//! the host's, and reports the RAM it used. Exits 0 when everything matched (1 otherwise).
+//! and LSTM parts of the runtime, size first (`small`). Runs the model loaded at build time
+//! (`edgernn export --plan`: no loader in flash, no `Model` value in RAM), streams the bundled
+//! window one reading at a time, checks every output bit for bit against the host's, and
+//! reports the RAM it used. Exits 0 when everything matched (1 otherwise).
 //!
 //! Its own reporting avoids `core::fmt` (no `hprintln!`, no panic message) so that the flash
 //! it takes is edgernn's, the model's and the vectors', plus about 3 KB of vector table,
@@ -13,7 +14,6 @@
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
-use edgernn::Model;
 
 #[path = "../../common/src/stack.rs"]
 mod stack;
@@ -55,38 +55,13 @@ fn report(label: &str, n: usize, unit: &str) {
     say(unit);
 }
 
-/// Loads the model from the blob in flash into `slot`; whether it was accepted (this example
-/// does not report why not, so the errors' details compile away). Never inlined, so the
-/// loader's temporaries live in this call's frame, gone when it returns, not in `run`'s frame
-/// while the model runs; the model itself is built in place, in `run`'s frame (not copied).
-#[inline(never)]
-fn load(slot: &mut Option<Model<'static, { model::LAYERS }>>) -> bool {
-    Model::load_into(slot, &model::MODEL.0).is_ok()
-}
-
-/// Loads the model, streams the test window through it and counts outputs that differ from
-/// the host's bit for bit (`None` if the model did not load or a step failed). Writes the stack
-/// high-water marks of loading and of stepping to `marks`.
-fn run(
-    state: &mut [model::Word],
-    scratch: &mut [model::Word],
-    marks: &mut [usize; 2],
-) -> Option<usize> {
-    // One `Model` value on the stack, built in place.
-    let mut slot = None;
-    if !load(&mut slot) {
-        return None;
-    }
-    let model = slot.as_ref()?;
-    // The deepest the stack went while loading; then paint again (below this frame, which
-    // holds the `Model` value and so still counts) for the steps' own mark.
-    marks[0] = stack::stack_high_water();
-    stack::paint_stack();
-    report(
-        "model value: ",
-        core::mem::size_of::<Model<'_, { model::LAYERS }>>(),
-        " bytes\n",
-    );
+/// Streams the test window through the model and counts outputs that differ from the host's
+/// bit for bit (`None` if a step failed).
+///
+/// The model is `model::PLAN`, loaded when `edgernn export --plan` wrote the file: a `static`
+/// in flash, so the firmware links no loader and keeps no `Model` value in RAM.
+fn run(state: &mut [model::Word], scratch: &mut [model::Word]) -> Option<usize> {
+    let model = &model::PLAN;
     let mut out = [0.0f32; model::OUTPUT_WIDTH];
     let mut differ = 0;
     let windows = model::VECTOR_INPUT.chunks_exact(model::VECTOR_STEPS * model::INPUT_FEATURES);
@@ -110,7 +85,6 @@ fn run(
                 .count();
         }
     }
-    marks[1] = stack::stack_high_water();
     Some(differ)
 }
 
@@ -118,17 +92,25 @@ fn run(
 fn main() -> ! {
     // `static mut` in an `#[entry]` function becomes a safe `&'static mut` (cortex-m-rt): the
     // buffers live in .bss, sized by the exported constants, so the stack holds only the
-    // `Model` value and the calls.
+    // calls.
     static mut STATE: [model::Word; model::STATE_LEN] = [0; model::STATE_LEN];
     static mut SCRATCH: [model::Word; model::STEP_SCRATCH_LEN] = [0; model::STEP_SCRATCH_LEN];
     stack::paint_stack();
-    let mut marks = [0; 2];
-    let result = run(STATE, SCRATCH, &mut marks);
+    let result = run(STATE, SCRATCH);
+    let stack = stack::stack_high_water();
+    report("model value: ", 0, " bytes of RAM (");
+    report(
+        "",
+        core::mem::size_of_val(&model::PLAN),
+        " bytes in flash)\n",
+    );
     report("state: ", core::mem::size_of_val(STATE), " bytes; ");
-    report("step scratch: ", core::mem::size_of_val(SCRATCH), " bytes\n");
-    report("stack: loading ", marks[0], " bytes, ");
-    report("stepping ", marks[1], " bytes (the Model value included)\n");
-    report("stack high-water: ", marks[0].max(marks[1]), " bytes\n");
+    report(
+        "step scratch: ",
+        core::mem::size_of_val(SCRATCH),
+        " bytes\n",
+    );
+    report("stack high-water: ", stack, " bytes\n");
     let ok = match result {
         Some(differ) => {
             let checked = model::VECTOR_WINDOWS * model::VECTOR_STEPS * model::OUTPUT_WIDTH;
@@ -138,7 +120,7 @@ fn main() -> ! {
             differ == 0
         }
         None => {
-            say("the model did not load or a step failed\n");
+            say("a step failed\n");
             false
         }
     };

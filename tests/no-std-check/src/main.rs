@@ -4,7 +4,9 @@
 //! With the `prove-no-panic` feature the panic handler calls a function that exists nowhere,
 //! so the link fails if any panic path is reachable from loading a blob (any bytes: the blob
 //! goes through `black_box`), `step()` or the sequence call, in the float and integer
-//! arithmetics, or from generation (`edgernn::generate`: value and token feedback, sampling,
+//! arithmetics, on a loaded model or on any value of a build-time plan (`edgernn export
+//! --plan`'s `PLAN`, behind `black_box`: a hand-edited plan cannot reach a panic either), or
+//! from generation (`edgernn::generate`: value and token feedback, sampling,
 //! the encoder-to-decoder state hand-over).
 
 #![no_std]
@@ -17,12 +19,16 @@ use edgernn::model::Word;
 use edgernn::Model;
 
 static MODEL: &[u8] = edgernn::include_blob!("../../../tools/demo/lstm_classifier.ern");
+/// A model loaded at build time (its `PLAN`).
+#[path = "../../../firmware-examples/models/machine_temperature_lstm32_int8.rs"]
+#[allow(dead_code)]
+mod planned;
 /// A text model (Embedding, LSTM, softmax over its vocabulary) for the token path.
 static TEXT_MODEL: &[u8] =
     edgernn::include_blob!("../../../tools/demo/text/devils-dictionary.int8.ern");
 
 /// Steps once and runs a three-step window with buffers of word type `W`.
-fn exercise<W: Word>(model: &Model<'_>) -> u32 {
+fn exercise<W: Word, const L: usize>(model: &Model<'_, L>) -> u32 {
     let mut state = [W::default(); 64];
     let mut scratch = [W::default(); 512];
     let mut out = [0f32; 16];
@@ -66,9 +72,12 @@ fn generate<W: Word>(model: &Model<'_>) -> u32 {
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     let mut code = match Model::from_bytes(black_box(MODEL)) {
-        Ok(model) => exercise::<f32>(&model) + exercise::<i32>(&model) + generate::<f32>(&model),
+        Ok(model) => {
+            exercise::<f32, 8>(&model) + exercise::<i32, 8>(&model) + generate::<f32>(&model)
+        }
         Err(_) => 100,
     };
+    code += exercise::<i32, { planned::LAYERS }>(black_box(&planned::PLAN));
     // The in-place loader too (the text model's blob goes through it).
     let mut slot = None;
     if let Ok(model) = Model::load_into(&mut slot, black_box(TEXT_MODEL)) {

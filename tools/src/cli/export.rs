@@ -27,6 +27,8 @@ pub struct ExportOptions {
     pub detect_rows: Option<usize>,
     /// `--pack`: the weight layout of the exported blob (`None`: the file's).
     pub pack: Option<String>,
+    /// `--plan`: also write `PLAN`, the model loaded at export time, into the Rust file.
+    pub plan: bool,
 }
 
 /// A series and the host detector's output for it.
@@ -133,10 +135,27 @@ fn bytes_lines(bytes: &[u8]) -> String {
     value_lines(bytes, 16, |b| format!("0x{b:02x}"))
 }
 
+/// `PLAN`: `model`, loaded from `bytes`, as a `static` built from the file's `MODEL`.
+fn rust_plan(bytes: &[u8], model: &Model<'_>) -> Result<String, Failure> {
+    let mut plan = String::new();
+    edgernn::model::prebuilt::write_plan(model, bytes, "&MODEL.0", &mut plan).map_err(|_| {
+        Failure::Internal("export --plan: a weight view lies outside the blob".into())
+    })?;
+    Ok(format!(
+        "\n/// The model, loaded when this file was written (the loader's checks ran then): firmware\n\
+         /// that runs `PLAN` links no loader and keeps no `Model` value in RAM. Built by the\n\
+         /// compiler from `MODEL` (see `edgernn::model::prebuilt`).\n\
+         #[rustfmt::skip]\n\
+         #[allow(clippy::needless_update)]\n\
+         pub static PLAN: edgernn::Model<'static, LAYERS> = {plan};\n"
+    ))
+}
+
 fn rust_source(
     source: &Path,
     bytes: &[u8],
     model: &Model<'_>,
+    plan: Option<&str>,
     v: Option<&Vectors>,
     d: Option<&DetectVectors>,
 ) -> String {
@@ -178,6 +197,9 @@ fn rust_source(
     );
     s.push_str(&bytes_lines(bytes));
     s.push_str("]);\n");
+    if let Some(plan) = plan {
+        s.push_str(plan);
+    }
     if let Some(v) = v {
         let _ = write!(
             s,
@@ -280,6 +302,11 @@ pub fn run(opts: &ExportOptions) -> Result<(), Failure> {
             "export: give --rust OUT.rs and/or --c OUT.h".to_string(),
         ));
     }
+    if opts.plan && opts.rust.is_none() {
+        return Err(Failure::BadInput(
+            "export: --plan writes Rust; give --rust OUT.rs".to_string(),
+        ));
+    }
     for out in opts.rust.iter().chain(&opts.c) {
         io::atomic::ensure_not_same_file(&opts.model, out)?;
     }
@@ -306,7 +333,19 @@ pub fn run(opts: &ExportOptions) -> Result<(), Failure> {
         None => None,
     };
     if let Some(path) = &opts.rust {
-        let text = rust_source(&opts.model, blob.bytes(), &model, v.as_ref(), d.as_ref());
+        let plan = if opts.plan {
+            Some(rust_plan(blob.bytes(), &model)?)
+        } else {
+            None
+        };
+        let text = rust_source(
+            &opts.model,
+            blob.bytes(),
+            &model,
+            plan.as_deref(),
+            v.as_ref(),
+            d.as_ref(),
+        );
         io::atomic::write_atomic(path, text.as_bytes())?;
     }
     if let Some(path) = &opts.c {
