@@ -262,3 +262,19 @@ fn bench_json_reports_mode_speed_and_kernel() {
     let o = edgernn(&["bench", &demo("lstm_classifier.ern"), "--mode", "fast"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// A reader that stops early (`edgernn inspect m.ern | head -1`) is not an internal error:
+/// the tool stops quietly with success.
+#[test]
+fn a_closed_stdout_stops_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgernn"))
+        .args(["inspect", &demo("lstm_classifier.ern")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run edgernn");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("internal"), "{}", stderr(&o));
+}

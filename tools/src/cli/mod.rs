@@ -54,6 +54,11 @@ pub fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
+        // `println!` panics when the reader of stdout went away (`edgernn inspect m.ern | head`):
+        // not a bug, and nothing is left to say; stop quietly as ripgrep does.
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
         eprintln!("error: internal: {message} (this is a bug in edgernn)");
         std::process::exit(1);
     }));
