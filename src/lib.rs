@@ -59,6 +59,9 @@
 //!
 //! ### [`model`]: layer plans, state, the step and sequence calls
 //! [`Model`] validates a [`format::Header`] against the weight section once and then runs.
+//! [`model::prebuilt`] builds the same value at compile time from a file `edgernn export
+//! --plan` wrote (the loader ran on the host): firmware that uses it links no loader and keeps
+//! the `Model` in flash.
 //!
 //! ### [`generate`]: outputs fed back as inputs (vec2seq, encoder-decoder)
 //! A token-by-token (or value-by-value) generation loop over [`Model::step`] with greedy or
@@ -114,6 +117,8 @@
 //!   tables instead of the unfolded ones, smaller blocks of gate rows on the stack, and one
 //!   out-of-line copy of requantization and of the activations. The same bits as without it
 //!   (it never changes a result), less flash and stack, more instructions per step.
+//! * `codegen`: [`model::prebuilt::write_plan`], a loaded model's plan as Rust source (for the
+//!   tools' `export --plan`; firmware that builds such a file does not need it).
 //! * `std`: links `std` to detect SIMD support (AVX2 + FMA) at run time, once, cached; for
 //!   hosts and gateways. Without it SIMD kernels are chosen at compile time
 //!   (`-C target-feature=+avx2,+fma`). No other cost.
