@@ -5,7 +5,7 @@ use core::fmt::{self, Write};
 
 use super::{DenseWeights, DirWeights, LayerPlan, Model, RecurrentPlan, Table};
 use crate::cell::quantized::{IntCell, IntDense, IntDirectionViews};
-use crate::cell::DirectionViews;
+use crate::cell::{CellSpec, DirectionViews};
 use crate::error::Feature;
 use crate::format::{Activation, DetectorParams, QParams};
 use crate::kernels::{F32View, I32View, Matrix, RequantView, WeightLayout};
@@ -190,15 +190,27 @@ impl Source<'_, '_> {
         self.out.write_str(")")
     }
 
-    fn optional_f32_view(&mut self, view: Option<F32View<'_>>) -> fmt::Result {
-        match view {
-            Some(view) => {
+    /// `Some(...)` around what `write` writes, or `None`.
+    fn optional<T>(
+        &mut self,
+        value: Option<T>,
+        write: impl FnOnce(&mut Self, T) -> fmt::Result,
+    ) -> fmt::Result {
+        match value {
+            Some(value) => {
                 self.out.write_str("Some(")?;
-                self.f32_view(view)?;
+                write(self, value)?;
                 self.out.write_str(")")
             }
             None => self.out.write_str("None"),
         }
+    }
+
+    /// `name: ` on a new indented line, what `write` writes, and `,\n`.
+    fn entry(&mut self, name: &str, write: impl FnOnce(&mut Self) -> fmt::Result) -> fmt::Result {
+        self.field(name)?;
+        write(self)?;
+        self.out.write_str(",\n")
     }
 
     fn qparams(&mut self, q: QParams) -> fmt::Result {
@@ -207,15 +219,17 @@ impl Source<'_, '_> {
         write!(self.out, ", zero_point: {} }}", q.zero_point)
     }
 
-    fn optional_qparams(&mut self, q: Option<QParams>) -> fmt::Result {
-        match q {
-            Some(q) => {
-                self.out.write_str("Some(")?;
-                self.qparams(q)?;
-                self.out.write_str(")")
-            }
-            None => self.out.write_str("None"),
-        }
+    fn optional_view(&mut self, view: Option<F32View<'_>>) -> fmt::Result {
+        self.optional(view, Self::f32_view)
+    }
+
+    fn spec(&mut self, spec: CellSpec) -> fmt::Result {
+        write!(
+            self.out,
+            "CellSpec {{ cell: Cell::{:?}, units: {}, activation: Activation::{:?}, \
+             recurrent_activation: Activation::{:?} }}",
+            spec.cell, spec.units, spec.activation, spec.recurrent_activation
+        )
     }
 
     fn requant(&mut self, r: Requant) -> fmt::Result {
@@ -231,12 +245,12 @@ impl Source<'_, '_> {
         self.indent()?;
         self.open("ModelFacts {")?;
         self.simple("mode", format_args!("QuantMode::{:?}", facts.mode))?;
-        self.field("input_quant")?;
-        self.optional_qparams(facts.input_quant)?;
-        self.out.write_str(",\n")?;
-        self.field("output_quant")?;
-        self.optional_qparams(facts.output_quant)?;
-        self.out.write_str(",\n")?;
+        self.entry("input_quant", |w| {
+            w.optional(facts.input_quant, Self::qparams)
+        })?;
+        self.entry("output_quant", |w| {
+            w.optional(facts.output_quant, Self::qparams)
+        })?;
         self.simple("blob_len", format_args!("{}", facts.blob_len))?;
         self.simple("input_features", format_args!("{}", facts.input_features))?;
         self.simple("output_width", format_args!("{}", facts.output_width))?;
@@ -256,35 +270,27 @@ impl Source<'_, '_> {
         self.simple("repeated_steps", format_args!("{:?}", facts.repeated_steps))?;
         self.simple("reads_tokens", format_args!("{}", facts.reads_tokens))?;
         self.simple("head_start", format_args!("{}", facts.head_start))?;
-        self.field("vocabulary")?;
-        match facts.vocabulary {
-            Some(text) => {
-                let (start, len) = self.range(text.as_bytes())?;
-                write!(self.out, "Some(text(blob, {start}, {len}))")?;
-            }
-            None => self.out.write_str("None")?,
-        }
-        self.out.write_str(",\n")?;
-        self.field("detector")?;
-        match facts.detector {
-            Some(d) => self.detector(d)?,
-            None => self.out.write_str("None")?,
-        }
-        self.out.write_str(",\n")?;
+        self.entry("vocabulary", |w| {
+            w.optional(facts.vocabulary, |w, text| {
+                let (start, len) = w.range(text.as_bytes())?;
+                write!(w.out, "text(blob, {start}, {len})")
+            })
+        })?;
+        self.entry("detector", |w| w.optional(facts.detector, Self::detector))?;
         self.close("},\n")
     }
 
     fn detector(&mut self, d: DetectorParams) -> fmt::Result {
         write!(
             self.out,
-            "Some(DetectorParams {{ window: {}, forecasts_change: {}, short_window: {}, \
+            "DetectorParams {{ window: {}, forecasts_change: {}, short_window: {}, \
              long_window: {}, warmup: {}, flag_on: ",
             d.window, d.forecasts_change, d.short_window, d.long_window, d.warmup
         )?;
         self.f32(d.flag_on)?;
         self.out.write_str(", flag_off: ")?;
         self.f32(d.flag_off)?;
-        write!(self.out, ", refractory: {} }})", d.refractory)
+        write!(self.out, ", refractory: {} }}", d.refractory)
     }
 
     fn layer(&mut self, layer: &LayerPlan<'_>) -> fmt::Result {
@@ -302,12 +308,8 @@ impl Source<'_, '_> {
                 match &d.weights {
                     DenseWeights::Float { kernel, bias } => {
                         self.open("DenseWeights::Float {")?;
-                        self.field("kernel")?;
-                        self.matrix(kernel)?;
-                        self.out.write_str(",\n")?;
-                        self.field("bias")?;
-                        self.optional_f32_view(*bias)?;
-                        self.out.write_str(",\n")?;
+                        self.entry("kernel", |w| w.matrix(kernel))?;
+                        self.entry("bias", |w| w.optional_view(*bias))?;
                         self.close("}")?;
                     }
                     DenseWeights::Int(dense) => self.int_dense(dense)?,
@@ -357,36 +359,16 @@ impl Source<'_, '_> {
             self.indent()?;
         }
         self.open("RecurrentPlan {")?;
-        let spec = r.spec;
-        self.simple(
-            "spec",
-            format_args!(
-                "CellSpec {{ cell: Cell::{:?}, units: {}, activation: Activation::{:?}, \
-                 recurrent_activation: Activation::{:?} }}",
-                spec.cell, spec.units, spec.activation, spec.recurrent_activation
-            ),
-        )?;
+        self.entry("spec", |w| w.spec(r.spec))?;
         self.simple("input_width", format_args!("{}", r.input_width))?;
         self.simple("return_sequences", format_args!("{}", r.return_sequences))?;
         self.simple("go_backwards", format_args!("{}", r.go_backwards))?;
-        match r.merge {
-            Some(merge) => self.simple("merge", format_args!("Some(Merge::{merge:?})"))?,
-            None => self.simple("merge", format_args!("None"))?,
-        }
-        self.field("forward")?;
-        self.direction(&r.forward)?;
-        self.out.write_str(",\n")?;
+        self.entry("merge", |w| {
+            w.optional(r.merge, |w, merge| write!(w.out, "Merge::{merge:?}"))
+        })?;
+        self.entry("forward", |w| w.direction(&r.forward))?;
         self.simple("state_offset", format_args!("{}", r.state_offset))?;
-        self.field("int")?;
-        match &r.int {
-            Some(int) => {
-                self.out.write_str("Some(")?;
-                self.int_cell(int)?;
-                self.out.write_str(")")?;
-            }
-            None => self.out.write_str("None")?,
-        }
-        self.out.write_str(",\n")?;
+        self.entry("int", |w| w.optional(r.int.as_ref(), Self::int_cell))?;
         // The fields a build does not keep (Bidirectional's backward weights without
         // `whole-window`) come from the empty plan.
         self.line(format_args!("..EMPTY_RECURRENT"))?;
@@ -410,44 +392,22 @@ impl Source<'_, '_> {
 
     fn float_direction(&mut self, d: &DirectionViews<'_>) -> fmt::Result {
         self.open("DirWeights::Float(DirectionViews {")?;
-        self.field("kernel")?;
-        self.matrix(&d.kernel)?;
-        self.out.write_str(",\n")?;
-        self.field("recurrent_kernel")?;
-        self.matrix(&d.recurrent_kernel)?;
-        self.out.write_str(",\n")?;
-        self.field("bias")?;
-        self.optional_f32_view(d.bias)?;
-        self.out.write_str(",\n")?;
-        self.field("recurrent_bias")?;
-        self.optional_f32_view(d.recurrent_bias)?;
-        self.out.write_str(",\n")?;
+        self.entry("kernel", |w| w.matrix(&d.kernel))?;
+        self.entry("recurrent_kernel", |w| w.matrix(&d.recurrent_kernel))?;
+        self.entry("bias", |w| w.optional_view(d.bias))?;
+        self.entry("recurrent_bias", |w| w.optional_view(d.recurrent_bias))?;
         self.close("})")
     }
 
     fn int_direction(&mut self, d: &IntDirectionViews<'_>) -> fmt::Result {
         self.open("DirWeights::Int(IntDirectionViews {")?;
-        self.field("kernel")?;
-        self.slice(d.kernel)?;
-        self.out.write_str(",\n")?;
-        self.field("recurrent_kernel")?;
-        self.slice(d.recurrent_kernel)?;
-        self.out.write_str(",\n")?;
-        self.field("bias_x")?;
-        self.i32_view(d.bias_x)?;
-        self.out.write_str(",\n")?;
-        self.field("bias_h")?;
-        self.i32_view(d.bias_h)?;
-        self.out.write_str(",\n")?;
-        self.field("requant_x")?;
-        self.requant_view(d.requant_x)?;
-        self.out.write_str(",\n")?;
-        self.field("requant_h")?;
-        self.requant_view(d.requant_h)?;
-        self.out.write_str(",\n")?;
-        self.field("requant_reset")?;
-        self.requant_view(d.requant_reset)?;
-        self.out.write_str(",\n")?;
+        self.entry("kernel", |w| w.slice(d.kernel))?;
+        self.entry("recurrent_kernel", |w| w.slice(d.recurrent_kernel))?;
+        self.entry("bias_x", |w| w.i32_view(d.bias_x))?;
+        self.entry("bias_h", |w| w.i32_view(d.bias_h))?;
+        self.entry("requant_x", |w| w.requant_view(d.requant_x))?;
+        self.entry("requant_h", |w| w.requant_view(d.requant_h))?;
+        self.entry("requant_reset", |w| w.requant_view(d.requant_reset))?;
         self.simple("layout", format_args!("WeightLayout::{:?}", d.layout))?;
         self.close("})")
     }
@@ -471,40 +431,23 @@ impl Source<'_, '_> {
 
     fn int_cell(&mut self, int: &IntCell) -> fmt::Result {
         self.open("IntCell {")?;
-        let spec = int.spec;
-        self.simple(
-            "spec",
-            format_args!(
-                "CellSpec {{ cell: Cell::{:?}, units: {}, activation: Activation::{:?}, \
-                 recurrent_activation: Activation::{:?} }}",
-                spec.cell, spec.units, spec.activation, spec.recurrent_activation
-            ),
-        )?;
+        self.entry("spec", |w| w.spec(int.spec))?;
         let q = &int.quant;
         self.field("quant")?;
         self.open("cell_quant(&RecurrentQuant {")?;
-        self.field("output")?;
-        self.qparams(q.output)?;
-        self.out.write_str(",\n")?;
-        self.field("output_requant")?;
-        self.requant(q.output_requant)?;
-        self.out.write_str(",\n")?;
-        self.field("h_to_q15")?;
-        self.requant(q.h_to_q15)?;
-        self.out.write_str(",\n")?;
+        self.entry("output", |w| w.qparams(q.output))?;
+        self.entry("output_requant", |w| w.requant(q.output_requant))?;
+        self.entry("h_to_q15", |w| w.requant(q.h_to_q15))?;
         self.simple("cell_frac_bits", format_args!("{}", q.cell_frac_bits))?;
-        self.field("merged")?;
-        match q.merged() {
-            Some((params, requant)) => {
-                self.out.write_str("Some((")?;
-                self.qparams(params)?;
-                self.out.write_str(", ")?;
-                self.requant(requant)?;
-                self.out.write_str("))")?;
-            }
-            None => self.out.write_str("None")?,
-        }
-        self.out.write_str(",\n")?;
+        self.entry("merged", |w| {
+            w.optional(q.merged(), |w, (params, requant)| {
+                w.out.write_str("(")?;
+                w.qparams(params)?;
+                w.out.write_str(", ")?;
+                w.requant(requant)?;
+                w.out.write_str(")")
+            })
+        })?;
         self.close("}),\n")?;
         self.simple("lo", format_args!("{}", int.lo))?;
         self.simple("hi", format_args!("{}", int.hi))?;
@@ -513,15 +456,9 @@ impl Source<'_, '_> {
 
     fn int_dense(&mut self, d: &IntDense<'_>) -> fmt::Result {
         self.open("DenseWeights::Int(IntDense {")?;
-        self.field("kernel")?;
-        self.slice(d.kernel)?;
-        self.out.write_str(",\n")?;
-        self.field("bias")?;
-        self.i32_view(d.bias)?;
-        self.out.write_str(",\n")?;
-        self.field("requant")?;
-        self.requant_view(d.requant)?;
-        self.out.write_str(",\n")?;
+        self.entry("kernel", |w| w.slice(d.kernel))?;
+        self.entry("bias", |w| w.i32_view(d.bias))?;
+        self.entry("requant", |w| w.requant_view(d.requant))?;
         self.field("quant")?;
         self.out.write_str("DenseQuant { output: ")?;
         self.qparams(d.quant.output)?;
