@@ -15,7 +15,14 @@ The model blob, its build-time plan and the test vectors are the generated `MODE
 example's checks, helpers the example uses too) is `other`.
 
 Prints `total model edgernn other` in bytes (`total` = the `text` of `size`: vector table,
-code, read-only data); `--list` adds the biggest edgernn items.
+code, read-only data; on RISC-V also riscv-rt's `.init.rust` and the unwind tables in
+`.eh_frame`); `--list` adds the biggest edgernn items.
+
+Arm ELFs are read with `arm-none-eabi-` binutils. RISC-V ELFs are read with the host's
+binutils (their BFD reads any ELF's sections, symbols and DWARF, and demangles Rust as
+`arm-none-eabi-` does, so the same names and parsing apply), and disassembled with the
+`llvm-objdump` of rustup's llvm-tools component (the host's objdump cannot disassemble RISC-V;
+LLVM's `addr2line` and line-table dump, not in llvm-tools, print other names and formats).
 """
 
 import bisect
@@ -30,9 +37,22 @@ DEP_SOURCES = re.compile(r"/(postcard|serde|serde_core|libm|heapless|hash32)-[0-
 DATA = re.compile(r"::(MODEL|PLAN|VECTOR_[A-Z_]+|DETECT_[A-Z_]+|GENERATED[A-Z_]*|PROMPT[A-Z_]*|EXPECTED[A-Z_]*)$")
 DEPS = re.compile(r"\b(edgernn|postcard|serde|serde_core|libm|heapless)::")
 # Out-of-line helpers of the standard library and the compiler that the fixed point may give
-# to edgernn (never the firmware's own functions).
-HELPER = re.compile(r"(core::|<core::|compiler_builtins::|__aeabi_|__[a-z0-9]+di|__udiv|__div|__mod)")
-TOOLS = "arm-none-eabi-"
+# to edgernn (never the firmware's own functions). Without Arm's `__aeabi_` wrappers, RISC-V
+# calls the soft-float and memory helpers by their C names (`__addsf3`, `__fixsfsi`, `memset`).
+HELPER = re.compile(r"(core::|<core::|compiler_builtins::|__aeabi_|__[a-z0-9]+di|__udiv|__div"
+                    r"|__mod|__[a-z]+[sd]f[0-9]$|__(fix|float)[a-z]+$"
+                    r"|(memcpy|memmove|memset|memcmp|bcmp)$)")
+# ELF `e_machine` values.
+EM_ARM = 40
+EM_RISCV = 243
+# Sections of the flash image (what `size` counts as `text`).
+FLASH_SECTIONS = {
+    EM_ARM: (".vector_table", ".text", ".rodata"),
+    EM_RISCV: (".text", ".init.rust", ".rodata", ".eh_frame"),
+}
+# Set by `main` from the ELF's machine.
+TOOLS = None
+MACHINE = None
 
 
 def run(*args, stdin=None):
@@ -48,9 +68,87 @@ def edgernn_source(path):
     return path.startswith(CORE_SRC) or bool(DEP_SOURCES.search(path))
 
 
+def elf_machine(path):
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF":
+        sys.exit(f"{path}: not an ELF file")
+    # e_machine: a half-word at offset 18 in the ELF's byte order (EI_DATA: 1 = little).
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def llvm_objdump():
+    """The `llvm-objdump` of rustup's llvm-tools component (the toolchain's own LLVM)."""
+    sysroot = run("rustc", "--print", "sysroot").strip()
+    host = re.search(r"^host: (\S+)$", run("rustc", "-vV"), re.M).group(1)
+    return f"{sysroot}/lib/rustlib/{host}/bin/llvm-objdump"
+
+
+def disassembly(elf):
+    """(address, mnemonic, operands) of every instruction in the ELF's code sections."""
+    if MACHINE == EM_ARM:
+        out = run(TOOLS + "objdump", "-d", "--no-show-raw-insn", elf)
+        line_re = re.compile(r"\s+([0-9a-f]+):\s+(\S+)\s*(.*)")
+    else:
+        out = run(llvm_objdump(), "-d", "--no-show-raw-insn", elf)
+        line_re = re.compile(r"\s*([0-9a-f]+):\s+(\S+)\s*(.*)")
+    for line in out.splitlines():
+        m = line_re.match(line)
+        if m:
+            yield int(m.group(1), 16), m.group(2), m.group(3)
+
+
+def arm_targets(mnemonic, operands):
+    """Addresses an Arm instruction refers to: branch and call targets, literal words."""
+    targets = [int(x, 16) for x in re.findall(r"0x([0-9a-f]+)", operands)]
+    targets += [int(x, 16) for x in re.findall(r"^([0-9a-f]+) <", operands)]
+    if mnemonic == ".word":
+        targets += [int(x, 16) for x in re.findall(r"^0x([0-9a-f]+)", operands)]
+    return targets
+
+
+RV_STORES = {"sb", "sh", "sw"}
+RV_NO_DEST = RV_STORES | {"j", "jr", "ret", "jal", "jalr", "call", "tail", "nop", "fence",
+                          "ecall", "ebreak", "wfi", "mret", "csrw", "csrs", "csrc", "csrwi",
+                          "csrsi", "csrci", "unimp"}
+
+
+def riscv_targets(at, mnemonic, operands, upper):
+    """Addresses a RISC-V instruction refers to. Jump and call targets are printed; a data
+    address is built in two instructions (`lui`/`auipc` for the upper bits, then an `addi`,
+    load or store with the low 12), so `upper` carries each register's pending upper bits
+    (and `gp`'s value) from one instruction to the next."""
+    ops = [o.strip() for o in operands.split(",")] if operands else []
+    targets = [int(x, 16) for x in re.findall(r"\b0x([0-9a-f]+) <", operands)]
+    if mnemonic in ("lui", "auipc") and len(ops) == 2:
+        value = (int(ops[1], 0) << 12) + (at if mnemonic == "auipc" else 0)
+        upper[ops[0]] = value & 0xFFFFFFFF
+        return targets
+    base = None
+    m = re.search(r"(-?(?:0x[0-9a-f]+|\d+))\((\w+)\)", operands)
+    if m and m.group(2) in upper:
+        base = upper[m.group(2)] + int(m.group(1), 0)
+    elif mnemonic == "addi" and len(ops) == 3 and ops[1] in upper:
+        base = upper[ops[1]] + int(ops[2], 0)
+    if base is not None:
+        targets.append(base & 0xFFFFFFFF)
+    # Whatever the instruction writes no longer holds pending upper bits (`gp` is fixed).
+    if mnemonic in ("jal", "jalr", "call"):
+        upper.pop("ra", None)
+    if ops and mnemonic not in RV_NO_DEST and not mnemonic.startswith("b") and ops[0] != "gp":
+        upper.pop(ops[0], None)
+    return targets
+
+
 def main():
-    global CORE_SRC
+    global CORE_SRC, TOOLS, MACHINE
     elf = sys.argv[1]
+    MACHINE = elf_machine(elf)
+    if MACHINE not in FLASH_SECTIONS:
+        sys.exit(f"{elf}: ELF machine {MACHINE} is neither Arm nor RISC-V")
+    TOOLS = "arm-none-eabi-" if MACHINE == EM_ARM else ""
+    # Arm code addresses carry the Thumb bit; RISC-V ones are what they say.
+    addr_mask = ~1 if MACHINE == EM_ARM else ~0
     CORE_SRC = os.path.abspath(elf).split("/firmware-examples/")[0] + "/src/"
     listing = "--list" in sys.argv
     sections = {}
@@ -60,10 +158,14 @@ def main():
             sections[f[1]] = (int(f[3], 16), int(f[2], 16))
     # Symbols with sizes, by address (functions and objects).
     syms = []
+    global_pointer = None
     for line in run(TOOLS + "nm", "-S", "-C", "--defined-only", elf).splitlines():
         m = re.match(r"([0-9a-f]+) ([0-9a-f]+) ([tTrRdD]) (.*)", line)
         if m:
-            syms.append((int(m.group(1), 16) & ~1, int(m.group(2), 16), m.group(3), m.group(4)))
+            syms.append((int(m.group(1), 16) & addr_mask, int(m.group(2), 16), m.group(3),
+                         m.group(4)))
+        elif line.endswith(" __global_pointer$"):
+            global_pointer = int(line.split()[0], 16)
     syms.sort()
     text_start, text_size = sections[".text"]
     # Line-table row starts inside .text.
@@ -123,21 +225,24 @@ def main():
     # References: calls/branches to functions and literal or movw addresses of objects.
     refs = defaultdict(set)  # target symbol start -> referencing range indices
     sym_starts = [s[0] for s in syms]
-    for line in run(TOOLS + "objdump", "-d", "--no-show-raw-insn", elf).splitlines():
-        m = re.match(r"\s+([0-9a-f]+):\s+(\S+)\s*(.*)", line)
-        if not m:
-            continue
-        at = int(m.group(1), 16)
+    func_start_set = set(func_starts)
+    upper = {}
+    for at, mnemonic, operands in disassembly(elf):
+        if MACHINE == EM_ARM:
+            targets = arm_targets(mnemonic, operands)
+        else:
+            # Upper bits pending at the end of one function are not the next one's.
+            if at in func_start_set:
+                upper.clear()
+            if global_pointer is not None:
+                upper["gp"] = global_pointer
+            targets = riscv_targets(at, mnemonic, operands, upper)
         j = range_at(at)
         if j is None:
             continue
-        targets = [int(x, 16) for x in re.findall(r"0x([0-9a-f]+)", m.group(3))]
-        targets += [int(x, 16) for x in re.findall(r"^([0-9a-f]+) <", m.group(3))]
-        if m.group(2) == ".word":
-            targets += [int(x, 16) for x in re.findall(r"^0x([0-9a-f]+)", m.group(3))]
         for t in targets:
-            k = bisect.bisect_right(sym_starts, t & ~1) - 1
-            if k >= 0 and syms[k][0] <= (t & ~1) < syms[k][0] + max(syms[k][1], 1):
+            k = bisect.bisect_right(sym_starts, t & addr_mask) - 1
+            if k >= 0 and syms[k][0] <= (t & addr_mask) < syms[k][0] + max(syms[k][1], 1):
                 refs[syms[k][0]].add(j)
 
     # Fixed point: a helper function referenced only from edgernn's code is edgernn's.
@@ -158,7 +263,7 @@ def main():
                 changed = True
 
     total = sum(size for name, (addr, size) in sections.items()
-                if name in (".vector_table", ".text", ".rodata"))
+                if name in FLASH_SECTIONS[MACHINE])
     edgernn = sum(r[1] - r[0] for r in ranges if r[2])
     items = defaultdict(int)
     for r in ranges:

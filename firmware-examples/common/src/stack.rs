@@ -1,6 +1,7 @@
 //! Stack painting and the instruction counter's markers: no formatting, no edgernn, so the
-//! minimal example (which leaves out `core::fmt`) includes this file by `#[path]` instead of
-//! depending on this crate.
+//! minimal example (which leaves out `core::fmt`) and the RISC-V example (which has no
+//! `cortex-m`) include this file by `#[path]` instead of depending on this crate. Builds on
+//! Cortex-M (cortex-m-rt) and on riscv32 (riscv-rt).
 
 /// The word painted over the free stack at boot.
 const PAINT: u32 = 0xDEAD_BEEF;
@@ -10,24 +11,46 @@ const PAINT: u32 = 0xDEAD_BEEF;
 const PAINT_MARGIN: usize = 64;
 
 extern "C" {
-    /// End of `.bss`/`.uninit`: the lowest address the stack may grow down to (cortex-m-rt).
-    static mut __sheap: u32;
-    /// Top of the stack (cortex-m-rt).
-    static _stack_start: u32;
+    /// The lowest address the stack may grow down to: the end of `.bss`/`.uninit` in
+    /// cortex-m-rt, the end of the (empty) heap in riscv-rt.
+    #[cfg_attr(target_arch = "arm", link_name = "__sheap")]
+    #[cfg_attr(target_arch = "riscv32", link_name = "__estack")]
+    static mut STACK_BOTTOM: u32;
+    /// Top of the stack (the same name in both runtimes).
+    #[link_name = "_stack_start"]
+    static STACK_TOP: u32;
 }
 
 fn stack_bounds() -> (*mut u32, *const u32) {
     // Only the addresses of the linker symbols are taken; nothing is read through them here.
-    (&raw mut __sheap, &raw const _stack_start)
+    (&raw mut STACK_BOTTOM, &raw const STACK_TOP)
 }
+
+#[cfg(target_arch = "arm")]
+fn stack_pointer() -> usize {
+    cortex_m::register::msp::read() as usize
+}
+
+#[cfg(target_arch = "riscv32")]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies `sp` into a register; touches no memory and no other register.
+    unsafe { core::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+#[cfg(target_arch = "arm")]
+use cortex_m::asm::nop;
+#[cfg(target_arch = "riscv32")]
+use riscv::asm::nop;
 
 /// Fills the unused stack with [`PAINT`] so [`stack_high_water`] can find how deep it went.
 pub fn paint_stack() {
     let (bottom, _) = stack_bounds();
-    let sp = cortex_m::register::msp::read() as usize - PAINT_MARGIN;
+    let sp = stack_pointer() - PAINT_MARGIN;
     let mut p = bottom;
     while (p as usize) < sp {
-        // SAFETY: [__sheap, sp - margin) is RAM that nothing uses yet: below the live stack
+        // SAFETY: [STACK_BOTTOM, sp - margin) is RAM that nothing uses yet: below the live stack
         // frames and above all statics.
         unsafe { p.write_volatile(PAINT) };
         // SAFETY: stays within the same RAM region (checked by the loop condition).
@@ -51,13 +74,13 @@ pub fn stack_high_water() -> usize {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn bench_start() {
-    cortex_m::asm::nop();
+    nop();
 }
 
 /// ...to here.
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn bench_stop() {
-    cortex_m::asm::nop();
-    cortex_m::asm::nop();
+    nop();
+    nop();
 }

@@ -1,6 +1,7 @@
 //! Streams the bundled sensor windows through an int8 (integer-only) model one sample at a
 //! time on a RISC-V core without FPU (the ESP32-C3's ISA), checks every output bit for bit
-//! against the host's, and exits 0 on a match (1 otherwise).
+//! against the host's, and exits 0 on a match (1 otherwise). Prints the peak stack (painted at
+//! boot) and marks each step of the first window for the QEMU instruction counter.
 
 #![no_std]
 #![no_main]
@@ -12,22 +13,33 @@ use riscv_semihosting::{debug, hprintln};
 #[path = "../../models/lstm_classifier_int8.rs"]
 mod model;
 
+#[path = "../../common/src/stack.rs"]
+mod stack;
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     hprintln!("panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    park()
 }
 
 #[entry]
 fn main() -> ! {
+    stack::paint_stack();
     let ok = run();
     debug::exit(if ok {
         debug::EXIT_SUCCESS
     } else {
         debug::EXIT_FAILURE
     });
-    loop {}
+    park()
+}
+
+/// Waits for ever when the semihosting host did not end the run (no debugger attached).
+fn park() -> ! {
+    loop {
+        riscv::asm::wfi();
+    }
 }
 
 fn run() -> bool {
@@ -47,12 +59,19 @@ fn run() -> bool {
         model.reset_state(&mut state);
         for t in 0..model::VECTOR_STEPS {
             let at = (w * model::VECTOR_STEPS + t) * features;
-            if let Err(e) = model.step(
+            if w == 0 {
+                stack::bench_start();
+            }
+            let result = model.step(
                 &model::VECTOR_INPUT[at..at + features],
                 &mut state,
                 &mut scratch,
                 &mut out,
-            ) {
+            );
+            if w == 0 {
+                stack::bench_stop();
+            }
+            if let Err(e) = result {
                 hprintln!("step failed: {}", e);
                 return false;
             }
@@ -64,6 +83,8 @@ fn run() -> bool {
                 .count();
         }
     }
+    // Read before the summary, so a run still ends with its MATCH line.
+    hprintln!("stack high-water: {} bytes", stack::stack_high_water());
     hprintln!(
         "{} outputs checked against the host bit for bit: {} mismatches, {}",
         model::VECTOR_WINDOWS * model::VECTOR_STEPS * width,
