@@ -104,6 +104,15 @@ impl Feature {
         }
     }
 
+    /// The feature that runs `cell`.
+    pub const fn for_cell(cell: crate::format::Cell) -> Self {
+        match cell {
+            crate::format::Cell::SimpleRnn => Self::SimpleRnn,
+            crate::format::Cell::Lstm => Self::Lstm,
+            crate::format::Cell::Gru { .. } => Self::Gru,
+        }
+    }
+
     /// Whether this build has it. A constant, so code behind a disabled feature is removed.
     pub const fn enabled(self) -> bool {
         match self {

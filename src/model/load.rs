@@ -482,12 +482,7 @@ fn recurrent_plan<'a>(
     slot: &mut LayerPlan<'a>,
 ) -> Result<(), LoadError> {
     let layer = Some(ctx.layer);
-    match r.cell {
-        Cell::SimpleRnn => Feature::SimpleRnn,
-        Cell::Lstm => Feature::Lstm,
-        Cell::Gru { .. } => Feature::Gru,
-    }
-    .require(layer)?;
+    Feature::for_cell(r.cell).require(layer)?;
     if r.bidirectional.is_some() || r.go_backwards {
         Feature::WholeWindow.require(layer)?;
     }

@@ -79,12 +79,8 @@ fn needed_features<'m, const L: usize>(
     ];
     let needs = move |feature: Feature| {
         model.plans().iter().any(|layer| match (layer, feature) {
-            (LayerPlan::Recurrent(r), Feature::SimpleRnn) => {
-                r.spec.cell == crate::format::Cell::SimpleRnn
-            }
-            (LayerPlan::Recurrent(r), Feature::Lstm) => r.spec.cell == crate::format::Cell::Lstm,
-            (LayerPlan::Recurrent(r), Feature::Gru) => {
-                matches!(r.spec.cell, crate::format::Cell::Gru { .. })
+            (LayerPlan::Recurrent(r), Feature::SimpleRnn | Feature::Lstm | Feature::Gru) => {
+                Feature::for_cell(r.spec.cell) == feature
             }
             (LayerPlan::Recurrent(r), Feature::WholeWindow) => r.merge.is_some() || r.go_backwards,
             (LayerPlan::Recurrent(r), Feature::Interleaved4) => {
